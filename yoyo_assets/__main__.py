@@ -1,0 +1,101 @@
+"""Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo]`.
+
+Runs one night of the Phase 1 job in this process against the instance in $DAGSTER_HOME
+(default ./var/dagster_home, seeded with the project's dagster.yaml), then prints where the graph,
+the run and the logs are. `--demo` first copies the shipped demo documents into the data root,
+dated to that night. Scheduled and backfilled runs go through `dagster dev` / the daemon instead.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _prepare_dagster_home() -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path("var/dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").is_file():
+        shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def install_demo_documents(data_root: Path, arrived_at: float) -> int:
+    """Copy the shipped demo documents into `data_root/<stream>/` (files already there are left
+    alone) with modification time `arrived_at` (Unix seconds). Returns how many were copied."""
+    copied = 0
+    demo = resources.files("yoyo_assets") / "demo_data"
+    for stream in demo.iterdir():
+        if not stream.is_dir():
+            continue
+        (data_root / stream.name).mkdir(parents=True, exist_ok=True)
+        for source in stream.iterdir():
+            target = data_root / stream.name / source.name
+            if target.exists():
+                continue
+            target.write_bytes(source.read_bytes())
+            os.utime(target, (arrived_at, arrived_at))
+            copied += 1
+    return copied
+
+
+def run_night(night: str | None, demo: bool) -> int:
+    home = _prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from .definitions import defs
+    from .partitions import nights
+    from .resources.graph_store import open_graph
+    from .settings import data_root
+
+    night = night or nights.get_last_partition_key()
+    root = data_root()
+    if demo:
+        window = nights.time_window_for_partition_key(night)
+        copied = install_demo_documents(root, (window.start + timedelta(hours=1)).timestamp())
+        print(f"demo: {copied} documents copied into {root}")
+    instance = DagsterInstance.get()
+    job = defs.resolve_job_def("datagraph_nightly")
+    print(f"running datagraph_nightly for night {night} (instance {home}) ...", flush=True)
+    result = job.execute_in_process(partition_key=night, instance=instance, raise_on_error=False)
+    graph_path = defs.resources["graph_store"].path
+    with open_graph(graph_path) as graph:
+        counts = graph.counts()
+        top = graph.query("MATCH (e:Entity) RETURN e.name, e.type, e.mention_count "
+                          "ORDER BY e.mention_count DESC, e.name LIMIT 8")
+    extraction = result.asset_materializations_for_node("extracted_entities")
+    meta = extraction[0].metadata if extraction else {}
+    print()
+    print(f"run:      {result.run_id} ({'success' if result.success else 'FAILED'})")
+    if meta:
+        print(f"night:    {meta['documents_ok'].value} documents ok, "
+              f"{meta['documents_failed'].value} failed, {meta['entities'].value} entities")
+    print(f"graph:    {graph_path} ({counts['documents']} documents, {counts['entities']} "
+          f"entities, {counts['mentions']} MENTIONS)")
+    for name, type_, mentions in top:
+        print(f"            {type_:9} {name} ({mentions})")
+    print(f"run logs: {home / 'storage' / result.run_id / 'compute_logs'} "
+          f"(and the event log in {home / 'history'})")
+    print(f"server:   {root / 'logs'} (inference server output)")
+    print(f"UI:       DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml")
+    return 0 if result.success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m yoyo_assets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    night = commands.add_parser("night", help="run one night of Phase 1 in this process")
+    night.add_argument("--night", help="partition key YYYY-MM-DD (default: the last night)")
+    night.add_argument("--demo", action="store_true", help="first copy in the demo documents")
+    args = parser.parse_args(argv)
+    return run_night(args.night, args.demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Phase 1: the nightly DataGraph rebuild (documents, entity extraction, graph writes)."""

@@ -1,0 +1,143 @@
+"""Phase 1 assets: documents -> extracted_entities -> graph_mutations, one partition per night."""
+
+import asyncio
+import time
+from collections import Counter
+
+from dagster import (AssetExecutionContext, Config, MaterializeResult, MetadataValue, Output,
+                     asset)
+from pydantic import Field
+from tokenizers import Tokenizer
+
+from ..faults import crash_point
+from ..partitions import nights
+from ..resources.document_streams import DocumentStreams
+from ..resources.graph_store import GraphStore, WriteStats
+from ..resources.inference_server import InferenceServer
+from ..settings import GPU_POOL, phase1_budget_s
+from .documents import STREAM_PATTERNS, Document
+from .extraction import EntityExtractor, ExtractionReport
+
+GROUP = "datagraph"
+
+
+@asset(group_name=GROUP, partitions_def=nights)
+def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
+              graph_store: GraphStore) -> Output[list[Document]]:
+    """The night's new documents: arrived (modified) by the end of the night and not yet in the
+    ledger. Bad files are rejected with file, line and reason and do not stop the others."""
+    night_end = context.partition_time_window.end
+    scan = document_streams.scan(night_end.timestamp())
+    with graph_store.open() as graph:
+        known = graph.known_documents(d.sha256 for d in scan.documents)
+    new = [d for d in scan.documents if d.sha256 not in known]
+    for rejection in scan.rejected:
+        context.log.warning(f"rejected {rejection}")
+    per_stream = Counter(d.stream for d in new)
+    metadata = {
+        "night_ends_at": night_end.isoformat(),
+        "documents": len(new),
+        **{f"documents_{s}": per_stream.get(s, 0) for s in STREAM_PATTERNS},
+        "bytes": sum(d.size_bytes for d in new),
+        "skipped_already_processed": len(known),
+        "skipped_duplicate_files": len(scan.duplicates),
+        "rejected": len(scan.rejected),
+        "rejections": MetadataValue.json([
+            {"file": r.path, "line": r.line, "reason": r.reason} for r in scan.rejected]),
+    }
+    return Output(new, metadata=metadata)
+
+
+class ExtractionConfig(Config):
+    """Run config of `extracted_entities`."""
+
+    concurrency: int = Field(default=16, description="Requests in flight at once.")
+    max_answer_tokens: int = Field(default=512, description="max_tokens of one answer.")
+    max_entities: int = Field(default=24, description="maxItems of the answer's entity array.")
+    frequency_penalty: float = Field(default=0.5, description="Sampling frequency penalty; "
+                                     "ends small models' repetition of one entity.")
+    attempts: int = Field(default=5, description="Tries per request on transient failures.")
+    request_timeout_s: float = Field(default=900.0, description="Limit of one request, seconds.")
+    budget_reserve_s: float = Field(
+        default=300.0, description="Seconds of the phase budget kept for the graph writes and "
+        "the server's shutdown: no document starts after budget - reserve.")
+    enable_thinking: bool | None = Field(
+        default=None, description="Reasoning models: passed to the chat template as "
+        "enable_thinking (false turns thinking off); None sends nothing.")
+
+
+def _extraction_deadline(context: AssetExecutionContext, reserve_s: float) -> float:
+    """`time.monotonic()` value after which no document starts: run start + budget - reserve."""
+    budget = float(context.run.tags.get("dagster/max_runtime") or phase1_budget_s())
+    record = context.instance.get_run_record_by_id(context.run_id)
+    started = (record.start_time if record and record.start_time else None) or time.time()
+    return time.monotonic() + (started + budget - reserve_s - time.time())
+
+
+@asset(group_name=GROUP, partitions_def=nights, pool=GPU_POOL)
+def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
+                       documents: list[Document],
+                       inference_server: InferenceServer) -> Output[ExtractionReport]:
+    """Entities of each new document from the model, checked against the JSON Schema. A document
+    that fails (or is not started within the budget) is reported and left for the next night."""
+    report = ExtractionReport()
+    if documents:
+        deadline = _extraction_deadline(context, config.budget_reserve_s)
+        with inference_server.serving(context.log) as server:
+            extractor = EntityExtractor(
+                base_url=server.base_url, model=server.model,
+                tokenizer=Tokenizer.from_file(str(server.tokenizer_file())),
+                context_tokens=server.context_tokens(),
+                max_answer_tokens=config.max_answer_tokens, max_entities=config.max_entities,
+                concurrency=config.concurrency, attempts=config.attempts,
+                request_timeout_s=config.request_timeout_s,
+                frequency_penalty=config.frequency_penalty,
+                enable_thinking=config.enable_thinking)
+
+            def on_result(document: Document, outcome: object) -> None:
+                if isinstance(outcome, str):
+                    context.log.warning(f"{document.path}: {outcome}")
+                crash_point("extraction.after_first_document")
+
+            report = asyncio.run(extractor.extract(documents, deadline, on_result))
+    ok = report.results
+    return Output(report, metadata={
+        "documents_ok": len(ok),
+        "documents_failed": len(report.failures),
+        "documents_deferred": len(report.deferred),
+        "failures": MetadataValue.json([{"file": f, "reason": r}
+                                        for f, r in report.failures.items()]),
+        "entities": sum(len(r.entities) for r in ok),
+        "entities_by_type": MetadataValue.json(report.entities_by_type()),
+        "ungrounded_names_dropped": sum(r.ungrounded for r in ok),
+        "chunks": sum(r.chunks for r in ok),
+        "prompt_tokens": sum(r.prompt_tokens for r in ok),
+        "completion_tokens": sum(r.completion_tokens for r in ok),
+        "reasoning_tokens": sum(r.reasoning_tokens for r in ok),
+        "seconds": round(report.seconds, 2),
+        "docs_per_s": round(len(ok) / report.seconds, 3) if report.seconds else 0.0,
+    })
+
+
+@asset(group_name=GROUP, partitions_def=nights)
+def graph_mutations(context: AssetExecutionContext, extracted_entities: ExtractionReport,
+                    graph_store: GraphStore) -> MaterializeResult:
+    """The night's entities merged into the graph, each batch of documents in one transaction
+    with its ledger entries, so a crash loses at most an uncommitted batch and never counts a
+    document twice."""
+    night = context.partition_key
+    results = extracted_entities.results
+    size = graph_store.write_batch_documents
+    total = WriteStats()
+    with graph_store.open() as graph:
+        for start in range(0, len(results), size):
+            total.add(graph.write_extractions(results[start:start + size], night))
+            crash_point("graph.after_commit")
+        counts = graph.counts()
+    return MaterializeResult(metadata={
+        **{k: v for k, v in vars(total).items()},
+        "graph_path": graph_store.path,
+        "graph_documents": counts["documents"],
+        "graph_entities": counts["entities"],
+        "graph_mentions": counts["mentions"],
+    })

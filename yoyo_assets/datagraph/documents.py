@@ -1,0 +1,172 @@
+"""Reading the night's documents from the three streams, with a clear error for each bad one.
+
+A document's identity is the SHA-256 of its bytes. Nothing here touches the graph or Dagster:
+`scan_streams` returns what is on disk, and the `documents` asset filters it through the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+#: Stream name -> file patterns under `<data root>/<stream>/`.
+STREAM_PATTERNS: dict[str, tuple[str, ...]] = {
+    "transcripts": ("*.md",),
+    "research": ("*.yaml", "*.yml", "*.md"),
+    "contacts": ("*.json",),
+}
+
+#: Default size limit of one document, in bytes (the largest shipped transcript is ~40 KB).
+DEFAULT_MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One readable document of a stream.
+
+    `text` is what the model reads: the file's text, or for JSON the record re-serialised
+    compactly (fewer tokens, same content). `size_bytes` is the file's size in bytes and
+    `modified_at` its modification time (Unix seconds), taken as its arrival time.
+    """
+
+    sha256: str
+    stream: str
+    path: str
+    size_bytes: int
+    modified_at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A document turned away, with the file, the 1-based line where known, and why."""
+
+    path: str
+    stream: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.reason}"
+
+
+class DocumentError(ValueError):
+    """Raised by `read_document` for a document that cannot be used; carries a `Rejection`."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(str(rejection))
+        self.rejection = rejection
+
+
+def _line_of_offset(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Document:
+    """Read and check one document file.
+
+    Checks, in order: readable, at most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
+    and for `.json` / `.yaml` / `.yml` that it parses (YAML with the safe loader only; a JSON
+    contact record must be an object).
+
+    Raises:
+        DocumentError: naming the file, the line where the parser gives one, and the reason.
+    """
+
+    def reject(reason: str, line: int | None = None) -> DocumentError:
+        return DocumentError(Rejection(str(path), stream, reason, line))
+
+    try:
+        stat = path.stat()
+        if stat.st_size > max_bytes:
+            raise reject(f"oversized: {stat.st_size} bytes, limit {max_bytes}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise reject(f"unreadable: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:  # grew between stat and read
+        raise reject(f"oversized: {len(data)} bytes, limit {max_bytes}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise reject(f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                     _line_of_offset(data, exc.start)) from exc
+    if not text.strip():
+        raise reject("empty document")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise reject(f"binary content: NUL byte at offset {nul}", _line_of_offset(data, nul))
+
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise reject(f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno) from exc
+        if not isinstance(record, dict):
+            raise reject(f"expected a JSON object, found {type(record).__name__}", 1)
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    elif suffix in (".yaml", ".yml"):
+        try:
+            yaml.load(text, Loader=_YAML_LOADER)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            reason = f"malformed YAML: {exc.problem or exc.context}"
+            raise reject(reason, mark.line + 1 if mark else None) from exc
+        except yaml.YAMLError as exc:
+            raise reject(f"malformed YAML: {exc}") from exc
+
+    return Document(
+        sha256=hashlib.sha256(data).hexdigest(),
+        stream=stream,
+        path=str(path),
+        size_bytes=len(data),
+        modified_at=stat.st_mtime,
+        text=text,
+    )
+
+
+@dataclass
+class StreamScan:
+    """What `scan_streams` found: readable documents (unique by hash), rejections, and duplicates
+    (files whose bytes equal an earlier file's in the same scan)."""
+
+    documents: list[Document]
+    rejected: list[Rejection]
+    duplicates: list[str]
+
+
+def scan_streams(data_root: Path, arrived_by: float,
+                 max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> StreamScan:
+    """Every document under `data_root/<stream>/` whose modification time is at most `arrived_by`
+    (Unix seconds), in a stable order (stream, then path). A missing stream folder is empty.
+    """
+    documents: list[Document] = []
+    rejected: list[Rejection] = []
+    duplicates: list[str] = []
+    seen: set[str] = set()
+    for stream, patterns in STREAM_PATTERNS.items():
+        folder = data_root / stream
+        paths = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+        for path in paths:
+            try:
+                if path.stat().st_mtime > arrived_by:
+                    continue
+                document = read_document(path, stream, max_bytes)
+            except FileNotFoundError:
+                continue  # removed while scanning
+            except DocumentError as exc:
+                rejected.append(exc.rejection)
+                continue
+            if document.sha256 in seen:
+                duplicates.append(document.path)
+                continue
+            seen.add(document.sha256)
+            documents.append(document)
+    return StreamScan(documents, rejected, duplicates)

@@ -1,0 +1,84 @@
+"""The DataGraph's schema and its batched, parameterised writes (LadybugDB Cypher).
+
+Node tables: `Document` (the ledger: one node per processed document hash) and `Entity`;
+relationship `MENTIONS` (Document -> Entity, with a mention count). Every statement takes its
+values as parameters, never as text pasted into the query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .extraction import DocumentExtraction
+
+SCHEMA = (
+    "CREATE NODE TABLE IF NOT EXISTS Document(sha256 STRING PRIMARY KEY, path STRING, "
+    "stream STRING, night STRING, entity_count INT64, processed_at TIMESTAMP)",
+    "CREATE NODE TABLE IF NOT EXISTS Entity(key STRING PRIMARY KEY, name STRING, type STRING, "
+    "aliases STRING[], first_night STRING, last_night STRING, mention_count INT64)",
+    "CREATE REL TABLE IF NOT EXISTS MENTIONS(FROM Document TO Entity, count INT64)",
+)
+
+KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
+KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
+
+# One row per entity key. `mentions` counts the batch's documents that name the entity; nights
+# are 'YYYY-MM-DD' strings, so min/max compare as text.
+UPSERT_ENTITIES = """
+UNWIND $rows AS r
+MERGE (e:Entity {key: r.key})
+ON CREATE SET e.name = r.name, e.type = r.type, e.aliases = r.aliases,
+              e.first_night = r.night, e.last_night = r.night, e.mention_count = r.mentions
+ON MATCH SET e.aliases = list_distinct(list_concat(e.aliases, r.aliases)),
+             e.first_night = CASE WHEN r.night < e.first_night THEN r.night ELSE e.first_night END,
+             e.last_night = CASE WHEN r.night > e.last_night THEN r.night ELSE e.last_night END,
+             e.mention_count = e.mention_count + r.mentions
+"""
+
+CREATE_DOCUMENTS = """
+UNWIND $rows AS r
+CREATE (:Document {sha256: r.sha256, path: r.path, stream: r.stream, night: r.night,
+                   entity_count: r.entity_count, processed_at: current_timestamp()})
+"""
+
+# The documents are new in this transaction, so CREATE cannot duplicate a relationship.
+CREATE_MENTIONS = """
+UNWIND $rows AS r
+MATCH (d:Document {sha256: r.sha256}), (e:Entity {key: r.key})
+CREATE (d)-[:MENTIONS {count: r.count}]->(e)
+"""
+
+
+@dataclass
+class BatchRows:
+    """Parameter rows for one transaction: entity upserts (one per key), documents, mentions."""
+
+    entities: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+    mentions: list[dict[str, Any]]
+
+
+def batch_rows(extractions: Iterable[DocumentExtraction], night: str) -> BatchRows:
+    """Turn documents' extractions into parameter rows, merging entities by key across documents.
+
+    `night` is the partition key ('YYYY-MM-DD') recorded on documents and entities.
+    """
+    entities: dict[str, dict[str, Any]] = {}
+    documents, mentions = [], []
+    for extraction in extractions:
+        documents.append({"sha256": extraction.sha256, "path": extraction.path,
+                          "stream": extraction.stream, "night": night,
+                          "entity_count": len(extraction.entities)})
+        for entity in extraction.entities:
+            row = entities.get(entity.key)
+            if row is None:
+                entities[entity.key] = {"key": entity.key, "name": entity.name,
+                                        "type": entity.type, "aliases": list(entity.aliases),
+                                        "night": night, "mentions": 1}
+            else:
+                row["mentions"] += 1
+                row["aliases"].extend(a for a in entity.aliases if a not in row["aliases"])
+            mentions.append({"sha256": extraction.sha256, "key": entity.key,
+                             "count": entity.mentions})
+    return BatchRows(list(entities.values()), documents, mentions)

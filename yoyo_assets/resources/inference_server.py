@@ -1,0 +1,271 @@
+"""The inference server resource: an OpenAI-compatible endpoint for entity extraction.
+
+Managed mode starts the server (vLLM's OpenAI-compatible server by default) for the step that
+needs it, waits for `/health`, and on teardown drains and stops its whole process group, so the
+GPU is free before the step ends. External mode talks to a running server (the Yo-Yo gateway).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Literal
+
+import httpx
+import tenacity
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from ..embedded_model import MODEL_NAME, ensure_embedded_model
+
+#: vLLM's OpenAI-compatible server; placeholders are filled from the resource's fields.
+#: `--enforce-eager` skips graph compilation: /health in ~40 s on CPU instead of ~2.5 min.
+DEFAULT_SERVER_ARGS = [
+    "-m", "vllm.entrypoints.openai.api_server",
+    "--model", "{model_dir}", "--served-model-name", "{model}",
+    "--max-model-len", "{max_model_len}", "--dtype", "bfloat16",
+    "--host", "{host}", "--port", "{port}", "--enforce-eager",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_server_python() -> str:
+    """Python of the server's own environment: $YOYO_VLLM_PYTHON, else `.venv-vllm` beside the
+    project (scripts/setup.sh makes it)."""
+    return os.environ.get("YOYO_VLLM_PYTHON", str(REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+
+
+class ServerError(RuntimeError):
+    """The inference server could not be started, did not become healthy, or is unusable."""
+
+
+class _NotReady(Exception):
+    pass
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_process_group(pgid: int, grace_s: float, leader: subprocess.Popen | None = None) -> bool:
+    """SIGTERM the process group `pgid`, wait up to `grace_s` seconds for every member to exit,
+    then SIGKILL what is left. `leader`, when the group's leader is our child, is reaped while
+    waiting (a zombie still counts as a member). Returns True if SIGKILL was needed."""
+
+    def alive() -> bool:
+        if leader is not None:
+            leader.poll()
+        return _group_alive(pgid)
+
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    try:
+        tenacity.Retrying(stop=tenacity.stop_after_delay(grace_s), wait=tenacity.wait_fixed(0.25),
+                          retry=tenacity.retry_if_result(bool))(alive)
+    except tenacity.RetryError:
+        pass
+    if not alive():
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class InferenceServer(ConfigurableResource):
+    """An OpenAI-compatible chat-completions endpoint, managed (started per step) or external.
+
+    Inside a step, `base_url` and `model` name the live endpoint; `tokenizer_file()` is the
+    model's `tokenizer.json` and `context_tokens()` the server's context length in tokens.
+    """
+
+    mode: Literal["managed", "external"] = Field(
+        default="managed", description="managed: start the server for the step; external: use url.")
+    url: str = Field(default="http://127.0.0.1:9080",
+                     description="External mode: the server's base URL (Yo-Yo gateway: :9080).")
+    model: str = Field(default="extraction",
+                       description="Model name in requests (the server's --served-model-name).")
+    model_dir: str = Field(default="", description="Hugging Face model folder to serve. Empty: "
+                           "the embedded SmolLM2-135M-Instruct, converted under models_dir.")
+    models_dir: str = Field(default="var/data/models",
+                            description="Where the embedded model is converted once and reused.")
+    tokenizer_path: str = Field(default="", description="tokenizer.json (or its folder) of the "
+                                "served model, for counting tokens. Empty: the model_dir's.")
+    server_python: str = Field(default_factory=default_server_python,
+                               description="Python of the server's environment.")
+    server_args: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SERVER_ARGS),
+        description="Arguments after server_python; {model_dir} {model} {max_model_len} {host} "
+                    "{port} are filled in.")
+    reasoning_parser: str = Field(default="", description="vLLM --reasoning-parser for a "
+                                  "reasoning (Think) model, e.g. 'olmo3'; empty: none.")
+    host: str = Field(default="127.0.0.1", description="Managed mode: address to bind.")
+    port: int = Field(default=0, description="Managed mode: port; 0 picks a free one.")
+    max_model_len: int = Field(default=2048, description="Managed mode: context length, tokens.")
+    kv_cache_gib: int = Field(default=2, description="CPU server: VLLM_CPU_KVCACHE_SPACE, GiB.")
+    log_dir: str = Field(default="var/data/logs", description="Where the server's output goes.")
+    health_timeout_s: float = Field(default=5400.0, description="Longest wait for /health, "
+                                    "seconds (the Yo-Yo deployment allows 90 minutes).")
+    shutdown_grace_s: float = Field(default=60.0, description="Seconds between SIGTERM and "
+                                    "SIGKILL of the server's process group on teardown.")
+
+    _base_url: str = PrivateAttr(default="")
+    _log_path: str = PrivateAttr(default="")
+
+    @property
+    def base_url(self) -> str:
+        """Base URL of the live endpoint (managed: set once it is healthy)."""
+        return self._base_url or self.url
+
+    @property
+    def log_path(self) -> str:
+        """Managed mode: the file that receives the server's stdout and stderr."""
+        return self._log_path
+
+    def resolved_model_dir(self) -> Path:
+        """The model folder to serve: `model_dir`, or the embedded model (converted if needed)."""
+        if self.model_dir:
+            return Path(self.model_dir)
+        return ensure_embedded_model(self.models_dir)
+
+    def tokenizer_file(self) -> Path:
+        """The served model's `tokenizer.json`.
+
+        Raises:
+            ServerError: no tokenizer file found.
+        """
+        if self.tokenizer_path:
+            path = Path(self.tokenizer_path)
+        elif self.mode == "external" and not self.model_dir:
+            raise ServerError("external mode needs tokenizer_path or model_dir to count tokens")
+        else:
+            path = self.resolved_model_dir()
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        if not path.is_file():
+            raise ServerError(f"tokenizer file not found: {path}")
+        return path
+
+    def context_tokens(self) -> int:
+        """The server's context length in tokens, from `GET /v1/models` (vLLM's `max_model_len`),
+        else `max_model_len`."""
+        try:
+            response = httpx.get(f"{self.base_url}/v1/models", timeout=30)
+            response.raise_for_status()
+            for entry in response.json().get("data", []):
+                if entry.get("id") == self.model and entry.get("max_model_len"):
+                    return int(entry["max_model_len"])
+        except (httpx.HTTPError, ValueError):
+            pass
+        return self.max_model_len
+
+    def _pid_file(self) -> Path:
+        return Path(self.log_dir) / "inference-server.pid"
+
+    def _reap_stale_server(self, log) -> None:
+        """Stop a server left behind by a run that was killed before its teardown ran."""
+        pid_file = self._pid_file()
+        if not pid_file.is_file():
+            return
+        try:
+            pgid = int(pid_file.read_text().split()[0])
+        except (ValueError, IndexError):
+            pgid = 0
+        if pgid and _group_alive(pgid):
+            log.warning(f"stopping inference server process group {pgid} left by an earlier run")
+            stop_process_group(pgid, self.shutdown_grace_s)
+        pid_file.unlink(missing_ok=True)
+
+    def command(self, model_dir: Path, port: int) -> list[str]:
+        """The managed server's command line."""
+        values = {"model_dir": str(model_dir), "model": self.model, "host": self.host,
+                  "port": str(port), "max_model_len": str(self.max_model_len)}
+        args = [a.format(**values) for a in self.server_args]
+        if self.reasoning_parser:
+            args += ["--reasoning-parser", self.reasoning_parser]
+        return [self.server_python, *args]
+
+    def _wait_healthy(self, process: subprocess.Popen) -> None:
+        def check() -> None:
+            if process.poll() is not None:
+                raise ServerError(f"inference server exited with code {process.returncode} "
+                                  f"before it was healthy; see {self._log_path}")
+            try:
+                if httpx.get(f"{self._base_url}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            raise _NotReady()
+
+        try:
+            tenacity.Retrying(stop=tenacity.stop_after_delay(self.health_timeout_s),
+                              wait=tenacity.wait_fixed(1),
+                              retry=tenacity.retry_if_exception_type(_NotReady))(check)
+        except tenacity.RetryError as exc:
+            raise ServerError(f"inference server not healthy after {self.health_timeout_s:.0f} s;"
+                              f" see {self._log_path}") from exc
+
+    @contextmanager
+    def serving(self, log) -> Iterator["InferenceServer"]:
+        """Managed mode: run the server for the length of the block; external: use `url` as is.
+        The extraction asset enters this only when the night has documents, so an empty night
+        never starts (or waits for) a server. `log` is a Dagster or `logging` logger.
+
+        Raises:
+            ServerError: the server did not start, exited, or never answered `/health`.
+        """
+        if self.mode == "external":
+            self._base_url = self.url.rstrip("/")
+            yield self
+            return
+        model_dir = self.resolved_model_dir()
+        if not (model_dir / "config.json").is_file():
+            raise ServerError(f"model folder {model_dir} has no config.json")
+        log_dir = Path(self.log_dir)
+        (log_dir / "vllm-cache").mkdir(parents=True, exist_ok=True)
+        self._reap_stale_server(log)
+        port = self.port or _free_port(self.host)
+        self._base_url = f"http://{self.host}:{port}"
+        self._log_path = str(log_dir / f"inference-server-{time.strftime('%Y%m%dT%H%M%S')}.log")
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+               "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(log_dir / "vllm-cache"),
+               "TMPDIR": str(log_dir / "vllm-cache")}
+        command = self.command(model_dir, port)
+        log.info(f"starting inference server: {' '.join(command)} (output: {self._log_path})")
+        started = time.monotonic()
+        with open(self._log_path, "ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=env,
+                                       start_new_session=True)  # own process group
+        self._pid_file().write_text(f"{process.pid}\n")
+        try:
+            self._wait_healthy(process)
+            log.info(f"inference server healthy at {self._base_url} after "
+                     f"{time.monotonic() - started:.0f} s")
+            yield self
+        finally:
+            killed = stop_process_group(process.pid, self.shutdown_grace_s, process)
+            process.wait()
+            self._pid_file().unlink(missing_ok=True)
+            log.info("inference server stopped" + (" (SIGKILL after grace)" if killed else ""))
