@@ -95,7 +95,8 @@ class Tokenizer(Protocol):
 
 def split_into_chunks(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[str]:
     """Split `text` into consecutive pieces of at most `max_tokens` tokens of `tokenizer`,
-    cutting at the last line break inside each window where there is one.
+    cutting at the last line break inside each window where there is one. The pieces joined
+    give `text` back.
 
     Raises:
         ValueError: if `max_tokens` < 1.
@@ -120,7 +121,13 @@ def split_into_chunks(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[
                 last = cut
         chunks.append(text[starts[first]:starts[last]])
         first = last
-    return [c for c in chunks if c.strip()]
+    merged: list[str] = []
+    for chunk in chunks:  # a whitespace-only piece joins its predecessor: no empty requests
+        if merged and not chunk.strip():
+            merged[-1] += chunk
+        else:
+            merged.append(chunk)
+    return merged
 
 
 class AnswerError(ValueError):

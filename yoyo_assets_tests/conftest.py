@@ -1,0 +1,75 @@
+"""Shared test fixtures: real parts only.
+
+- `model_dir`: the embedded SmolLM2 model converted once into var/test-cache (reused across runs).
+- `vllm_server`: one real vLLM server on loopback for the whole session, started by the project's
+  own managed InferenceServer.
+- `dagster_home`: a Dagster instance in a temporary DAGSTER_HOME with the project's dagster.yaml.
+- `corpora`: ../shared/corpora.
+"""
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from yoyo_assets.embedded_model import ensure_embedded_model
+from yoyo_assets.resources.inference_server import InferenceServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_CACHE = Path(os.environ.get("YOYO_TEST_CACHE", REPO_ROOT / "var" / "test-cache"))
+CORPORA = Path(os.environ.get("YOYO_CORPORA", REPO_ROOT.parent / "shared" / "corpora"))
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    if not CORPORA.is_dir():
+        pytest.fail(f"corpora not found at {CORPORA} (set YOYO_CORPORA)")
+    return CORPORA
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    return ensure_embedded_model(TEST_CACHE / "models")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
+    """A running vLLM server; `.base_url`, `.model`, `.tokenizer_file()` as in a run.
+    YOYO_TEST_VLLM_URL points the session at a server already running (development only)."""
+    url = os.environ.get("YOYO_TEST_VLLM_URL", "")
+    server = InferenceServer(mode="external" if url else "managed", url=url or "unused",
+                             model_dir=str(model_dir), health_timeout_s=600,
+                             log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
+    with server.serving(logging.getLogger("vllm_server")) as running:
+        yield running
+
+
+@pytest.fixture
+def external_server(vllm_server, model_dir) -> InferenceServer:
+    """The session server as a run's resource sees it: external mode."""
+    return InferenceServer(mode="external", url=vllm_server.base_url, model=vllm_server.model,
+                           tokenizer_path=str(model_dir / "tokenizer.json"))
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def copy_documents(sources: list[Path], data_root: Path, stream: str, mtime: float) -> list[Path]:
+    """Copy `sources` into `data_root/stream/` with modification time `mtime` (Unix seconds)."""
+    folder = data_root / stream
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for source in sources:
+        target = folder / source.name
+        shutil.copyfile(source, target)
+        os.utime(target, (mtime, mtime))
+        copies.append(target)
+    return copies

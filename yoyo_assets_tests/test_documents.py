@@ -1,0 +1,85 @@
+"""Reading documents: every kind of bad file is rejected with file, line and reason, and the
+real corpora read cleanly."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from yoyo_assets.datagraph.documents import DocumentError, read_document, scan_streams
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name, data, reason, line", [
+    ("a.md", b"# note\n\ncaf\xe9 au lait\n", "not UTF-8", 3),
+    ("b.md", b"# note\nok\n\x00\x01\x02binary", "binary content", 3),
+    ("c.md", b"", "empty document", None),
+    ("d.md", b"  \n\n\t\n", "empty document", None),
+    ("e.json", b'{\n  "name": "Ada",\n  "city": \n}\n', "malformed JSON", 4),
+    ("f.json", b'{"name": "Ada", "city": "Lon', "malformed JSON", 1),
+    ("g.json", b'["a list", "not a record"]', "expected a JSON object", 1),
+    ("h.yaml", b"title: x\nauthors:\n  - a\n - b\n", "malformed YAML", 4),
+    ("i.yaml", b"title: !!python/object/apply:os.system ['echo hi']\n", "malformed YAML", 1),
+])
+def test_bad_documents_are_rejected_with_file_line_and_reason(tmp_path, name, data, reason, line):
+    path = write(tmp_path / name, data)
+    with pytest.raises(DocumentError) as caught:
+        read_document(path, "research")
+    rejection = caught.value.rejection
+    assert rejection.path == str(path)
+    assert reason in rejection.reason
+    assert rejection.line == line
+    assert str(path) in str(caught.value)
+
+
+def test_oversized_document_is_rejected_before_reading(tmp_path):
+    path = write(tmp_path / "big.md", b"x" * 2048)
+    with pytest.raises(DocumentError, match="oversized: 2048 bytes, limit 1024"):
+        read_document(path, "transcripts", max_bytes=1024)
+
+
+def test_unreadable_document_is_rejected(tmp_path):
+    # Tests run as root, which reads mode-000 files; a folder named like a document cannot be read.
+    path = tmp_path / "folder.md"
+    path.mkdir()
+    with pytest.raises(DocumentError, match="unreadable: Is a directory"):
+        read_document(path, "transcripts")
+
+
+def test_json_record_is_compacted_and_identity_is_sha256_of_bytes(tmp_path):
+    import hashlib
+    data = b'{\n  "name": "Ada Lovelace",\n  "city": "London"\n}\n'
+    document = read_document(write(tmp_path / "ada.json", data), "contacts")
+    assert document.text == '{"name":"Ada Lovelace","city":"London"}'
+    assert document.sha256 == hashlib.sha256(data).hexdigest()
+    assert document.size_bytes == len(data)
+
+
+def test_scan_keeps_arrival_order_skips_late_and_duplicate_files(tmp_path):
+    now = time.time()
+    early = write(tmp_path / "research" / "a.md", b"# A\nAlice met Bob.\n")
+    same = write(tmp_path / "research" / "b.md", b"# A\nAlice met Bob.\n")
+    late = write(tmp_path / "transcripts" / "c.md", b"# C\n**Carol**: hi\n")
+    bad = write(tmp_path / "contacts" / "d.json", b"{oops")
+    for path in (early, same, bad):
+        os.utime(path, (now - 3600, now - 3600))
+    os.utime(late, (now + 3600, now + 3600))
+    scan = scan_streams(tmp_path, arrived_by=now)
+    assert [d.path for d in scan.documents] == [str(early)]
+    assert scan.duplicates == [str(same)]
+    assert [r.path for r in scan.rejected] == [str(bad)]
+    assert scan.rejected[0].line == 1
+
+
+def test_real_corpora_read_cleanly(corpora):
+    scan = scan_streams(corpora, arrived_by=time.time() + 1)
+    assert scan.rejected == []
+    streams = {d.stream for d in scan.documents}
+    assert streams == {"transcripts", "research", "contacts"}
+    assert len(scan.documents) == 30 + 48 + 403

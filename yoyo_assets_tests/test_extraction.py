@@ -1,0 +1,177 @@
+"""Extraction: schema, chunking by tokens, answer checks, and real requests to the vLLM server."""
+
+import asyncio
+import json
+import time
+
+import jsonschema
+import pytest
+from tokenizers import Tokenizer
+
+from yoyo_assets.datagraph.documents import read_document, scan_streams
+from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, AnswerError, EntityExtractor,
+                                              entity_key, entity_schema, merge_entities,
+                                              parse_answer, split_into_chunks)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir) -> Tokenizer:
+    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return jsonschema.Draft202012Validator(entity_schema(4))
+
+
+def test_schema_is_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(entity_schema())
+    assert entity_schema(7)["properties"]["entities"]["maxItems"] == 7
+    assert entity_schema()["properties"]["entities"]["items"]["properties"]["type"]["enum"] == \
+        list(ENTITY_TYPES)
+
+
+def test_long_transcript_is_split_by_tokens_at_line_breaks(corpora, tokenizer):
+    text = (corpora / "transcripts" / "qmsum-ami-IS1003a.md").read_text()
+    chunks = split_into_chunks(text, tokenizer, 400)
+    assert len(chunks) > 3
+    assert "".join(chunks) == text
+    for chunk in chunks:
+        assert len(tokenizer.encode(chunk, add_special_tokens=False).ids) <= 400 + 1
+    assert all(c.endswith("\n") for c in chunks[:-1])
+
+
+def test_short_text_is_one_chunk(tokenizer):
+    assert split_into_chunks("Alice met Bob in Paris.", tokenizer, 100) == \
+        ["Alice met Bob in Paris."]
+
+
+def test_text_without_line_breaks_is_still_split(tokenizer):
+    text = "word " * 1000
+    chunks = split_into_chunks(text, tokenizer, 100)
+    assert "".join(chunks) == text
+    assert len(chunks) >= 10
+
+
+def choice(content, finish_reason="stop", reasoning=None):
+    return {"finish_reason": finish_reason,
+            "message": {"content": content, "reasoning": reasoning}}
+
+
+@pytest.mark.parametrize("answer, message", [
+    (choice('{"entities": [{"name": "Ada", "ty', "length"), "truncated"),
+    (choice(None), "empty answer"),
+    (choice("   "), "empty answer"),
+    (choice("Ada is a person."), "not JSON"),
+    (choice('{"entities": [{"name": "Ada", "type": "planet"}]}'), "schema at entities/0/type"),
+    (choice('{"entities": [{"name": "", "type": "person"}]}'), "schema at entities/0/name"),
+    (choice('{"people": []}'), "schema"),
+    (choice(json.dumps({"entities": [{"name": f"P{i}", "type": "person"} for i in range(5)]})),
+     "schema at entities"),
+])
+def test_unusable_answers_raise(validator, answer, message):
+    with pytest.raises(AnswerError, match=message):
+        parse_answer(answer, validator)
+
+
+def test_reasoning_is_ignored(validator):
+    answer = choice('{"entities": [{"name": "Ada", "type": "person"}]}',
+                    reasoning='{"entities": "not this"}')
+    assert parse_answer(answer, validator) == [{"name": "Ada", "type": "person"}]
+
+
+def test_merge_keeps_grounded_names_one_type_per_name_and_counts_mentions():
+    text = "Ada Lovelace wrote to Babbage. Later, ada lovelace visited London."
+    answers = [
+        [{"name": "Ada Lovelace", "type": "person"}, {"name": "London", "type": "location"},
+         {"name": "Ada Lovelace", "type": "company"}],
+        [{"name": " ada lovelace.", "type": "person"}, {"name": "Paris", "type": "location"}],
+    ]
+    entities, ungrounded = merge_entities(text, answers)
+    assert ungrounded == 1  # Paris is not in the text
+    by_key = {e.key: e for e in entities}
+    assert set(by_key) == {"person:ada lovelace", "location:london"}
+    ada = by_key[entity_key("Ada Lovelace", "person")]
+    assert ada.mentions == 2
+    assert ada.aliases == ["Ada Lovelace", "ada lovelace"]
+
+
+def test_extraction_from_real_documents(corpora, external_server, tokenizer):
+    documents = [read_document(p, "research") for p in
+                 sorted((corpora / "research").glob("*.md"))[:2]]
+    documents += [read_document(p, "contacts") for p in
+                  sorted((corpora / "contacts").glob("*.json"))[:2]]
+    extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
+                                external_server.context_tokens())
+    report = asyncio.run(extractor.extract(documents))
+    assert len(report.results) + len(report.failures) == len(documents)
+    assert len(report.results) >= 3, report.failures
+    for result in report.results:
+        assert result.prompt_tokens > 0 and result.completion_tokens > 0
+        for entity in result.entities:
+            assert entity.type in ENTITY_TYPES
+            assert entity.name.casefold() in read_text_casefold(result.path)
+    assert sum(len(r.entities) for r in report.results) > 0
+    contact_names = {json.loads(open(d.path).read())["name"] for d in documents[2:]}
+    found = {e.name for r in report.results if r.stream == "contacts" for e in r.entities}
+    assert contact_names & found, (contact_names, found)
+
+
+def read_text_casefold(path):
+    from yoyo_assets.datagraph.documents import read_document as read
+    return read(__import__("pathlib").Path(path), "x").text.casefold()
+
+
+def test_long_document_is_chunked_and_merged(corpora, external_server, tokenizer, tmp_path):
+    # The first 40 turns of a real transcript, against a context that takes ~300 tokens a chunk.
+    turns = (corpora / "transcripts" / "qmsum-ami-IS1003a.md").read_text().split("\n\n")[:40]
+    path = tmp_path / "meeting.md"
+    path.write_text("\n\n".join(turns) + "\n")
+    transcript = read_document(path, "transcripts")
+    extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
+                                context_tokens=768, max_answer_tokens=192)
+    assert 200 < extractor.chunk_tokens < 400
+    report = asyncio.run(extractor.extract([transcript]))
+    assert report.failures == {}
+    outcome = report.results[0]
+    assert outcome.chunks == len(split_into_chunks(transcript.text, tokenizer,
+                                                   extractor.chunk_tokens)) >= 2
+    assert outcome.prompt_tokens > outcome.chunks * 200
+    keys = [e.key for e in outcome.entities]
+    assert len(keys) == len(set(keys))  # merged over chunks: each key once
+
+
+def test_truncated_answer_is_a_recorded_failure_not_an_exception(corpora, external_server,
+                                                                  tokenizer):
+    document = read_document(sorted((corpora / "contacts").glob("*.json"))[0], "contacts")
+    extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
+                                external_server.context_tokens(), max_answer_tokens=5)
+    report = asyncio.run(extractor.extract([document]))
+    assert report.results == []
+    assert report.failures == {document.path: "answer truncated (finish_reason=length)"}
+
+
+def test_unreachable_server_fails_each_document_after_retries(tmp_path, tokenizer):
+    path = tmp_path / "note.md"
+    path.write_text("# Note\nAlice met Bob in Paris.\n")
+    document = read_document(path, "research")
+    extractor = EntityExtractor("http://127.0.0.1:9", "extraction", tokenizer, 2048, attempts=2)
+    started = time.monotonic()
+    report = asyncio.run(extractor.extract([document]))
+    assert report.results == []
+    assert "request failed: ConnectError" in report.failures[str(path)]
+    assert time.monotonic() - started < 60
+
+
+def test_documents_after_the_deadline_are_deferred(tmp_path, tokenizer):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"n{i}.md")
+        paths[-1].write_text(f"# Note {i}\nAlice met Bob.\n")
+    documents = scan_streams(tmp_path, time.time() + 1).documents  # no stream folders: none
+    assert documents == []
+    documents = [read_document(p, "research") for p in paths]
+    extractor = EntityExtractor("http://127.0.0.1:9", "extraction", tokenizer, 2048)
+    report = asyncio.run(extractor.extract(documents, deadline=time.monotonic() - 1))
+    assert report.deferred == [str(p) for p in paths]
+    assert report.results == [] and report.failures == {}
