@@ -9,6 +9,7 @@ dated to that night. Scheduled and backfilled runs go through `dagster dev` / th
 import argparse
 import os
 import shutil
+import socket
 import sys
 from datetime import timedelta
 from importlib import resources
@@ -44,6 +45,32 @@ def install_demo_documents(data_root: Path, arrived_at: float) -> int:
     return copied
 
 
+#: Tags naming the process that runs a night here, so the next run can tell it died.
+PID_TAG, HOST_TAG = "yoyo/pid", "yoyo/host"
+
+
+def fail_dead_runs(instance) -> list[str]:
+    """Mark as failed the runs this command started on this host whose process is gone (killed,
+    preempted), and free the pool slots they held; else the next run waits on them forever.
+    Returns their run ids. (Daemon-launched runs are handled by Dagster's run monitoring.)"""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    failed = []
+    for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        pid = run.tags.get(PID_TAG)
+        if not pid or run.tags.get(HOST_TAG) != socket.gethostname():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        instance.report_run_failed(run, f"run process {pid} died before the run ended")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        failed.append(run.run_id)
+    return failed
+
+
 def run_night(night: str | None, demo: bool) -> int:
     home = _prepare_dagster_home()
     from dagster import DagsterInstance
@@ -60,9 +87,13 @@ def run_night(night: str | None, demo: bool) -> int:
         copied = install_demo_documents(root, (window.start + timedelta(hours=1)).timestamp())
         print(f"demo: {copied} documents copied into {root}")
     instance = DagsterInstance.get()
+    for run_id in fail_dead_runs(instance):
+        print(f"run {run_id} had died (killed or preempted): marked failed, its slots freed")
     job = defs.resolve_job_def("datagraph_nightly")
     print(f"running datagraph_nightly for night {night} (instance {home}) ...", flush=True)
-    result = job.execute_in_process(partition_key=night, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        partition_key=night, instance=instance, raise_on_error=False,
+        tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
     graph_path = defs.resources["graph_store"].path
     with open_graph(graph_path) as graph:
         counts = graph.counts()

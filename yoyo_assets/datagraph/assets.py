@@ -69,7 +69,7 @@ class ExtractionConfig(Config):
 def _extraction_deadline(context: AssetExecutionContext, reserve_s: float) -> float:
     """`time.monotonic()` value after which no document starts: run start + budget - reserve."""
     budget = float(context.run.tags.get("dagster/max_runtime") or phase1_budget_s())
-    record = context.instance.get_run_record_by_id(context.run_id)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
     started = (record.start_time if record and record.start_time else None) or time.time()
     return time.monotonic() + (started + budget - reserve_s - time.time())
 

@@ -1,0 +1,41 @@
+"""Definitions load; the schedule asks for the night that just ended; the GPU limits are set."""
+
+from datetime import datetime, timezone
+
+from dagster import DagsterInstance, Definitions, build_schedule_context
+
+from yoyo_assets.automation import datagraph_nightly_schedule
+from yoyo_assets.definitions import defs
+from yoyo_assets.settings import GPU_POOL, GPU_TAG_KEY
+
+
+def test_all_definitions_load():
+    Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"documents", "extracted_entities", "graph_mutations"}
+    assert defs.resolve_job_def("datagraph_nightly") is not None
+    assert defs.resolve_schedule_def("datagraph_nightly_schedule") is not None
+
+
+def test_schedule_requests_the_night_that_just_ended(dagster_home):
+    instance = DagsterInstance.get()
+    context = build_schedule_context(
+        instance=instance, repository_def=defs.get_repository_def(),
+        scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc))
+    requests = datagraph_nightly_schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-11-21"]
+    assert datagraph_nightly_schedule.cron_schedule == "0 2 * * *"
+
+
+def test_phase1_runs_carry_gpu_tag_and_budget_and_extraction_sits_in_gpu_pool(dagster_home):
+    tags = defs.resolve_job_def("datagraph_nightly").tags
+    assert tags[GPU_TAG_KEY] == "exclusive"
+    assert tags["dagster/max_runtime"] == "7200"
+    graph = defs.resolve_asset_graph()
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
+    assert pools["extracted_entities"] == {GPU_POOL}
+    # The instance built from the project's dagster.yaml limits tagged runs to one at a time.
+    settings = DagsterInstance.get().get_concurrency_config()
+    limits = settings.run_queue_config.tag_concurrency_limits
+    assert {"key": GPU_TAG_KEY, "limit": 1} in limits
+    assert settings.pool_config.default_pool_limit == 1
