@@ -39,3 +39,16 @@ def test_phase1_runs_carry_gpu_tag_and_budget_and_extraction_sits_in_gpu_pool(da
     limits = settings.run_queue_config.tag_concurrency_limits
     assert {"key": GPU_TAG_KEY, "limit": 1} in limits
     assert settings.pool_config.default_pool_limit == 1
+
+
+def test_workspace_validates_with_the_dagster_cli(dagster_home):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+                            cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "All code locations passed validation" in result.stderr + result.stdout

@@ -105,13 +105,22 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     assert {r.partition_key for r in records} == {NIGHT}
 
 
-def run_night_process(env: dict, crash_at: str = "") -> int:
+def run_night_process(env: dict, log: Path, crash_at: str = "") -> int:
+    """Run one night in a child process (the README's command); returns its exit status."""
     env = {**env, "YOYO_CRASH_POINTS": crash_at}
-    process = subprocess.run([sys.executable, "-m", "yoyo_assets", "night", "--night", NIGHT],
-                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if not crash_at and process.returncode != 0:
-        print(process.stdout[-3000:], process.stderr[-3000:])
-    return process.returncode
+    with open(log, "a") as out:
+        # Own session: after a SIGKILL, the group kill also ends the `tail` processes that
+        # Dagster's compute-log capture leaves behind.
+        process = subprocess.Popen([sys.executable, "-m", "yoyo_assets", "night", "--night",
+                                    NIGHT], cwd=REPO_ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return process.wait(timeout=600)
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_sigkill_mid_night_loses_nothing_and_counts_nothing_twice(
@@ -123,24 +132,25 @@ def test_sigkill_mid_night_loses_nothing_and_counts_nothing_twice(
            "YOYO_EXTRACTION_TOKENIZER": str(external_server.tokenizer_file()),
            "YOYO_GRAPH_WRITE_BATCH": "2"}
     graph_path = root / "graph" / "datagraph.lbug"
+    log = tmp_path / "runs.log"
 
     def ledger() -> int:
         with open_graph(graph_path) as graph:
             return graph.counts()["documents"]
 
     # Killed while extraction requests are in flight: nothing reaches the graph.
-    assert run_night_process(env, "extraction.after_first_document") == -signal.SIGKILL
+    assert run_night_process(env, log, "extraction.after_first_document") == -signal.SIGKILL
     assert ledger() == 0
     # Killed right after the first write transaction committed: exactly that batch is recorded.
-    assert run_night_process(env, "graph.after_commit") == -signal.SIGKILL
+    assert run_night_process(env, log, "graph.after_commit") == -signal.SIGKILL
     recorded = ledger()
     assert 1 <= recorded <= 2
     check_graph_invariants(graph_path)
     # Killed inside a write transaction, before COMMIT: it leaves no trace.
-    assert run_night_process(env, "graph.before_commit") == -signal.SIGKILL
+    assert run_night_process(env, log, "graph.before_commit") == -signal.SIGKILL
     assert ledger() == recorded
     # A clean re-run finishes the night.
-    assert run_night_process(env) == 0
+    assert run_night_process(env, log) == 0, log.read_text()[-3000:]
     counts = check_graph_invariants(graph_path)
     with open_graph(graph_path) as graph:
         paths = {r[0] for r in graph.query("MATCH (d:Document) RETURN d.path")}

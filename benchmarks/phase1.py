@@ -1,0 +1,145 @@
+"""Phase 1 benchmark: extraction throughput and graph write throughput.
+
+    .venv/bin/python benchmarks/phase1.py [--documents 16] [--concurrency 16] [--url URL]
+
+Extraction, on one server and the same documents (real contact records from ../shared/corpora),
+at the same concurrency: (a) the pipeline's EntityExtractor, (b) a bare concurrent httpx client
+sending the same requests, (c) the same requests one at a time. Graph writes on a fresh
+LadybugDB file: 10,000 entities through the pipeline's writer (one transaction, UNWIND batches)
+and through one autocommit MERGE per entity. Prints a Markdown section for docs/benchmarks.md.
+Without --url it starts the managed vLLM server (embedded model) itself.
+"""
+
+import argparse
+import asyncio
+import logging
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from tokenizers import Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from yoyo_assets.datagraph import graph_writes  # noqa: E402
+from yoyo_assets.datagraph.documents import read_document  # noqa: E402
+from yoyo_assets.datagraph.extraction import (DocumentExtraction, EntityExtractor,  # noqa: E402
+                                              ExtractedEntity, build_messages,
+                                              split_into_chunks)
+from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
+from yoyo_assets.resources.graph_store import open_graph  # noqa: E402
+from yoyo_assets.resources.inference_server import InferenceServer  # noqa: E402
+
+CORPORA = REPO.parent / "shared" / "corpora"
+
+
+async def bare_client(url, payloads, concurrency):
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=900) as client:
+        async def one(p):
+            async with limit:
+                r = await client.post("/v1/chat/completions", json=p)
+                r.raise_for_status()
+        await asyncio.gather(*(one(p) for p in payloads))
+
+
+async def sequential(url, payloads):
+    async with httpx.AsyncClient(base_url=url, timeout=900) as client:
+        for p in payloads:
+            (await client.post("/v1/chat/completions", json=p)).raise_for_status()
+
+
+def extraction_figures(server, documents, concurrency):
+    tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
+    extractor = EntityExtractor(server.base_url, server.model, tokenizer,
+                                server.context_tokens(), concurrency=concurrency)
+    payloads = [extractor._payload(build_messages(d.stream, chunk, i, n))
+                for d in documents
+                for n, chunks in [(len(c), c) for c in
+                                  [split_into_chunks(d.text, tokenizer, extractor.chunk_tokens)]]
+                for i, chunk in enumerate(chunks, 1)]
+    asyncio.run(bare_client(server.base_url, payloads[:2], 2))  # warm-up
+    t = time.monotonic()
+    report = asyncio.run(extractor.extract(documents))
+    a = len(report.results) / (time.monotonic() - t)
+    t = time.monotonic()
+    asyncio.run(bare_client(server.base_url, payloads, concurrency))
+    b = len(documents) / (time.monotonic() - t)
+    t = time.monotonic()
+    asyncio.run(sequential(server.base_url, payloads))
+    c = len(documents) / (time.monotonic() - t)
+    return a, b, c, len(report.failures)
+
+
+def graph_figures(n=10_000):
+    with tempfile.TemporaryDirectory() as folder:
+        extractions = [DocumentExtraction(
+            f"{d:064x}", "research", f"doc{d}.md",
+            [ExtractedEntity(f"person:name {d * 100 + i}", f"Name {d * 100 + i}", "person",
+                             [f"Name {d * 100 + i}"], 1) for i in range(100)], chunks=1)
+            for d in range(n // 100)]
+        with open_graph(Path(folder) / "writer.lbug") as graph:
+            t = time.monotonic()
+            graph.write_extractions(extractions, "2026-11-20")
+            writer = n / (time.monotonic() - t)
+            rows = graph_writes.batch_rows(
+                [DocumentExtraction(x.sha256[:-1] + "z", x.stream, x.path, x.entities, 1)
+                 for x in extractions], "2026-11-21").entities
+            t = time.monotonic()  # the same 10,000 keys again: all updates
+            with graph.transaction():
+                graph.query(graph_writes.UPSERT_ENTITIES, {"rows": rows})
+            upsert_only = n / (time.monotonic() - t)
+        with open_graph(Path(folder) / "naive.lbug") as graph:
+            rows = graph_writes.batch_rows(extractions, "2026-11-20").entities
+            t = time.monotonic()
+            for row in rows:
+                graph.query(graph_writes.UPSERT_ENTITIES, {"rows": [row]})
+            naive = n / (time.monotonic() - t)
+    return writer, upsert_only, naive
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--url", default="")
+    args = parser.parse_args()
+    paths = sorted((CORPORA / "contacts").glob("*.json"))[:args.documents]
+    documents = [read_document(p, "contacts") for p in paths]
+    model_dir = ensure_embedded_model(REPO / "var" / "data" / "models")
+    server = InferenceServer(mode="external" if args.url else "managed", url=args.url or "x",
+                             model_dir=str(model_dir), log_dir=str(REPO / "var" / "data" / "logs"))
+    with server.serving(logging.getLogger("bench")) as running:
+        a, b, c, failed = extraction_figures(running, documents, args.concurrency)
+    writer, upsert_only, naive = graph_figures()
+    print(f"""## Phase 1 ({time.strftime('%Y-%m-%d')}, {platform.machine()}, 2 cores, CPU vLLM, SmolLM2-135M-Instruct)
+
+Command: `.venv/bin/python benchmarks/phase1.py --documents {args.documents} --concurrency {args.concurrency}`
+
+Extraction, {len(documents)} contact records from ../shared/corpora/contacts, concurrency {args.concurrency}:
+
+| | docs/s |
+|---|---|
+| (a) pipeline (`EntityExtractor`: chunking, retries, schema checks; {failed} failed) | {a:.3f} |
+| (b) bare concurrent httpx client, same requests | {b:.3f} |
+| (c) the same requests one at a time | {c:.3f} |
+| a/b (target >= 0.9) | {a / b:.2f} |
+| a/c (target >= 5) | {a / c:.2f} |
+
+Graph writes, 10,000 entities, fresh LadybugDB file:
+
+| | entity upserts/s |
+|---|---|
+| pipeline writer (`write_extractions`: entities + 100 ledger documents + 10,000 MENTIONS, one transaction) | {writer:,.0f} |
+| UNWIND upsert alone (10,000 existing keys, one transaction) | {upsert_only:,.0f} |
+| naive: one MERGE per entity, autocommit | {naive:,.0f} |
+| writer/naive | {writer / naive:.0f} |
+""")
+
+
+if __name__ == "__main__":
+    main()
