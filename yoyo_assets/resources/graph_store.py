@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import ladybug
+import pandas
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -92,10 +93,10 @@ class GraphDatabase:
             existing = {r[0] for r in self.query(gw.KNOWN_ENTITIES,
                                                  {"keys": [e["key"] for e in rows.entities]})}
             if rows.entities:
-                self.query(gw.UPSERT_ENTITIES, {"rows": rows.entities})
-            self.query(gw.CREATE_DOCUMENTS, {"rows": rows.documents})
+                self.query(gw.UPSERT_ENTITIES, {"rows": pandas.DataFrame(rows.entities)})
+            self.query(gw.CREATE_DOCUMENTS, {"rows": pandas.DataFrame(rows.documents)})
             if rows.mentions:
-                self.query(gw.CREATE_MENTIONS, {"rows": rows.mentions})
+                self.query(gw.CREATE_MENTIONS, {"rows": pandas.DataFrame(rows.mentions)})
             crash_point("graph.before_commit")
         stats.entities_created = len(rows.entities) - len(existing)
         stats.entities_updated = len(existing)
