@@ -43,7 +43,13 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
                              model_dir=str(model_dir), health_timeout_s=600,
                              log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
     with server.serving(logging.getLogger("vllm_server")) as running:
+        pid_file = Path(server.log_dir) / "inference-server.pid"
+        pgid = int(pid_file.read_text()) if not url else None
         yield running
+    if pgid is not None:  # teardown stopped the whole process group (vLLM and its engine core)
+        assert not pid_file.exists()
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
 
 
 @pytest.fixture

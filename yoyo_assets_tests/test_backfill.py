@@ -1,0 +1,65 @@
+"""A backfill of three nights from the CLI, run by a real Dagster daemon: each night its own
+run, queued behind the GPU run limit, so no two runs overlap, and each night materialized."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from yoyo_assets.settings import GPU_TAG_KEY
+
+from .conftest import REPO_ROOT, copy_documents
+from .test_pipeline import arrived_during
+
+NIGHTS = ["2026-11-17", "2026-11-18", "2026-11-19"]
+
+
+def test_cli_backfill_runs_one_night_at_a_time(corpora, external_server, dagster_home, tmp_path):
+    root = tmp_path / "data"
+    contacts = sorted((corpora / "contacts").glob("*.json"))
+    copy_documents(contacts[:1], root, "contacts", arrived_during(NIGHTS[0]))
+    copy_documents(contacts[1:2], root, "contacts", arrived_during(NIGHTS[2]))
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "YOYO_DATA_ROOT": str(root),
+           "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": external_server.url,
+           "YOYO_EXTRACTION_TOKENIZER": str(external_server.tokenizer_file())}
+    bin_dir = Path(sys.executable).parent
+    backfill = subprocess.run(
+        [str(bin_dir / "dagster"), "job", "backfill", "-w", "workspace.yaml",
+         "-j", "datagraph_nightly", "--from", NIGHTS[0], "--to", NIGHTS[-1], "--noprompt"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert backfill.returncode == 0, backfill.stderr[-2000:]
+
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    instance = DagsterInstance.get()
+    try:
+        deadline = time.monotonic() + 480
+        while time.monotonic() < deadline:
+            runs = instance.get_runs(RunsFilter(job_name="datagraph_nightly"))
+            if len(runs) == 3 and all(r.is_finished for r in runs):
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+        log.close()
+    runs = instance.get_runs(RunsFilter(job_name="datagraph_nightly"))
+    assert sorted(r.tags["dagster/partition"] for r in runs) == NIGHTS, \
+        (tmp_path / "daemon.log").read_text()[-3000:]
+    assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+    assert all(r.tags[GPU_TAG_KEY] == "exclusive" for r in runs)
+    stats = sorted((instance.get_run_stats(r.run_id) for r in runs), key=lambda s: s.start_time)
+    for earlier, later in zip(stats, stats[1:]):
+        assert earlier.end_time <= later.start_time  # never two GPU runs at once
+    records = instance.fetch_materializations(AssetKey("graph_mutations"), limit=10).records
+    assert sorted(r.partition_key for r in records) == NIGHTS
+    by_night = {r.partition_key: r.asset_materialization.metadata for r in records}
+    assert by_night[NIGHTS[0]]["documents_recorded"].value + \
+        by_night[NIGHTS[2]]["documents_recorded"].value >= 1
+    assert by_night[NIGHTS[1]]["documents_recorded"].value == 0
