@@ -7,7 +7,8 @@ at the same concurrency: (a) the pipeline's EntityExtractor, (b) a bare concurre
 sending the same requests, (c) the same requests one at a time. Graph writes on a fresh
 LadybugDB file: 10,000 entities through the pipeline's writer (one transaction, UNWIND batches)
 and through one autocommit MERGE per entity. Prints a Markdown section for docs/benchmarks.md.
-Without --url it starts the managed vLLM server (embedded model) itself.
+Without --url it starts the managed vLLM server (embedded model) itself, with prefix caching
+off so that no variant profits from an earlier one's prompts.
 """
 
 import argparse
@@ -33,7 +34,8 @@ from yoyo_assets.datagraph.extraction import (DocumentExtraction, EntityExtracto
                                               split_into_chunks)
 from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.resources.graph_store import open_graph  # noqa: E402
-from yoyo_assets.resources.inference_server import InferenceServer  # noqa: E402
+from yoyo_assets.resources.inference_server import (DEFAULT_SERVER_ARGS,  # noqa: E402
+                                                    InferenceServer)
 
 CORPORA = REPO.parent / "shared" / "corpora"
 
@@ -123,14 +125,16 @@ def main():
     paths = sorted((CORPORA / "contacts").glob("*.json"))[:args.documents]
     documents = [read_document(p, "contacts") for p in paths]
     model_dir = ensure_embedded_model(REPO / "var" / "data" / "models")
+    # Prefix caching off: (b) and (c) resend (a)'s prompts, which a warm cache would skip.
     server = InferenceServer(mode="external" if args.url else "managed", url=args.url or "x",
-                             model_dir=str(model_dir), log_dir=str(REPO / "var" / "data" / "logs"))
+                             model_dir=str(model_dir), log_dir=str(REPO / "var" / "data" / "logs"),
+                             server_args=DEFAULT_SERVER_ARGS + ["--no-enable-prefix-caching"])
     with server.serving(logging.getLogger("bench")) as running:
         a, b, c, failed = extraction_figures(running, documents, args.concurrency)
     writer, upsert_only, naive = graph_figures()
     print(f"""## Phase 1 ({time.strftime('%Y-%m-%d')}, {platform.machine()}, 2 cores, CPU vLLM, SmolLM2-135M-Instruct)
 
-Command: `.venv/bin/python benchmarks/phase1.py --documents {args.documents} --concurrency {args.concurrency}`
+Command: `.venv/bin/python benchmarks/phase1.py --documents {args.documents} --concurrency {args.concurrency}`{" --url " + args.url if args.url else ""}
 
 Extraction, {len(documents)} contact records from ../shared/corpora/contacts, concurrency {args.concurrency}:
 

@@ -22,9 +22,10 @@ def test_schedule_requests_the_night_that_just_ended(dagster_home):
     context = build_schedule_context(
         instance=instance, repository_def=defs.get_repository_def(),
         scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc))
-    requests = datagraph_nightly_schedule.evaluate_tick(context).run_requests
+    schedule = defs.resolve_schedule_def(datagraph_nightly_schedule.name)
+    requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-21"]
-    assert datagraph_nightly_schedule.cron_schedule == "0 2 * * *"
+    assert schedule.cron_schedule == "0 2 * * *"
 
 
 def test_phase1_runs_carry_gpu_tag_and_budget_and_extraction_sits_in_gpu_pool(dagster_home):
