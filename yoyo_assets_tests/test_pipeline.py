@@ -8,7 +8,6 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from dagster import DagsterInstance
 
 from yoyo_assets.definitions import build_definitions

@@ -135,7 +135,7 @@ def graph_mutations(context: AssetExecutionContext, extracted_entities: Extracti
             crash_point("graph.after_commit")
         counts = graph.counts()
     return MaterializeResult(metadata={
-        **{k: v for k, v in vars(total).items()},
+        **vars(total),
         "graph_path": graph_store.path,
         "graph_documents": counts["documents"],
         "graph_entities": counts["entities"],

@@ -21,7 +21,7 @@ import tenacity
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from ..embedded_model import MODEL_NAME, ensure_embedded_model
+from ..embedded_model import ensure_embedded_model
 
 #: vLLM's OpenAI-compatible server; placeholders are filled from the resource's fields.
 #: `--enforce-eager` skips graph compilation: /health in ~40 s on CPU instead of ~2.5 min.
