@@ -282,8 +282,9 @@ class EntityExtractor:
     def __post_init__(self) -> None:
         self.schema = entity_schema(self.max_entities)
         self._validator = jsonschema.Draft202012Validator(self.schema)
-        overhead = max(len(self.tokenizer.encode(m["content"]).offsets)
-                       for m in build_messages("contacts", "", 9, 9)[1:])
+        # The longest user message around an empty chunk, over every stream's prompt.
+        overhead = max(len(self.tokenizer.encode(build_messages(stream, "", 9, 9)[1]["content"])
+                           .offsets) for stream in _STREAM_INTROS)
         system = len(self.tokenizer.encode(_SYSTEM_PROMPT).offsets)
         # 32 tokens of slack for chat-template markup around the two messages.
         self.chunk_tokens = self.context_tokens - self.max_answer_tokens - overhead - system - 32
