@@ -1,0 +1,1 @@
+"""Phase 2: corpus buckets and (next) adapter training, versions and publication."""

@@ -1,0 +1,177 @@
+"""Corpus buckets: JSONL tuples that other systems append, validated line by line.
+
+`engineering-<tenant>` holds SFT examples (`{"messages": [...]}` or `{"prompt", "completion"}`),
+`apprenticeship-<tenant>` holds DPO pairs (`prompt`, `chosen`, `rejected`, each a string or a
+message list). A tuple's identity is the SHA-256 of its canonical JSON, so exact duplicates are
+dropped whatever their key order or whitespace; near-duplicates are reported (MinHash LSH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from datasketch import MinHash, MinHashLSH
+
+ROLES = {"engineering": "sft", "apprenticeship": "dpo"}
+
+#: Longest tuple accepted, in characters of its canonical JSON (about 4 characters a token:
+#: 64 KiB is far beyond the 512-token training length, so only runaway records are refused).
+DEFAULT_MAX_TUPLE_CHARS = 64 * 1024
+
+_TEXT = {"type": "string", "minLength": 1, "pattern": r"\S"}
+_MESSAGE = {
+    "type": "object",
+    "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": {"type": "string"}},
+    "required": ["role", "content"],
+}
+_MESSAGES = {"type": "array", "minItems": 1, "items": _MESSAGE}
+_TEXT_OR_MESSAGES = {"oneOf": [_TEXT, _MESSAGES]}
+
+SFT_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "object", "required": ["messages"],
+         "properties": {"messages": {**_MESSAGES, "minItems": 2}}},
+        {"type": "object", "required": ["prompt", "completion"],
+         "properties": {"prompt": _TEXT_OR_MESSAGES, "completion": _TEXT_OR_MESSAGES}},
+    ]
+}
+DPO_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["prompt", "chosen", "rejected"],
+    "properties": {"prompt": _TEXT_OR_MESSAGES, "chosen": _TEXT_OR_MESSAGES,
+                   "rejected": _TEXT_OR_MESSAGES},
+}
+_VALIDATORS = {"sft": jsonschema.Draft202012Validator(SFT_SCHEMA),
+               "dpo": jsonschema.Draft202012Validator(DPO_SCHEMA)}
+
+_SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def bucket_name(role: str, tenant: str) -> str:
+    """`<role>-<tenant>`, e.g. `engineering-pointsav`.
+
+    Raises:
+        ValueError: an unknown role, or a tenant name that could leave its folder (only
+            lower-case letters, digits, `-` and `_`, at most 63 characters).
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: expected one of {sorted(ROLES)}")
+    if not _SAFE_NAME.match(tenant):
+        raise ValueError(f"unsafe tenant name {tenant!r}: use [a-z0-9_-], starting alphanumeric")
+    return f"{role}-{tenant}"
+
+
+@dataclass(frozen=True)
+class CorpusTuple:
+    """One valid tuple: its hash (SHA-256 of canonical JSON), record, and where it was read."""
+
+    sha256: str
+    record: dict[str, Any]
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    """A line turned away, with its file, 1-based line number and reason."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass
+class BucketScan:
+    """A bucket as of a night: valid unique tuples (file order), invalid lines, exact duplicates
+    dropped, and near-duplicate pairs reported as `(path:line, path:line)`."""
+
+    tuples: list[CorpusTuple] = field(default_factory=list)
+    invalid: list[InvalidLine] = field(default_factory=list)
+    duplicates: int = 0
+    near_duplicates: list[tuple[str, str]] = field(default_factory=list)
+
+    def pending(self, trained: set[str]) -> list[CorpusTuple]:
+        """Tuples whose hash no adapter version lists in `trained`."""
+        return [t for t in self.tuples if t.sha256 not in trained]
+
+
+def canonical_hash(record: dict[str, Any]) -> str:
+    """SHA-256 hex of the record's canonical JSON (sorted keys, no spaces, UTF-8)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_line(text: str, kind: str, max_chars: int = DEFAULT_MAX_TUPLE_CHARS) -> dict[str, Any]:
+    """Parse and validate one JSONL line as a tuple of `kind` ("sft" or "dpo").
+
+    Raises:
+        ValueError: not JSON, not an object, over `max_chars`, or a schema violation (the message
+            names the field).
+    """
+    if len(text) > max_chars:
+        raise ValueError(f"over-long tuple: {len(text)} characters, limit {max_chars}")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"not an object: {type(record).__name__}")
+    error = jsonschema.exceptions.best_match(_VALIDATORS[kind].iter_errors(record))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise ValueError(f"schema violation at {where}: {error.message}")
+    return record
+
+
+def _shingles(record: dict[str, Any]) -> set[bytes]:
+    words = json.dumps(record, sort_keys=True, ensure_ascii=False).lower().split()
+    return {" ".join(words[i:i + 3]).encode() for i in range(max(1, len(words) - 2))}
+
+
+def scan_bucket(folder: Path, kind: str, arrived_by: float,
+                max_chars: int = DEFAULT_MAX_TUPLE_CHARS,
+                near_duplicate_threshold: float = 0.9) -> BucketScan:
+    """Read every `*.jsonl` file in `folder` modified by `arrived_by` (Unix seconds), in name
+    order. Blank lines are skipped; bad lines are reported and skipped; the rest are kept once
+    each. Near-duplicates: estimated Jaccard similarity of word 3-grams >= the threshold
+    (MinHash, 128 permutations, from datasketch)."""
+    scan = BucketScan()
+    seen: set[str] = set()
+    lsh = MinHashLSH(threshold=near_duplicate_threshold, num_perm=128)
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        if path.stat().st_mtime > arrived_by:
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            scan.invalid.append(InvalidLine(str(path), 0, f"unreadable file: {exc}"))
+            continue
+        for number, text in enumerate(lines, 1):
+            if not text.strip():
+                continue
+            try:
+                record = check_line(text, kind, max_chars)
+            except ValueError as exc:
+                scan.invalid.append(InvalidLine(str(path), number, str(exc)))
+                continue
+            digest = canonical_hash(record)
+            if digest in seen:
+                scan.duplicates += 1
+                continue
+            seen.add(digest)
+            where = f"{path}:{number}"
+            signature = MinHash(num_perm=128)
+            signature.update_batch(list(_shingles(record)))
+            scan.near_duplicates.extend((other, where) for other in lsh.query(signature))
+            lsh.insert(where, signature)
+            scan.tuples.append(CorpusTuple(digest, record, str(path), number))
+    return scan
