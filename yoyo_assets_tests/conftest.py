@@ -44,7 +44,7 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
                              log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
     with server.serving(logging.getLogger("vllm_server")) as running:
         pid_file = Path(server.log_dir) / "inference-server.pid"
-        pgid = int(pid_file.read_text()) if not url else None
+        pgid = int(pid_file.read_text().split()[0]) if not url else None
         yield running
     if pgid is not None:  # teardown stopped the whole process group (vLLM and its engine core)
         assert not pid_file.exists()

@@ -188,9 +188,17 @@ class InferenceServer(ConfigurableResource):
         pid_file = self._pid_file()
         if not pid_file.is_file():
             return
+        recorded = pid_file.read_text().split("\n", 1)
         try:
-            pgid = int(pid_file.read_text().split()[0])
-        except (ValueError, IndexError):
+            pgid = int(recorded[0])
+        except ValueError:
+            pgid = 0
+        # A recycled pid after a reboot must not be killed: where the leader still runs, its
+        # command line has to be the one recorded.
+        cmdline = Path(f"/proc/{pgid}/cmdline")
+        if pgid and cmdline.is_file() and len(recorded) > 1 and \
+                cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() != \
+                recorded[1].strip():
             pgid = 0
         if pgid and _group_alive(pgid):
             log.warning(f"stopping inference server process group {pgid} left by an earlier run")
@@ -258,7 +266,7 @@ class InferenceServer(ConfigurableResource):
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, env=env,
                                        start_new_session=True)  # own process group
-        self._pid_file().write_text(f"{process.pid}\n")
+        self._pid_file().write_text(f"{process.pid}\n{' '.join(command)}\n")
         try:
             self._wait_healthy(process)
             log.info(f"inference server healthy at {self._base_url} after "

@@ -1,0 +1,50 @@
+"""The managed server's process handling with real processes: a server left by a killed run is
+stopped by the next run, and a recycled pid that is not that server is left alone."""
+
+import logging
+import os
+import subprocess
+import time
+
+import pytest
+
+from yoyo_assets.resources.inference_server import InferenceServer, stop_process_group
+
+
+def start_group(command):
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def test_stale_server_of_a_killed_run_is_stopped(tmp_path):
+    command = ["sleep", "300"]
+    orphan = start_group(command)
+    (tmp_path / "inference-server.pid").write_text(f"{orphan.pid}\n{' '.join(command)}\n")
+    server = InferenceServer(log_dir=str(tmp_path), shutdown_grace_s=5)
+    server._reap_stale_server(logging.getLogger("test"))
+    assert orphan.wait(timeout=10) is not None
+    assert not (tmp_path / "inference-server.pid").exists()
+
+
+def test_recycled_pid_of_another_program_is_left_alone(tmp_path):
+    other = start_group(["sleep", "301"])
+    try:
+        (tmp_path / "inference-server.pid").write_text(f"{other.pid}\npython -m vllm serve\n")
+        InferenceServer(log_dir=str(tmp_path))._reap_stale_server(logging.getLogger("test"))
+        assert other.poll() is None
+        assert not (tmp_path / "inference-server.pid").exists()
+    finally:
+        stop_process_group(other.pid, 5, other)
+
+
+def test_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    ready = tmp_path / "ready"
+    stubborn = start_group(["sh", "-c", f"trap '' TERM; touch {ready}; sleep 300 & wait"])
+    while not ready.exists():  # SIGTERM before the trap would end it early
+        time.sleep(0.05)
+    assert stop_process_group(stubborn.pid, 1.0, stubborn) is True
+    stubborn.wait(timeout=10)
+    deadline = time.monotonic() + 10  # the orphaned `sleep` is reaped by init, not by us
+    with pytest.raises(ProcessLookupError):
+        while time.monotonic() < deadline:
+            os.killpg(stubborn.pid, 0)
+            time.sleep(0.1)
