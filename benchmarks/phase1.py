@@ -71,11 +71,11 @@ def extraction_figures(server, documents, concurrency):
     tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
     extractor = EntityExtractor(server.base_url, server.model, tokenizer,
                                 server.context_tokens(), concurrency=concurrency)
-    payloads = [extractor._payload(build_messages(d.stream, chunk, i, n))
-                for d in documents
-                for n, chunks in [(len(c), c) for c in
-                                  [split_into_chunks(d.text, tokenizer, extractor.chunk_tokens)]]
-                for i, chunk in enumerate(chunks, 1)]
+    payloads = []  # exactly the requests the pipeline sends, for (b) and (c)
+    for d in documents:
+        chunks = split_into_chunks(d.text, tokenizer, extractor.chunk_tokens)
+        payloads += [extractor._payload(build_messages(d.stream, chunk, i, len(chunks)))
+                     for i, chunk in enumerate(chunks, 1)]
     asyncio.run(bare_client(server.base_url, payloads[:2], 2))  # warm-up
     t = time.monotonic()
     report = asyncio.run(extractor.extract(documents))
