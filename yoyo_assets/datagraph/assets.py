@@ -9,6 +9,7 @@ from dagster import (AssetExecutionContext, Config, MaterializeResult, MetadataV
 from pydantic import Field
 from tokenizers import Tokenizer
 
+from ..budget import run_deadline
 from ..faults import crash_point
 from ..partitions import nights
 from ..resources.document_streams import DocumentStreams
@@ -66,14 +67,6 @@ class ExtractionConfig(Config):
         "enable_thinking (false turns thinking off); None sends nothing.")
 
 
-def _extraction_deadline(context: AssetExecutionContext, reserve_s: float) -> float:
-    """`time.monotonic()` value after which no document starts: run start + budget - reserve."""
-    budget = float(context.run.tags.get("dagster/max_runtime") or phase1_budget_s())
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    started = (record.start_time if record and record.start_time else None) or time.time()
-    return time.monotonic() + (started + budget - reserve_s - time.time())
-
-
 @asset(group_name=GROUP, partitions_def=nights, pool=GPU_POOL)
 def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                        documents: list[Document],
@@ -82,7 +75,9 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
     that fails (or is not started within the budget) is reported and left for the next night."""
     report = ExtractionReport()
     if documents:
-        deadline = _extraction_deadline(context, config.budget_reserve_s)
+        # The extractor counts in time.monotonic(): immune to clock steps during the night.
+        deadline = time.monotonic() + (
+            run_deadline(context, phase1_budget_s(), config.budget_reserve_s) - time.time())
         with inference_server.serving(context.log) as server:
             extractor = EntityExtractor(
                 base_url=server.base_url, model=server.model,

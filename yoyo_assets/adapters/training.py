@@ -1,0 +1,325 @@
+"""QLoRA adapter training through trl + peft + bitsandbytes: SFT for `engineering`, DPO for
+`apprenticeship`.
+
+The base model is loaded in 4-bit NF4 (or unquantised), LoRA adapters are trained on it, and the
+held-out eval loss of the adapter and of the base (the same model before the first step: LoRA's B
+matrices start at zero, so the untrained adapter is the identity) are measured with the same
+trainer. Checkpoints go to a work folder each epoch; a re-run with the same training set resumes
+from the last complete one. Figures quoted below come from ../shared/STACK.md.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from dagster import Config
+from pydantic import Field
+
+from ..faults import crash_point
+from .corpus import CorpusTuple
+
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainingConfig(Config):
+    """Hyper-parameters of one adapter training (the adapter asset's run config). Defaults are
+    the pipeline's design (../shared/DESIGN.md); where trl's own default differs, the help says."""
+
+    base_model_dir: str = Field(
+        default="", description="Local folder of the base model (Hugging Face format). Empty: "
+        "YOYO_BASE_MODEL_DIR, else the embedded SmolLM2-135M-Instruct. Production: OLMo 3 7B Think.")
+    quantization: Literal["nf4", "none"] = Field(
+        default="nf4", description="nf4: QLoRA, base weights in 4-bit NormalFloat with double "
+        "quantisation (bitsandbytes); none: base in full precision (plain LoRA).")
+    lora_rank: int = Field(default=16, description="LoRA rank r.")
+    lora_alpha: int = Field(default=32, description="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = Field(default=0.05, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default=TARGET_MODULES, description="Linear layers that get adapters (attention and MLP).")
+    epochs: float = Field(default=2.0, description="Passes over the training split.")
+    max_length: int = Field(
+        default=512, description="Longest training sequence in tokens; longer ones are "
+        "truncated (trl default 1024).")
+    batch_size: int = Field(default=4, description="Sequences (SFT) or pairs (DPO) per step.")
+    gradient_accumulation_steps: int = Field(
+        default=1, description="Steps whose gradients are summed before one optimiser update.")
+    sft_learning_rate: float = Field(
+        default=2e-4, description="SFT learning rate (trl default 2e-5; LoRA wants more).")
+    dpo_learning_rate: float = Field(
+        default=5e-5, description="DPO learning rate (trl default 1e-6, too small for LoRA).")
+    dpo_beta: float = Field(
+        default=0.1, description="DPO beta: how far the policy may move from the reference "
+        "(the base with the adapter disabled).")
+    gradient_checkpointing: bool = Field(
+        default=True, description="Recompute activations in the backward pass: less memory, "
+        "about a third more compute.")
+    packing: bool = Field(default=False, description="SFT only: pack short examples into "
+                          "max_length sequences.")
+    eval_fraction: float = Field(
+        default=0.1, description="Share of tuples held out for evaluation, chosen by tuple hash "
+        "so the split is the same on every run (at least one tuple each side).")
+    seed: int = Field(default=0, description="Seed of shuffling and LoRA initialisation.")
+    budget_reserve_s: float = Field(
+        default=300.0, description="Seconds of the phase budget kept for the final evaluation "
+        "and the version write: training checkpoints and stops at budget - reserve.")
+
+
+class BaseModelError(ValueError):
+    """The base model folder is missing, unreadable or incomplete."""
+
+
+class BudgetSpent(RuntimeError):
+    """Training stopped at the budget; a checkpoint was saved and the next run resumes from it."""
+
+
+@dataclass
+class TrainingResult:
+    """What a training produced. Losses are mean token cross-entropy (SFT, nats) or DPO loss;
+    `loss_history` rows are `{"step", "epoch", "train_loss" | "eval_loss"}`."""
+
+    adapter_dir: Path
+    base_eval_loss: float
+    eval_loss: float
+    train_examples: int
+    eval_examples: int
+    steps: int
+    train_tokens: int
+    train_seconds: float
+    duration_s: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    resumed_from: str | None = None
+    loss_history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.train_tokens / self.train_seconds if self.train_seconds else 0.0
+
+
+def check_base_model(path: Path) -> None:
+    """Raises BaseModelError unless `path` holds config.json, a tokenizer and weights."""
+    if not path.is_dir():
+        raise BaseModelError(f"base model folder {path} does not exist or is not a folder")
+    names = {p.name for p in path.iterdir()}
+    missing = [n for n in ("config.json", "tokenizer_config.json") if n not in names]
+    if not any(n.endswith((".safetensors", ".bin")) for n in names):
+        missing.append("weights (*.safetensors)")
+    if missing:
+        raise BaseModelError(f"base model folder {path} lacks {', '.join(missing)}")
+    try:
+        (path / "config.json").read_bytes()
+    except OSError as exc:
+        raise BaseModelError(f"base model folder {path} is unreadable: {exc}") from None
+
+
+def split_tuples(tuples: list[CorpusTuple], eval_fraction: float
+                 ) -> tuple[list[CorpusTuple], list[CorpusTuple]]:
+    """(train, eval): a tuple is held out when the first 8 hex digits of its hash, as a fraction
+    of 16**8, fall below `eval_fraction`. Deterministic, and stable as the bucket grows. With two
+    or more tuples each side gets at least one.
+
+    Raises:
+        ValueError: fewer than two tuples.
+    """
+    if len(tuples) < 2:
+        raise ValueError(f"need at least 2 tuples to train and evaluate, got {len(tuples)}")
+    held = [t for t in tuples if int(t.sha256[:8], 16) / 16**8 < eval_fraction]
+    if not held:
+        held = [min(tuples, key=lambda t: t.sha256)]
+    if len(held) == len(tuples):
+        held = held[:-1]
+    held_hashes = {t.sha256 for t in held}
+    return [t for t in tuples if t.sha256 not in held_hashes], held
+
+
+def _as_messages(value: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+
+
+def sft_example(record: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """An SFT tuple as trl's conversational prompt-completion format, so that the loss covers the
+    completion only: `messages` split before its last message; strings become user/assistant."""
+    if "messages" in record:
+        messages = record["messages"]
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+    return {"prompt": _as_messages(record["prompt"], "user"),
+            "completion": _as_messages(record["completion"], "assistant")}
+
+
+def dpo_example(record: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """A DPO pair in trl's conversational preference format."""
+    return {"prompt": _as_messages(record["prompt"], "user"),
+            "chosen": _as_messages(record["chosen"], "assistant"),
+            "rejected": _as_messages(record["rejected"], "assistant")}
+
+
+def disable_bf16_repacking(model: Any) -> int:
+    """Turn off bitsandbytes' AVX512-BF16 CPU inference path on every 4-bit layer; returns how
+    many layers were changed.
+
+    Why (STACK.md): on CPUs with AVX512-BF16, the first no-grad forward in eval mode repacks the
+    4-bit weights into an inference layout, after which training gets zero gradients through the
+    base layers. Call after `prepare_model_for_kbit_training`.
+    """
+    import bitsandbytes as bnb
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
+
+
+def load_base_model(path: Path, quantization: str, gradient_checkpointing: bool) -> Any:
+    """The base causal LM from `path`, ready for k-bit LoRA training: NF4 with double
+    quantisation, float32 compute on CPU and bfloat16 on a GPU; or unquantised with `none`."""
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if quantization == "none":
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=dtype,
+                                                 device_map={"": 0} if cuda else None)
+    model = prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False})
+    disable_bf16_repacking(model)
+    return model
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest `checkpoint-<step>` in `folder` that holds `trainer_state.json` (written last
+    by the trainer); newer incomplete ones, left by a crash during a save, are removed."""
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.name[11:].isdigit()),
+                   key=lambda p: int(p.name[11:]), reverse=True)
+    for checkpoint in found:
+        if (checkpoint / "trainer_state.json").is_file():
+            return checkpoint
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
+def _budget_callback(deadline: float, stopped: list[int]) -> Any:
+    from transformers import TrainerCallback
+
+    class StopAtBudget(TrainerCallback):
+        """Saves a checkpoint and stops when `deadline` (Unix seconds) has passed."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            crash_point("training.after_step")
+            if time.time() >= deadline:
+                control.should_save = True
+                control.should_training_stop = True
+                stopped.append(state.global_step)
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            crash_point("training.after_checkpoint")
+            return control
+
+    return StopAtBudget()
+
+
+def _peak_memory() -> tuple[int, str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated()), "gpu_allocated"
+    # Linux reports ru_maxrss in KiB: the whole process's peak, model load included.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
+
+
+def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple],
+                  config: TrainingConfig, base_dir: Path, work_dir: Path, output_dir: Path,
+                  deadline: float = math.inf,
+                  log: Callable[[str], None] = print) -> TrainingResult:
+    """Train a LoRA adapter of `kind` ("sft" or "dpo") and save it (PEFT adapter files and the
+    tokenizer) into `output_dir`. Checkpoints live in `work_dir`; the newest complete one is
+    resumed from.
+
+    Raises:
+        BaseModelError: `base_dir` is not a usable model folder (checked before loading).
+        BudgetSpent: `deadline` (Unix seconds) passed; a checkpoint was saved first.
+    """
+    check_base_model(base_dir)
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    started = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = load_base_model(base_dir, config.quantization, config.gradient_checkpointing)
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=config.target_modules,
+                      bias="none", task_type="CAUSAL_LM")
+    to_example = sft_example if kind == "sft" else dpo_example
+    train_set = Dataset.from_list([to_example(t.record) for t in train])
+    eval_set = Dataset.from_list([to_example(t.record) for t in held_out])
+    common = dict(
+        output_dir=str(work_dir), num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, logging_steps=1,
+        include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True, seed=config.seed,
+        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+    if kind == "sft":
+        args = SFTConfig(learning_rate=config.sft_learning_rate, packing=config.packing, **common)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_set,
+                             eval_dataset=eval_set, processing_class=tokenizer, peft_config=lora)
+    else:
+        args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.dpo_beta, **common)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=train_set,
+                             eval_dataset=eval_set, processing_class=tokenizer, peft_config=lora)
+    stopped: list[int] = []
+    trainer.add_callback(_budget_callback(deadline, stopped))
+
+    # Before the first step the adapter is the identity (B = 0): this is the base model's loss.
+    base_eval_loss = float(trainer.evaluate()["eval_loss"])
+    resume = last_complete_checkpoint(work_dir) if work_dir.is_dir() else None
+    log(f"{kind.upper()}: {len(train)} train / {len(held_out)} eval tuples, base eval loss "
+        f"{base_eval_loss:.4f}" + (f", resuming from {resume.name}" if resume else ""))
+    train_started = time.time()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_seconds = time.time() - train_started
+    if stopped:
+        raise BudgetSpent(f"budget spent at step {stopped[0]} of {trainer.state.max_steps}; "
+                          f"checkpoint saved in {work_dir}, the next run resumes from it")
+    eval_loss = float(trainer.evaluate()["eval_loss"])
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    history: list[dict[str, float]] = []
+    for row in trainer.state.log_history:
+        kept = {k: float(row[k]) for k in ("step", "epoch", "loss", "eval_loss") if k in row}
+        if len(kept) > 2 and kept not in history:  # the final evaluation repeats the last one
+            history.append(kept)
+    peak, peak_kind = _peak_memory()
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    log(f"{kind.upper()}: eval loss {base_eval_loss:.4f} -> {eval_loss:.4f} in "
+        f"{trainer.state.global_step} steps, {tokens / max(train_seconds, 1e-9):.0f} tokens/s")
+    return TrainingResult(
+        adapter_dir=output_dir, base_eval_loss=base_eval_loss, eval_loss=eval_loss,
+        train_examples=len(train), eval_examples=len(held_out), steps=trainer.state.global_step,
+        train_tokens=tokens, train_seconds=train_seconds, duration_s=time.time() - started, peak_memory_bytes=peak,
+        peak_memory_kind=peak_kind, resumed_from=resume.name if resume else None,
+        loss_history=[{("train_loss" if k == "loss" else k): v for k, v in row.items()}
+                      for row in history])

@@ -1,0 +1,194 @@
+"""Phase 2 through Dagster with a real instance: the corpus threshold sensor (49 pending: skip;
+50: one run request; same state: none; 50 new after v1: v2), the adapter run with its blocking
+quality check, publication to a real GCS emulator and its retry alone, and a bad base model."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
+                     build_sensor_context)
+from dagster_gcp import GCSResource
+
+from yoyo_assets.adapters.registry import versions
+from yoyo_assets.definitions import build_definitions
+from yoyo_assets.resources.adapter_store import AdapterStore
+from yoyo_assets.settings import GPU_TAG_KEY
+
+from .test_pipeline import arrived_during
+from .test_publication import emulator  # noqa: F401  (fixture)
+
+JOB = "adapter_pointsav_engineering"
+SENSOR = "pointsav_engineering_corpus_threshold"
+ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
+PUBLISHED = AssetKey(["pointsav", "engineering", "published_adapter"])
+#: Small enough for a CPU test: one epoch over 32-token sequences.
+TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
+    "max_length": 32, "epochs": 1, "batch_size": 16}}}}
+
+
+def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> None:
+    folder = root / "corpus" / "engineering-pointsav"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.utime(path, (arrived_during(night), arrived_during(night)))
+
+
+def sft_lines(corpora: Path) -> list[str]:
+    """Click commit tuples, shortest first (fast to train on)."""
+    lines = (corpora / "engineering" / "click-commits.sft.jsonl").read_text().splitlines()
+    return sorted(lines, key=len)
+
+
+def make_defs(root: Path, model_dir: Path, gcs_bucket: str = ""):
+    store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
+                         models_dir=str(root / "models"), base_model_dir=str(model_dir),
+                         gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"))
+    return build_definitions(root, adapter_store=store)
+
+
+def materialize_buckets(defs, instance, night: str) -> None:
+    result = defs.resolve_job_def("corpus_nightly").execute_in_process(
+        partition_key=night, instance=instance)
+    assert result.success
+
+
+def tick(defs, instance, cursor):
+    context = build_sensor_context(instance=instance, definitions=defs, cursor=cursor)
+    return defs.resolve_sensor_def(SENSOR).evaluate_tick(context)
+
+
+def run_requested(defs, instance, request, run_config=TINY):
+    """What the daemon does with a run request: launch the job for its partition and key."""
+    return defs.resolve_job_def(JOB).execute_in_process(
+        partition_key=request.partition_key, instance=instance, run_config=run_config,
+        tags={**request.tags, "dagster/run_key": request.run_key}, raise_on_error=False)
+
+
+def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home, tmp_path,
+                                               emulator, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "50")
+    GCSResource(project="yoyo-test").get_client().create_bucket("adapters")
+    root = tmp_path / "data"
+    defs = make_defs(root, model_dir, gcs_bucket="adapters")
+    instance = DagsterInstance.get()
+    lines = sft_lines(corpora)
+
+    # Night 1: 49 valid tuples, one duplicate, two bad lines.
+    write_bucket_file(root, "n1.jsonl", lines[:49] + [lines[0], "not json", '{"messages": 1}'],
+                      "2026-11-18")
+    materialize_buckets(defs, instance, "2026-11-18")
+    meta = instance.fetch_materializations(
+        AssetKey(["pointsav", "engineering", "corpus_bucket"]), limit=1).records[0] \
+        .asset_materialization.metadata
+    assert (meta["tuple_count"].value, meta["pending_tuples"].value) == (49, 49)
+    assert meta["duplicates_dropped"].value == 1 and meta["invalid_lines"].value == 2
+    assert [i["line"] for i in meta["invalid"].value] == [51, 52]
+    first = tick(defs, instance, None)
+    assert first.run_requests == [] and "49 pending tuples, below the threshold 50" in \
+        first.skip_message
+
+    # Night 2: the 50th tuple arrives: one request; the next tick (same state) gives none.
+    write_bucket_file(root, "n2.jsonl", lines[49:50], "2026-11-19")
+    materialize_buckets(defs, instance, "2026-11-19")
+    second = tick(defs, instance, first.cursor)
+    assert len(second.run_requests) == 1
+    request = second.run_requests[0]
+    assert request.partition_key == "2026-11-19"
+    assert tick(defs, instance, second.cursor).run_requests == []
+
+    result = run_requested(defs, instance, request)
+    assert result.success
+    assert defs.resolve_job_def(JOB).tags[GPU_TAG_KEY] == "exclusive"
+    [v1] = versions(root / "adapters" / "pointsav" / "engineering")
+    manifest = v1.manifest
+    assert v1.path.name == "v1" and manifest["night"] == "2026-11-19"
+    assert len(manifest["trained_tuples"]) + len(manifest["eval_tuples"]) == 50
+    assert manifest["hyperparameters"]["lora_rank"] == 16
+    assert manifest["base_model"]["sha256"] and manifest["libraries"]["trl"]
+    assert [r for r in manifest["loss_history"] if "train_loss" in r]
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed == (manifest["eval_loss"] < manifest["base_eval_loss"]) is True
+    adapter_meta = result.asset_materializations_for_node("pointsav__engineering__adapter")[0] \
+        .metadata
+    assert adapter_meta["version"].value == 1
+    assert adapter_meta["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
+
+    # Published: every file of v1 in the bucket, manifest included.
+    client = GCSResource(project="yoyo-test").get_client()
+    published = {b.name for b in client.list_blobs("adapters")}
+    assert published == {f"adapters/pointsav/engineering/v1/{p.name}"
+                         for p in v1.path.iterdir()}
+
+    # A failed upload is retried by re-materializing the publication alone: no retraining.
+    for blob in client.list_blobs("adapters"):
+        if blob.name.endswith(("manifest.json", ".safetensors")):
+            blob.delete()
+    retry = defs.resolve_job_def(JOB).execute_in_process(
+        partition_key="2026-11-19", instance=instance, asset_selection=[PUBLISHED])
+    assert retry.success
+    assert {b.name for b in client.list_blobs("adapters")} == published
+    assert retry.asset_materializations_for_node("pointsav__engineering__published_adapter")[0] \
+        .metadata["objects_uploaded"].value == 2
+    assert len(versions(root / "adapters" / "pointsav" / "engineering")) == 1
+
+    # Nothing new: pending 0, a skip that says so.
+    materialize_buckets(defs, instance, "2026-11-19")
+    third = tick(defs, instance, second.cursor)
+    assert third.run_requests == [] and "0 pending tuples" in third.skip_message
+
+    # 50 new tuples on night 3: version 2, trained on the whole bucket.
+    write_bucket_file(root, "n3.jsonl", lines[50:100], "2026-11-20")
+    materialize_buckets(defs, instance, "2026-11-20")
+    fourth = tick(defs, instance, third.cursor)
+    assert len(fourth.run_requests) == 1 and fourth.run_requests[0].partition_key == "2026-11-20"
+    assert run_requested(defs, instance, fourth.run_requests[0]).success
+    v1_again, v2 = versions(root / "adapters" / "pointsav" / "engineering")
+    assert v2.number == 2
+    assert len(v2.manifest["trained_tuples"]) + len(v2.manifest["eval_tuples"]) == 100
+    runs = instance.get_runs(RunsFilter(job_name=JOB, statuses=[DagsterRunStatus.SUCCESS]))
+    assert len({r.tags["dagster/run_key"] for r in runs if "dagster/run_key" in r.tags}) == 2
+
+
+def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir, dagster_home,
+                                                              tmp_path, monkeypatch):
+    """Two requests queued for one night (e.g. a manual one and the sensor's): the second run
+    finds nothing pending and materializes nothing, so nothing is trained twice."""
+    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "4")
+    root = tmp_path / "data"
+    defs = make_defs(root, model_dir)
+    instance = DagsterInstance.get()
+    write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
+    job = defs.resolve_job_def(JOB)
+    first = job.execute_in_process(partition_key="2026-11-19", instance=instance,
+                                   run_config=TINY)
+    assert first.success and len(versions(root / "adapters" / "pointsav" / "engineering")) == 1
+    published = first.asset_materializations_for_node("pointsav__engineering__published_adapter")
+    assert published[0].metadata["published"].value is False  # no bucket configured
+    second = job.execute_in_process(partition_key="2026-11-19", instance=instance,
+                                    run_config=TINY)
+    assert second.success
+    assert second.asset_materializations_for_node("pointsav__engineering__adapter") == []
+    assert len(versions(root / "adapters" / "pointsav" / "engineering")) == 1
+
+
+def test_missing_base_model_fails_the_run_clearly(corpora, model_dir, dagster_home, tmp_path,
+                                                  monkeypatch):
+    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "4")
+    root = tmp_path / "data"
+    defs = make_defs(root, model_dir)
+    write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
+    config = {"ops": {"pointsav__engineering__adapter": {"config": {
+        "base_model_dir": str(tmp_path / "no-such-model")}}}}
+    result = defs.resolve_job_def(JOB).execute_in_process(
+        partition_key="2026-11-19", instance=DagsterInstance.get(), run_config=config,
+        raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("pointsav__engineering__adapter")
+    assert "no-such-model does not exist" in failure.error.message
+    folder = root / "adapters" / "pointsav" / "engineering"
+    assert versions(folder) == [] and not list(folder.glob(".staging-*"))
+    assert json.dumps(config)  # the run config names the folder the message names
