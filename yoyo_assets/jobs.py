@@ -1,5 +1,6 @@
-"""Jobs. Every job that needs the GPU carries the GPU run tag (limited to one run in dagster.yaml)
-and its phase budget as `dagster/max_runtime` (enforced by run monitoring)."""
+"""Jobs. Every job that needs the GPU carries the GPU run tag (limited to one run in dagster.yaml),
+its phase budget as `dagster/max_runtime` (enforced by run monitoring) and one retry of a run whose
+process died (`dagster/max_retries`, see dagster.yaml)."""
 
 from dagster import AssetKey, AssetSelection, define_asset_job
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -10,7 +11,8 @@ datagraph_nightly = define_asset_job(
     "datagraph_nightly",
     selection=AssetSelection.groups("datagraph"),
     description="Phase 1: the night's new documents -> entities -> DataGraph.",
-    tags={GPU_TAG_KEY: GPU_TAG_VALUE, "dagster/max_runtime": str(phase1_budget_s())},
+    tags={GPU_TAG_KEY: GPU_TAG_VALUE, "dagster/max_runtime": str(phase1_budget_s()),
+          "dagster/max_retries": "1"},
 )
 
 
@@ -35,5 +37,6 @@ def adapter_training(tenant: str, role: str) -> UnresolvedAssetJobDefinition:
         selection=AssetSelection.assets(AssetKey([tenant, role, "adapter"]),
                                         AssetKey([tenant, role, "published_adapter"])),
         description=f"Phase 2: QLoRA adapter of {role}-{tenant}, then its publication.",
-        tags={GPU_TAG_KEY: GPU_TAG_VALUE, "dagster/max_runtime": str(phase2_budget_s())},
+        tags={GPU_TAG_KEY: GPU_TAG_VALUE, "dagster/max_runtime": str(phase2_budget_s()),
+              "dagster/max_retries": "1"},
     )

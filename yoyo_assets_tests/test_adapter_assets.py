@@ -4,10 +4,9 @@ quality check, publication to a real GCS emulator and its retry alone, and a bad
 
 import json
 import os
-import time
+from importlib import resources
 from pathlib import Path
 
-import pytest
 from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
                      build_sensor_context)
 from dagster_gcp import GCSResource
@@ -24,9 +23,9 @@ JOB = "adapter_pointsav_engineering"
 SENSOR = "pointsav_engineering_corpus_threshold"
 ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
 PUBLISHED = AssetKey(["pointsav", "engineering", "published_adapter"])
-#: Small enough for a CPU test: one epoch over 32-token sequences.
+#: Small enough for a CPU test: one epoch, batches of 16 short sequences.
 TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
-    "max_length": 32, "epochs": 1, "batch_size": 16}}}}
+    "max_length": 48, "epochs": 1, "batch_size": 16, "gradient_checkpointing": False}}}}
 
 
 def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> None:
@@ -38,9 +37,16 @@ def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> No
 
 
 def sft_lines(corpora: Path) -> list[str]:
-    """Click commit tuples, shortest first (fast to train on)."""
-    lines = (corpora / "engineering" / "click-commits.sft.jsonl").read_text().splitlines()
-    return sorted(lines, key=len)
+    """100 short SFT tuples (fast to train on a CPU): the 60 shipped demo examples, then the
+    shortest hh-rlhf dialogues as prompt/completion (prompt and chosen reply)."""
+    demo = resources.files("yoyo_assets") / "demo_data" / "corpus" / "engineering-pointsav"
+    lines = [line for f in demo.iterdir() for line in f.read_text().splitlines()]
+    pairs = (corpora / "apprenticeship" / "hh-rlhf-helpful-base-test.dpo.jsonl").read_text()
+    for line in sorted(pairs.splitlines(), key=len)[:100 - len(lines)]:
+        pair = json.loads(line)
+        lines.append(json.dumps({"prompt": pair["prompt"], "completion": pair["chosen"]}))
+    assert len(set(lines)) == 100
+    return lines
 
 
 def make_defs(root: Path, model_dir: Path, gcs_bucket: str = ""):

@@ -1,5 +1,6 @@
 """A backfill of three nights from the CLI, run by a real Dagster daemon: each night its own
-run, queued behind the GPU run limit, so no two runs overlap, and each night materialized."""
+run, queued behind the GPU run limit, so no two runs overlap, and each night materialized; and a
+Phase 1 run and a Phase 2 run launched together run one after the other."""
 
 import os
 import signal
@@ -63,3 +64,61 @@ def test_cli_backfill_runs_one_night_at_a_time(corpora, external_server, dagster
     assert by_night[NIGHTS[0]]["documents_recorded"].value + \
         by_night[NIGHTS[2]]["documents_recorded"].value >= 1
     assert by_night[NIGHTS[1]]["documents_recorded"].value == 0
+
+
+def test_phase1_and_phase2_runs_launched_together_never_overlap(
+        corpora, external_server, dagster_home, model_dir, tmp_path):
+    from importlib import resources
+
+    night = NIGHTS[1]
+    root = tmp_path / "data"
+    copy_documents(sorted((corpora / "contacts").glob("*.json"))[:1], root, "contacts",
+                   arrived_during(night))
+    bucket = root / "corpus" / "engineering-pointsav"
+    bucket.mkdir(parents=True)
+    demo = resources.files("yoyo_assets") / "demo_data" / "corpus" / "engineering-pointsav"
+    lines = [line for f in demo.iterdir() for line in f.read_text().splitlines()][:6]
+    (bucket / "tuples.jsonl").write_text("\n".join(lines) + "\n")
+    os.utime(bucket / "tuples.jsonl", (arrived_during(night), arrived_during(night)))
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "YOYO_DATA_ROOT": str(root),
+           "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": external_server.url,
+           "YOYO_EXTRACTION_TOKENIZER": str(external_server.tokenizer_file()),
+           "YOYO_BASE_MODEL_DIR": str(model_dir), "YOYO_ADAPTER_THRESHOLD": "4"}
+    bin_dir = Path(sys.executable).parent
+    tiny = ('{"ops": {"pointsav__engineering__adapter": {"config": '
+            '{"max_length": 96, "epochs": 1, "batch_size": 8}}}}')
+    for command in (
+            ["job", "launch", "-j", "adapter_pointsav_engineering", "--config-json", tiny,
+             "--tags", '{"dagster/partition": "%s"}' % night],
+            ["job", "backfill", "-j", "datagraph_nightly", "--from", night, "--to", night,
+             "--noprompt"]):
+        launched = subprocess.run([str(bin_dir / "dagster"), *command, "-w", "workspace.yaml"],
+                                  cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                  timeout=120)
+        assert launched.returncode == 0, launched.stderr[-2000:]
+
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    instance = DagsterInstance.get()
+    try:
+        deadline = time.monotonic() + 540
+        while time.monotonic() < deadline:
+            runs = instance.get_runs()
+            if len(runs) == 2 and all(r.is_finished for r in runs):
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+        log.close()
+    runs = instance.get_runs()
+    assert sorted(r.job_name for r in runs) == ["adapter_pointsav_engineering",
+                                                "datagraph_nightly"]
+    assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), \
+        (tmp_path / "daemon.log").read_text()[-3000:]
+    first, second = sorted((instance.get_run_stats(r.run_id) for r in runs),
+                           key=lambda s: s.start_time)
+    assert first.end_time <= second.start_time  # never two GPU runs at once
+    assert (root / "adapters" / "pointsav" / "engineering" / "v1" / "manifest.json").is_file()

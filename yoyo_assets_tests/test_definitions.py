@@ -12,9 +12,22 @@ from yoyo_assets.settings import GPU_POOL, GPU_TAG_KEY
 def test_all_definitions_load():
     Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"documents", "extracted_entities", "graph_mutations"}
-    assert defs.resolve_job_def("datagraph_nightly") is not None
-    assert defs.resolve_schedule_def("datagraph_nightly_schedule") is not None
+    phase2 = {f"pointsav/{role}/{name}" for role in ("engineering", "apprenticeship")
+              for name in ("corpus_bucket", "adapter", "published_adapter")}
+    assert keys == {"documents", "extracted_entities", "graph_mutations"} | phase2
+    graph = defs.resolve_asset_graph()
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()
+              if k.to_user_string() in phase2}
+    assert groups == {"adapters"}
+    for name in ("datagraph_nightly", "corpus_nightly", "adapter_pointsav_engineering",
+                 "adapter_pointsav_apprenticeship"):
+        assert defs.resolve_job_def(name) is not None
+    for name in ("datagraph_nightly_schedule", "corpus_nightly_schedule"):
+        assert defs.resolve_schedule_def(name) is not None
+    for role in ("engineering", "apprenticeship"):
+        assert defs.resolve_sensor_def(f"pointsav_{role}_corpus_threshold") is not None
+    checks = {k.name for k in graph.asset_check_keys}
+    assert checks == {"beats_base_model"}
 
 
 def test_schedule_requests_the_night_that_just_ended(dagster_home):
@@ -28,13 +41,18 @@ def test_schedule_requests_the_night_that_just_ended(dagster_home):
     assert schedule.cron_schedule == "0 2 * * *"
 
 
-def test_phase1_runs_carry_gpu_tag_and_budget_and_extraction_sits_in_gpu_pool(dagster_home):
-    tags = defs.resolve_job_def("datagraph_nightly").tags
-    assert tags[GPU_TAG_KEY] == "exclusive"
-    assert tags["dagster/max_runtime"] == "7200"
+def test_gpu_runs_carry_gpu_tag_and_budget_and_gpu_assets_sit_in_gpu_pool(dagster_home):
+    for job in ("datagraph_nightly", "adapter_pointsav_engineering",
+                "adapter_pointsav_apprenticeship"):
+        tags = defs.resolve_job_def(job).tags
+        assert tags[GPU_TAG_KEY] == "exclusive"
+        assert tags["dagster/max_runtime"] == "7200"
+    assert GPU_TAG_KEY not in defs.resolve_job_def("corpus_nightly").tags  # CPU only
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
     assert pools["extracted_entities"] == {GPU_POOL}
+    assert pools["pointsav/engineering/adapter"] == {GPU_POOL}
+    assert pools["pointsav/apprenticeship/adapter"] == {GPU_POOL}
     # The instance built from the project's dagster.yaml limits tagged runs to one at a time.
     settings = DagsterInstance.get().get_concurrency_config()
     limits = settings.run_queue_config.tag_concurrency_limits

@@ -2,7 +2,7 @@
 
     <tenant>/<role>/corpus_bucket -> <tenant>/<role>/adapter -> <tenant>/<role>/published_adapter
 
-plus the blocking asset check `<tenant>/<role>/adapter:beats_base_model`.
+plus the blocking asset check `beats_base_model` on each adapter.
 """
 
 import base64
@@ -13,8 +13,9 @@ import shutil
 import time
 from importlib import metadata as package_metadata
 
-from dagster import (AssetCheckResult, AssetCheckSpec, AssetExecutionContext, AssetKey,
-                     AssetsDefinition, Failure, MaterializeResult, MetadataValue, asset)
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext,
+                     AssetKey, AssetsDefinition, Failure, MaterializeResult, MetadataValue, asset,
+                     asset_check)
 
 from ..budget import run_deadline
 from ..partitions import nights
@@ -74,7 +75,8 @@ def _library_versions() -> dict[str, str]:
 
 
 def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
-    """The corpus bucket, adapter and published adapter assets of one tenant and role.
+    """The corpus bucket, adapter and published adapter assets of one tenant and role, and the
+    adapter's quality check.
 
     Raises:
         ValueError: an unsafe tenant name or unknown role.
@@ -107,9 +109,6 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
 
     @asset(name="adapter", key_prefix=prefix, group_name=GROUP, partitions_def=nights,
            deps=[corpus_bucket], pool=GPU_POOL, output_required=False,
-           check_specs=[AssetCheckSpec(
-               QUALITY_CHECK, asset=adapter_key, blocking=True,
-               description="The adapter's held-out eval loss is below the base model's.")],
            description=f"QLoRA {kind.upper()} adapter trained on the whole `{bucket}` bucket as "
            "of the night, saved as the next `v<N>`. Trains only when the bucket's pending tuples "
            "reach the threshold (YOYO_ADAPTER_THRESHOLD).")
@@ -133,9 +132,9 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
         train, held_out = split_tuples(scan.tuples, config.eval_fraction)
         training_set = pending_set_sha256([t.sha256 for t in scan.tuples])
         settings = config.model_dump()
-        run_id = hashlib.sha256(json.dumps([training_set, settings, str(base_dir)],
+        training_id = hashlib.sha256(json.dumps([training_set, settings, str(base_dir)],
                                            sort_keys=True).encode()).hexdigest()[:16]
-        work_dir = folder / ".work" / f"{night}-{run_id}"
+        work_dir = folder / ".work" / f"{night}-{training_id}"
         remove_stale_staging(folder)
         staged = staging_folder(folder)
         try:
@@ -143,7 +142,7 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
                 kind, train, held_out, config, base_dir, work_dir, staged,
                 deadline=run_deadline(context, phase2_budget_s(), config.budget_reserve_s),
                 log=context.log.info)
-        except BudgetSpent as exc:
+        except (BudgetSpent, ValueError) as exc:
             shutil.rmtree(staged, ignore_errors=True)
             raise Failure(str(exc)) from None
         except BaseException:
@@ -178,8 +177,7 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
         delta = result.eval_loss - result.base_eval_loss
         context.log.info(f"{bucket}: v{version.number} at {version.path}, eval loss "
                          f"{result.base_eval_loss:.4f} -> {result.eval_loss:.4f} ({delta:+.4f})")
-        yield MaterializeResult(
-            metadata={
+        yield MaterializeResult(metadata={
                 "version": version.number,
                 "path": MetadataValue.path(str(version.path)),
                 "eval_loss": result.eval_loss,
@@ -198,11 +196,23 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
                 "peak_memory_kind": result.peak_memory_kind,
                 "duration_s": round(result.duration_s, 1),
                 "resumed_from_checkpoint": result.resumed_from or "",
-            },
-            check_results=[AssetCheckResult(
-                check_name=QUALITY_CHECK, passed=passed,
-                metadata={"eval_loss": result.eval_loss, "base_eval_loss": result.base_eval_loss,
-                          "version": version.number})])
+        })
+
+    @asset_check(asset=adapter_key, name=QUALITY_CHECK, blocking=True, partitions_def=nights,
+                 description="The night's adapter version has a held-out eval loss below the "
+                 "base model's. Blocking: a version that fails is not published.")
+    def beats_base_model(context: AssetCheckExecutionContext,
+                         adapter_store: AdapterStore) -> AssetCheckResult:
+        night = context.op_execution_context.partition_key
+        version = version_for_night(adapter_store.version_folder(tenant, role), night)
+        if version is None:
+            return AssetCheckResult(passed=False, description=f"no version for night {night}")
+        manifest = version.manifest
+        return AssetCheckResult(
+            passed=version.passed_quality_gate,
+            metadata={"version": version.number, "eval_loss": manifest["eval_loss"],
+                      "base_eval_loss": manifest["base_eval_loss"],
+                      "eval_loss_delta": manifest["eval_loss"] - manifest["base_eval_loss"]})
 
     @asset(name="published_adapter", key_prefix=prefix, group_name=GROUP, partitions_def=nights,
            deps=[adapter_key],
@@ -232,4 +242,4 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             "bytes_uploaded": report.bytes,
         })
 
-    return [corpus_bucket, adapter, published_adapter]
+    return [corpus_bucket, adapter, beats_base_model, published_adapter]

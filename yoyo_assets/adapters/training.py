@@ -251,6 +251,7 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
 
     Raises:
         BaseModelError: `base_dir` is not a usable model folder (checked before loading).
+        ValueError: no training or no held-out tuple has an answer token within max_length.
         BudgetSpent: `deadline` (Unix seconds) passed; a checkpoint was saved first.
     """
     check_base_model(base_dir)
@@ -288,6 +289,14 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
         args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.dpo_beta, **common)
         trainer = DPOTrainer(model=model, args=args, train_dataset=train_set,
                              eval_dataset=eval_set, processing_class=tokenizer, peft_config=lora)
+    # trl drops examples whose completion (or chosen/rejected) lies wholly beyond max_length.
+    for name, dataset, given in (("training", trainer.train_dataset, train),
+                                 ("held-out", trainer.eval_dataset, held_out)):
+        if len(dataset) < len(given):
+            log(f"{len(given) - len(dataset)} {name} tuples have no answer token within "
+                f"max_length {config.max_length} and are left out")
+        if len(dataset) == 0:
+            raise ValueError(f"no {name} tuple fits max_length {config.max_length} tokens")
     stopped: list[int] = []
     trainer.add_callback(_budget_callback(deadline, stopped))
 
