@@ -3,9 +3,9 @@ corpus threshold sensors that launch Phase 2."""
 
 import os
 
-from dagster import (AssetKey, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus,
-                     EventLogEntry, RunRequest, RunsFilter, SensorDefinition, SkipReason,
-                     asset_sensor, build_schedule_from_partitioned_job)
+from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, DefaultScheduleStatus,
+                     DefaultSensorStatus, EventLogEntry, RunRequest, RunsFilter, SensorDefinition,
+                     SkipReason, asset_sensor, build_schedule_from_partitioned_job)
 
 from .jobs import UnresolvedAssetJobDefinition, datagraph_nightly
 from .settings import adapter_threshold
@@ -31,8 +31,9 @@ def corpus_nightly_schedule(job: UnresolvedAssetJobDefinition):
 def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
                         event: EventLogEntry, threshold: int) -> RunRequest | SkipReason:
     """The sensor's decision on one corpus bucket materialization: a run request for its night
-    when `pending_tuples` >= `threshold`, keyed by the pending set so that the same set is never
-    requested twice; else a skip reason that says why."""
+    when `pending_tuples` >= `threshold`, keyed by the pending set so that the same set is not
+    requested again while a run for it is queued, running or has succeeded; else a skip reason
+    that says why."""
     materialization = event.asset_materialization
     meta = materialization.metadata
     night = materialization.partition
@@ -41,12 +42,14 @@ def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
         return SkipReason(f"{bucket} night {night}: {pending} pending tuples, below the "
                           f"threshold {threshold}")
     pending_set = str(meta["pending_set_sha256"].value)
-    run_key = f"{bucket}:{pending_set[:32]}"
-    earlier = instance.get_runs(RunsFilter(job_name=job_name,
-                                           tags={"dagster/run_key": run_key}), limit=1)
-    if earlier:
+    earlier = instance.get_runs(RunsFilter(job_name=job_name, tags={PENDING_SET_TAG: pending_set}))
+    alive = [r for r in earlier if r.status != DagsterRunStatus.FAILURE]
+    if alive:
         return SkipReason(f"{bucket} night {night}: these {pending} pending tuples were already "
-                          f"requested by run {earlier[0].run_id}")
+                          f"requested by run {alive[0].run_id} ({alive[0].status.value})")
+    # Runs for this set that failed (budget spent, machine preempted twice) are requested again,
+    # under a new key: training resumes from their last checkpoint.
+    run_key = f"{bucket}:{pending_set[:32]}" + (f":attempt-{len(earlier) + 1}" if earlier else "")
     return RunRequest(run_key=run_key, partition_key=night,
                       tags={PENDING_SET_TAG: pending_set})
 

@@ -17,7 +17,6 @@ from yoyo_assets.resources.adapter_store import AdapterStore
 from yoyo_assets.settings import GPU_TAG_KEY
 
 from .test_pipeline import arrived_during
-from .test_publication import emulator  # noqa: F401  (fixture)
 
 JOB = "adapter_pointsav_engineering"
 SENSOR = "pointsav_engineering_corpus_threshold"
@@ -75,7 +74,7 @@ def run_requested(defs, instance, request, run_config=TINY):
 
 
 def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home, tmp_path,
-                                               emulator, monkeypatch):  # noqa: F811
+                                               emulator, monkeypatch):
     monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "50")
     GCSResource(project="yoyo-test").get_client().create_bucket("adapters")
     root = tmp_path / "data"
@@ -181,20 +180,24 @@ def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir,
     assert len(versions(root / "adapters" / "pointsav" / "engineering")) == 1
 
 
-def test_missing_base_model_fails_the_run_clearly(corpora, model_dir, dagster_home, tmp_path,
-                                                  monkeypatch):
+def test_missing_base_model_fails_the_run_clearly_and_the_set_is_requested_again(
+        corpora, model_dir, dagster_home, tmp_path, monkeypatch):
     monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "4")
     root = tmp_path / "data"
     defs = make_defs(root, model_dir)
+    instance = DagsterInstance.get()
     write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
+    materialize_buckets(defs, instance, "2026-11-19")
+    [request] = tick(defs, instance, None).run_requests
     config = {"ops": {"pointsav__engineering__adapter": {"config": {
         "base_model_dir": str(tmp_path / "no-such-model")}}}}
-    result = defs.resolve_job_def(JOB).execute_in_process(
-        partition_key="2026-11-19", instance=DagsterInstance.get(), run_config=config,
-        raise_on_error=False)
+    result = run_requested(defs, instance, request, run_config=config)
     assert not result.success
     failure = result.failure_data_for_node("pointsav__engineering__adapter")
     assert "no-such-model does not exist" in failure.error.message
     folder = root / "adapters" / "pointsav" / "engineering"
     assert versions(folder) == [] and not list(folder.glob(".staging-*"))
-    assert json.dumps(config)  # the run config names the folder the message names
+    # The next materialization of the bucket requests the same set again, under a new key.
+    materialize_buckets(defs, instance, "2026-11-19")
+    [again] = tick(defs, instance, None).run_requests
+    assert again.run_key == request.run_key + ":attempt-2"

@@ -4,10 +4,6 @@ fails the upload, and publishing again after it is back completes the version.""
 
 import hashlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,48 +12,6 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from dagster_gcp import GCSResource
 
 from yoyo_assets.adapters.publication import publish_folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Emulator:
-    """gcp-storage-emulator in memory on a loopback port; `start()` / `stop()`."""
-
-    def __init__(self, port: int):
-        self.port, self.process = port, None
-        self.url = f"http://127.0.0.1:{port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host",
-             "127.0.0.1", "--port", str(self.port), "--in-memory"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("gcp-storage-emulator did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def emulator(monkeypatch):
-    server = Emulator(free_port())
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
-    yield server
-    if server.process.poll() is None:
-        server.stop()
 
 
 @pytest.fixture
