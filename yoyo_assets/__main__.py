@@ -151,7 +151,7 @@ def run_phase2(defs, instance, night: str, tags: dict[str, str]) -> bool:
             decision = adapter_run_request(instance, f"{role}-{tenant}", job_name,
                                            records[0].event_log_entry, adapter_threshold())
             if not isinstance(decision, RunRequest):
-                print(f"{role}-{tenant}: {decision.skip_message}")
+                print(f"skipped:  {decision.skip_message}")
                 continue
             print(f"{role}-{tenant}: training ({job_name}) ...", flush=True)
             result = defs.resolve_job_def(job_name).execute_in_process(
