@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,10 @@ def start_group(command):
 def test_stale_server_of_a_killed_run_is_stopped(tmp_path):
     command = ["sleep", "300"]
     orphan = start_group(command)
+    deadline = time.monotonic() + 10  # as in a run: the pid file names a server already exec'd
+    while Path(f"/proc/{orphan.pid}/cmdline").read_bytes() != b"sleep\x00300\x00" and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     (tmp_path / "inference-server.pid").write_text(f"{orphan.pid}\n{' '.join(command)}\n")
     server = InferenceServer(log_dir=str(tmp_path), shutdown_grace_s=5)
     server._reap_stale_server(logging.getLogger("test"))
