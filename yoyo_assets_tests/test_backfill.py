@@ -19,6 +19,28 @@ from .test_pipeline import arrived_during
 NIGHTS = ["2026-11-17", "2026-11-18", "2026-11-19"]
 
 
+def run_daemon_until(env: dict, log_path: Path, timeout_s: float, runs: RunsFilter,
+                     count: int) -> DagsterInstance:
+    """Run a real `dagster-daemon` until `count` runs matching `runs` have finished (or
+    `timeout_s` seconds pass), then stop its process group; returns the instance."""
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        instance = DagsterInstance.get()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                found = instance.get_runs(runs)
+                if len(found) == count and all(r.is_finished for r in found):
+                    break
+                time.sleep(2)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+    return instance
+
+
 def test_cli_backfill_runs_one_night_at_a_time(corpora, external_server, dagster_home, tmp_path):
     root = tmp_path / "data"
     contacts = sorted((corpora / "contacts").glob("*.json"))
@@ -34,22 +56,8 @@ def test_cli_backfill_runs_one_night_at_a_time(corpora, external_server, dagster
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert backfill.returncode == 0, backfill.stderr[-2000:]
 
-    log = open(tmp_path / "daemon.log", "w")
-    daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    instance = DagsterInstance.get()
-    try:
-        deadline = time.monotonic() + 480
-        while time.monotonic() < deadline:
-            runs = instance.get_runs(RunsFilter(job_name="datagraph_nightly"))
-            if len(runs) == 3 and all(r.is_finished for r in runs):
-                break
-            time.sleep(2)
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
-        log.close()
+    instance = run_daemon_until(env, tmp_path / "daemon.log", 480, RunsFilter(
+        job_name="datagraph_nightly"), 3)
     runs = instance.get_runs(RunsFilter(job_name="datagraph_nightly"))
     assert sorted(r.tags["dagster/partition"] for r in runs) == NIGHTS, \
         (tmp_path / "daemon.log").read_text()[-3000:]
@@ -97,22 +105,7 @@ def test_phase1_and_phase2_runs_launched_together_never_overlap(
                                   timeout=120)
         assert launched.returncode == 0, launched.stderr[-2000:]
 
-    log = open(tmp_path / "daemon.log", "w")
-    daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    instance = DagsterInstance.get()
-    try:
-        deadline = time.monotonic() + 540
-        while time.monotonic() < deadline:
-            runs = instance.get_runs()
-            if len(runs) == 2 and all(r.is_finished for r in runs):
-                break
-            time.sleep(2)
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
-        log.close()
+    instance = run_daemon_until(env, tmp_path / "daemon.log", 540, RunsFilter(), 2)
     runs = instance.get_runs()
     assert sorted(r.job_name for r in runs) == ["adapter_pointsav_engineering",
                                                 "datagraph_nightly"]

@@ -110,13 +110,12 @@ def staging_folder(folder: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder))
 
 
-def _fsync_tree(path: Path) -> None:
-    for item in sorted(path.rglob("*")) + [path]:
-        fd = os.open(item, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def commit_version(folder: Path, staged: Path, manifest: dict[str, Any]) -> AdapterVersion:
@@ -132,12 +131,13 @@ def commit_version(folder: Path, staged: Path, manifest: dict[str, Any]) -> Adap
         manifest = {**manifest, "version": number}
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
-        _fsync_tree(staged)
+        for item in [*staged.rglob("*"), staged]:
+            _fsync(item)
         crash_point("registry.before_rename")
         target = folder / f"v{number}"
         os.rename(staged, target)
         crash_point("registry.after_rename")
-        _fsync_tree(folder)
+        _fsync(folder)  # the new directory entry; the version's files were flushed above
     return AdapterVersion(number, target, manifest)
 
 
