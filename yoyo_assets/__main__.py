@@ -1,16 +1,18 @@
-"""Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo]`.
+"""Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo]`, and
+`python -m yoyo_assets recover [--after-boot]` (run_health.py).
 
 Runs one night in this process against the instance in $DAGSTER_HOME (default
 ./var/dagster_home, seeded with the project's dagster.yaml): Phase 1 (documents -> DataGraph), then
 Phase 2 (corpus buckets; each bucket's sensor decision; the adapter runs it requests), and prints
 where the graph, the adapters, the runs and the logs are. `--demo` first copies the shipped demo
-documents and corpus buckets into the data root, dated to that night. Scheduled and backfilled runs go through `dagster dev` / the daemon instead.
+documents and corpus buckets into the data root, dated to that night. Scheduled and backfilled
+runs go through `dagster dev` / the daemon instead.
 """
 
 import argparse
+import json
 import os
 import shutil
-import socket
 import sys
 from datetime import timedelta
 from importlib import resources
@@ -48,39 +50,14 @@ def install_demo_data(data_root: Path, arrived_at: float) -> int:
     return copied
 
 
-#: Tags naming the process that runs a night here, so the next run can tell it died.
-PID_TAG, HOST_TAG = "yoyo/pid", "yoyo/host"
-
-
-def fail_dead_runs(instance) -> list[str]:
-    """Mark as failed the runs this command started on this host whose process is gone (killed,
-    preempted), and free the pool slots they held; else the next run waits on them forever.
-    Returns their run ids. (Daemon-launched runs are handled by Dagster's run monitoring.)"""
-    from dagster import DagsterRunStatus, RunsFilter
-
-    failed = []
-    for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
-        pid = run.tags.get(PID_TAG)
-        if not pid or run.tags.get(HOST_TAG) != socket.gethostname():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        instance.report_run_failed(run, f"run process {pid} died before the run ended")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        failed.append(run.run_id)
-    return failed
-
-
-def run_night(night: str | None, demo: bool) -> int:
+def run_night(night: str | None, demo: bool, training_config: dict | None = None) -> int:
     home = _prepare_dagster_home()
     from dagster import DagsterInstance
 
     from .definitions import defs
     from .partitions import nights
     from .resources.graph_store import open_graph
+    from .run_health import fail_dead_runs, process_tags
     from .settings import data_root
 
     night = night or nights.get_last_partition_key()
@@ -94,7 +71,7 @@ def run_night(night: str | None, demo: bool) -> int:
         print(f"run {run_id} had died (killed or preempted): marked failed, its slots freed")
     job = defs.resolve_job_def("datagraph_nightly")
     print(f"running datagraph_nightly for night {night} (instance {home}) ...", flush=True)
-    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    tags = process_tags()
     result = job.execute_in_process(partition_key=night, instance=instance,
                                     raise_on_error=False, tags=tags)
     graph_path = defs.resources["graph_store"].path
@@ -108,7 +85,8 @@ def run_night(night: str | None, demo: bool) -> int:
     print(f"run:      {result.run_id} ({'success' if result.success else 'FAILED'})")
     if meta:
         print(f"night:    {meta['documents_ok'].value} documents ok, "
-              f"{meta['documents_failed'].value} failed, {meta['entities'].value} entities")
+              f"{meta['documents_failed'].value} failed, {meta['documents_deferred'].value} "
+              f"deferred to the next run, {meta['entities'].value} entities")
     print(f"graph:    {graph_path} ({counts['documents']} documents, {counts['entities']} "
           f"entities, {counts['mentions']} MENTIONS)")
     for name, type_, mentions in top:
@@ -116,18 +94,22 @@ def run_night(night: str | None, demo: bool) -> int:
     print(f"run logs: {home / 'storage' / result.run_id / 'compute_logs'} "
           f"(and the event log in {home / 'history'})")
     print(f"server:   {root / 'logs'} (inference server output)")
-    phase2_ok = run_phase2(defs, instance, night, tags)
+    phase2_ok = run_phase2(defs, instance, night, tags, training_config or {})
     print(f"UI:       DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml")
     return 0 if result.success and phase2_ok else 1
 
 
-def run_phase2(defs, instance, night: str, tags: dict[str, str]) -> bool:
+def run_phase2(defs, instance, night: str, tags: dict[str, str],
+               training_config: dict) -> bool:
     """Phase 2 of `night` in this process, as the daemon would run it: materialize the corpus
     buckets, put each bucket's materialization to its sensor's decision, and run the adapter
-    jobs it requests. Prints each adapter's path and eval delta; returns whether all runs
-    succeeded."""
+    jobs it requests, with `training_config` (TrainingConfig fields) as run config. A version
+    that a killed run saved but never recorded or published is recorded and published now (the
+    daemon's run retry does the same). Prints each adapter's path and eval delta; returns
+    whether all runs succeeded."""
     from dagster import AssetKey, AssetRecordsFilter, RunRequest
 
+    from .adapters.assets import unrecorded_version
     from .adapters.corpus import ROLES
     from .adapters.registry import version_for_night
     from .automation import adapter_run_request
@@ -150,13 +132,20 @@ def run_phase2(defs, instance, night: str, tags: dict[str, str]) -> bool:
             job_name = adapter_job_name(tenant, role)
             decision = adapter_run_request(instance, f"{role}-{tenant}", job_name,
                                            records[0].event_log_entry, adapter_threshold())
-            if not isinstance(decision, RunRequest):
+            if isinstance(decision, RunRequest):
+                print(f"{role}-{tenant}: training ({job_name}) ...", flush=True)
+                run_tags = {**tags, **decision.tags, "dagster/run_key": decision.run_key}
+            elif unrecorded_version(instance, store, tenant, role, night) is not None:
+                print(f"{role}-{tenant}: recording and publishing the version a killed run "
+                      f"saved ({job_name}) ...", flush=True)
+                run_tags = tags
+            else:
                 print(f"skipped:  {decision.skip_message}")
                 continue
-            print(f"{role}-{tenant}: training ({job_name}) ...", flush=True)
+            run_config = {"ops": {f"{tenant}__{role}__adapter": {"config": training_config}}}
             result = defs.resolve_job_def(job_name).execute_in_process(
-                partition_key=night, instance=instance, raise_on_error=False,
-                tags={**tags, **decision.tags, "dagster/run_key": decision.run_key})
+                partition_key=night, instance=instance, raise_on_error=False, tags=run_tags,
+                run_config=run_config if training_config else None)
             ok = ok and result.success
             version = version_for_night(store.version_folder(tenant, role), night)
             if version is None:
@@ -171,6 +160,20 @@ def run_phase2(defs, instance, night: str, tags: dict[str, str]) -> bool:
     return ok
 
 
+def recover_runs(after_boot: bool) -> int:
+    """`recover`: fail the dead runs of the instance in $DAGSTER_HOME; prints each."""
+    _prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from .run_health import fail_dead_runs
+
+    failed = fail_dead_runs(DagsterInstance.get(), after_boot=after_boot)
+    for run_id in failed:
+        print(f"run {run_id}: marked failed, its slots freed (run retries relaunch it)")
+    print(f"{len(failed)} dead run(s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yoyo_assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,8 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     night = commands.add_parser("night", help="run one night (Phase 1, then Phase 2) in this process")
     night.add_argument("--night", help="partition key YYYY-MM-DD (default: the last night)")
     night.add_argument("--demo", action="store_true", help="first copy in the demo documents and corpus buckets")
+    night.add_argument("--training-config", type=json.loads, default={}, metavar="JSON",
+                       help='TrainingConfig fields for every adapter run, e.g. \'{"epochs": 1}\'')
+    recover = commands.add_parser(
+        "recover", help="fail the runs whose process died and free their slots, so that run "
+        "retries relaunch them (run once at boot with --after-boot, before the daemon)")
+    recover.add_argument("--after-boot", action="store_true",
+                         help="this machine has just started: every unfinished run is dead")
     args = parser.parse_args(argv)
-    return run_night(args.night, args.demo)
+    if args.command == "recover":
+        return recover_runs(args.after_boot)
+    return run_night(args.night, args.demo, args.training_config)
 
 
 if __name__ == "__main__":

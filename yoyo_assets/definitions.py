@@ -17,6 +17,7 @@ from .resources.adapter_store import AdapterStore
 from .resources.document_streams import DocumentStreams
 from .resources.graph_store import GraphStore
 from .resources.inference_server import InferenceServer
+from .run_health import dead_run_reaper
 from .settings import data_root, tenants
 
 
@@ -42,6 +43,7 @@ def adapter_store_from_env(root: Path) -> AdapterStore:
         base_model_dir=os.environ.get("YOYO_BASE_MODEL_DIR", ""),
         gcs_bucket=os.environ.get("YOYO_GCS_BUCKET", ""),
         gcs_prefix=os.environ.get("YOYO_GCS_PREFIX", "adapters"),
+        gcs_retry_timeout_s=float(os.environ.get("YOYO_GCS_RETRY_TIMEOUT_S", "120")),
         gcs=GCSResource(project=os.environ.get("YOYO_GCS_PROJECT") or None),
     )
 
@@ -58,7 +60,8 @@ def build_definitions(root: Path, inference_server: InferenceServer | None = Non
                 *[a for bucket in buckets for a in build_bucket_assets(*bucket)]],
         jobs=[datagraph_nightly, corpus_job, *adapter_jobs.values()],
         schedules=[datagraph_nightly_schedule, corpus_nightly_schedule(corpus_job)],
-        sensors=[corpus_threshold_sensor(*bucket, job) for bucket, job in adapter_jobs.items()],
+        sensors=[*[corpus_threshold_sensor(*bucket, job) for bucket, job in adapter_jobs.items()],
+                 dead_run_reaper],
         resources={
             "document_streams": DocumentStreams(root=str(root)),
             "graph_store": GraphStore(

@@ -16,6 +16,7 @@
 | YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
 | YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | publication target; none: not published |
 | YOYO_GCS_PROJECT | (from credentials) | GCS project of the client |
+| YOYO_GCS_RETRY_TIMEOUT_S | 120 | seconds one GCS request is retried before publication fails |
 
 YOYO_TIMEZONE and YOYO_FIRST_NIGHT are read by `partitions.py`.
 """

@@ -93,17 +93,20 @@ def free_port() -> int:
 
 
 class Emulator:
-    """gcp-storage-emulator in memory on a loopback port; `start()` / `stop()`."""
+    """gcp-storage-emulator on a loopback port, in memory or (with `data_dir`) on disk, so that
+    objects outlive a stop; `start()` / `stop()`."""
 
-    def __init__(self, port: int):
-        self.port, self.process = port, None
+    def __init__(self, port: int, data_dir: Path | None = None):
+        self.port, self.process, self.data_dir = port, None, data_dir
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
+        storage = ["--in-memory"] if self.data_dir is None else []
+        env = {**os.environ, "STORAGE_BASE": str(self.data_dir or ".")}
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host",
-             "127.0.0.1", "--port", str(self.port), "--in-memory"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "127.0.0.1", "--port", str(self.port), *storage],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -48,10 +48,12 @@ def sft_lines(corpora: Path) -> list[str]:
     return lines
 
 
-def make_defs(root: Path, model_dir: Path, gcs_bucket: str = ""):
+def make_defs(root: Path, model_dir: Path, gcs_bucket: str = "",
+              gcs_retry_timeout_s: float = 120.0):
     store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
                          models_dir=str(root / "models"), base_model_dir=str(model_dir),
-                         gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"))
+                         gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"),
+                         gcs_retry_timeout_s=gcs_retry_timeout_s)
     return build_definitions(root, adapter_store=store)
 
 

@@ -16,6 +16,11 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+#: Each level holds ten aliases of the one before: 10^6 nodes once expanded.
+BILLION_LAUGHS = b"l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n" + b"".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n".encode() for i in range(1, 7))
+
+
 @pytest.mark.parametrize("name, data, reason, line", [
     ("a.md", b"# note\n\ncaf\xe9 au lait\n", "not UTF-8", 3),
     ("b.md", b"# note\nok\n\x00\x01\x02binary", "binary content", 3),
@@ -26,6 +31,8 @@ def write(path: Path, data: bytes) -> Path:
     ("g.json", b'["a list", "not a record"]', "expected a JSON object", 1),
     ("h.yaml", b"title: x\nauthors:\n  - a\n - b\n", "malformed YAML", 4),
     ("i.yaml", b"title: !!python/object/apply:os.system ['echo hi']\n", "malformed YAML", 1),
+    ("j.yaml", BILLION_LAUGHS, "YAML alias expansion over 10000 nodes", 4),
+    ("k.yaml", b"title: x\nloop: &a [1, *a]\n", "YAML alias refers to itself", 2),
 ])
 def test_bad_documents_are_rejected_with_file_line_and_reason(tmp_path, name, data, reason, line):
     path = write(tmp_path / name, data)
@@ -36,6 +43,24 @@ def test_bad_documents_are_rejected_with_file_line_and_reason(tmp_path, name, da
     assert reason in rejection.reason
     assert rejection.line == line
     assert str(path) in str(caught.value)
+
+
+def test_yaml_tags_build_no_objects_and_run_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = write(tmp_path / "evil.yaml",
+                 f"x: !!python/object/apply:os.system ['touch {marker}']\n".encode())
+    with pytest.raises(DocumentError, match="could not determine a constructor"):
+        read_document(path, "research")
+    assert not marker.exists()
+
+
+def test_transcript_without_speaker_turns_is_rejected(tmp_path):
+    path = write(tmp_path / "notes.md", b"# Meeting\n\nWe went over the plan.\nNo names.\n")
+    with pytest.raises(DocumentError, match="transcript has no speaker turns"):
+        read_document(path, "transcripts")
+    assert read_document(path, "research").text.startswith("# Meeting")  # fine as a note
+    turns = write(tmp_path / "turns.md", b"# Stand-up\n\nAda Lovelace: The build is green.\n")
+    assert read_document(turns, "transcripts").stream == "transcripts"
 
 
 def test_oversized_document_is_rejected_before_reading(tmp_path):

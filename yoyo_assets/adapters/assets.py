@@ -15,17 +15,21 @@ import warnings
 from importlib import metadata as package_metadata
 
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext,
-                     AssetKey, AssetsDefinition, Failure, MaterializeResult, MetadataValue,
-                     PreviewWarning, asset, asset_check)
+                     AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, Failure,
+                     MaterializeResult, MetadataValue, PreviewWarning, asset, asset_check)
+
+from google.api_core.exceptions import GoogleAPIError
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..budget import run_deadline
 from ..partitions import nights
 from ..resources.adapter_store import AdapterStore
+from ..run_health import tag_run_process
 from ..settings import GPU_POOL, adapter_threshold, phase2_budget_s
 from .corpus import ROLES, BucketScan, bucket_name, scan_bucket
 from .publication import publish_folder
-from .registry import (commit_version, folder_sha256, remove_stale_staging, staging_folder,
-                       trained_hashes, version_for_night)
+from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
+                       staging_folder, trained_hashes, version_for_night)
 from .training import (BaseModelError, BudgetSpent, TrainingConfig, TrainingResult,
                        check_base_model, split_tuples, train_adapter)
 
@@ -75,6 +79,55 @@ def _library_versions() -> dict[str, str]:
     return {name: package_metadata.version(name) for name in LIBRARIES}
 
 
+def _version_metadata(version: AdapterVersion) -> dict:
+    """The adapter materialization's metadata, read from the version's manifest."""
+    m = version.manifest
+    png = version.path / "loss_curve.png"
+    curve = (f"![loss curve](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})"
+             if png.is_file() else "(no loss curve)")
+    return {
+        "version": version.number,
+        "path": MetadataValue.path(str(version.path)),
+        "eval_loss": m["eval_loss"],
+        "base_eval_loss": m["base_eval_loss"],
+        "eval_loss_delta": m["eval_loss"] - m["base_eval_loss"],
+        "quality_gate_passed": version.passed_quality_gate,
+        "loss_curve": MetadataValue.md(curve),
+        "train_tuples": len(m["trained_tuples"]),
+        "eval_tuples": len(m["eval_tuples"]),
+        "steps": m.get("steps", 0),
+        "train_tokens": m["train_tokens"],
+        "tokens_per_s": round(m["tokens_per_s"], 1),
+        "peak_memory_bytes": m["peak_memory_bytes"],
+        "peak_memory_kind": m["peak_memory_kind"],
+        "duration_s": round(m["duration_s"], 1),
+        "resumed_from_checkpoint": m["resumed_from_checkpoint"] or "",
+    }
+
+
+def unrecorded_version(instance: DagsterInstance, adapter_store: AdapterStore, tenant: str,
+                       role: str, night: str) -> AdapterVersion | None:
+    """The night's adapter version if a run died (SIGKILL, preemption) after saving it but
+    before Dagster recorded its materialization or, for a version that passed the quality gate,
+    its publication; else None. Re-materializing the adapter then records it and lets the
+    publication run, with no retraining."""
+    version = version_for_night(adapter_store.version_folder(tenant, role), night)
+    if version is None:
+        return None
+
+    def recorded(name: str) -> bool:
+        records = instance.fetch_materializations(AssetRecordsFilter(
+            asset_key=AssetKey([tenant, role, name]), asset_partitions=[night]), limit=1,
+            ascending=False).records
+        return bool(records) and \
+            records[0].asset_materialization.metadata["version"].value == version.number
+
+    if not recorded("adapter") or (version.passed_quality_gate and
+                                   not recorded("published_adapter")):
+        return version
+    return None
+
+
 def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
     """The corpus bucket, adapter and published adapter assets of one tenant and role, and the
     adapter's quality check.
@@ -115,12 +168,21 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
            "reach the threshold (YOYO_ADAPTER_THRESHOLD).")
     def adapter(context: AssetExecutionContext, config: TrainingConfig,
                 adapter_store: AdapterStore):
+        tag_run_process(context)
         night = context.partition_key
         folder = adapter_store.version_folder(tenant, role)
         scan, trained = _scan(context, adapter_store, tenant, role)
         pending = scan.pending(trained)
         threshold = adapter_threshold()
         if len(pending) < threshold:
+            saved = unrecorded_version(context.instance, adapter_store, tenant, role, night)
+            if saved is not None:
+                context.log.info(f"{bucket} night {night}: v{saved.number} was saved by a run "
+                                 "that died before it was recorded; recording it, no retraining")
+                for leftover in (folder / ".work").glob(f"{night}-*"):
+                    shutil.rmtree(leftover, ignore_errors=True)  # the dead run's checkpoints
+                yield MaterializeResult(metadata={**_version_metadata(saved), "recovered": True})
+                return
             # A second request for a set that an earlier run already trained on ends here.
             context.log.info(f"{bucket} night {night}: {len(pending)} pending tuples, below the "
                              f"threshold {threshold}; nothing to train")
@@ -149,8 +211,7 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        png = _loss_curve_png(result)
-        (staged / "loss_curve.png").write_bytes(png)
+        (staged / "loss_curve.png").write_bytes(_loss_curve_png(result))
         passed = result.eval_loss < result.base_eval_loss
         manifest = {
             "tenant": tenant, "role": role, "kind": kind, "bucket": bucket, "night": night,
@@ -164,6 +225,7 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             "eval_loss": result.eval_loss,
             "quality_gate": {"passed": passed, "check": QUALITY_CHECK,
                              "rule": "eval_loss < base_eval_loss"},
+            "steps": result.steps,
             "train_tokens": result.train_tokens,
             "tokens_per_s": result.tokens_per_s,
             "peak_memory_bytes": result.peak_memory_bytes,
@@ -178,26 +240,9 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
         delta = result.eval_loss - result.base_eval_loss
         context.log.info(f"{bucket}: v{version.number} at {version.path}, eval loss "
                          f"{result.base_eval_loss:.4f} -> {result.eval_loss:.4f} ({delta:+.4f})")
-        yield MaterializeResult(metadata={
-            "version": version.number,
-            "path": MetadataValue.path(str(version.path)),
-            "eval_loss": result.eval_loss,
-            "base_eval_loss": result.base_eval_loss,
-            "eval_loss_delta": delta,
-            "quality_gate_passed": passed,
-            "loss_curve": MetadataValue.md(
-                f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"),
-            "train_tuples": len(train),
-            "eval_tuples": len(held_out),
-            "pending_tuples_before": len(pending),
-            "steps": result.steps,
-            "train_tokens": result.train_tokens,
-            "tokens_per_s": round(result.tokens_per_s, 1),
-            "peak_memory_bytes": result.peak_memory_bytes,
-            "peak_memory_kind": result.peak_memory_kind,
-            "duration_s": round(result.duration_s, 1),
-            "resumed_from_checkpoint": result.resumed_from or "",
-        })
+        yield MaterializeResult(metadata={**_version_metadata(version),
+                                          "pending_tuples_before": len(pending),
+                                          "recovered": False})
 
     def beats_base_model(context: AssetCheckExecutionContext,
                          adapter_store: AdapterStore) -> AssetCheckResult:
@@ -228,6 +273,7 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
            "Re-materialize it alone to retry a failed upload without retraining.")
     def published_adapter(context: AssetExecutionContext,
                           adapter_store: AdapterStore) -> MaterializeResult:
+        tag_run_process(context)
         night = context.partition_key
         version = version_for_night(adapter_store.version_folder(tenant, role), night)
         if version is None:
@@ -241,7 +287,16 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
                 "published": False, "version": version.number,
                 "reason": "no GCS bucket configured (YOYO_GCS_BUCKET)"})
         name = f"{adapter_store.gcs_prefix}/{tenant}/{role}/v{version.number}"
-        report = publish_folder(adapter_store.gcs.get_client(), adapter_store.gcs_bucket, name, version.path)
+        retry = DEFAULT_RETRY.with_timeout(adapter_store.gcs_retry_timeout_s)
+        try:
+            report = publish_folder(adapter_store.gcs.get_client(), adapter_store.gcs_bucket,
+                                    name, version.path, retry=retry)
+        except GoogleAPIError as exc:
+            raise Failure(
+                f"publication of {version.path} to gs://{adapter_store.gcs_bucket}/{name}/ "
+                f"failed: {type(exc).__name__}: {str(exc)[:300]}. Its manifest was not "
+                "uploaded, so readers do not see a version there; re-materialize "
+                "published_adapter for this night to send what is missing") from None
         return MaterializeResult(metadata={
             "published": True, "version": version.number, "uri": report.uri,
             "objects_uploaded": len(report.uploaded),

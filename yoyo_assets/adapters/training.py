@@ -232,6 +232,18 @@ def _budget_callback(deadline: float, stopped: list[int]) -> Any:
     return StopAtBudget()
 
 
+def _crash_point_inside_checkpoint_saves(trainer: Any) -> None:
+    """Crash point `training.during_checkpoint_save`: after a checkpoint's weights and optimizer
+    state are written, before its trainer_state.json (the trainer writes that last)."""
+    save = trainer._save_optimizer_and_scheduler
+
+    def save_then_maybe_crash(output_dir: str) -> None:
+        save(output_dir)
+        crash_point("training.during_checkpoint_save")
+
+    trainer._save_optimizer_and_scheduler = save_then_maybe_crash
+
+
 def _peak_memory() -> tuple[int, str]:
     import torch
 
@@ -299,6 +311,7 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
             raise ValueError(f"no {name} tuple fits max_length {config.max_length} tokens")
     stopped: list[int] = []
     trainer.add_callback(_budget_callback(deadline, stopped))
+    _crash_point_inside_checkpoint_saves(trainer)
 
     # Before the first step the adapter is the identity (B = 0): this is the base model's loss.
     base_eval_loss = float(trainer.evaluate()["eval_loss"])

@@ -15,6 +15,7 @@ from ..partitions import nights
 from ..resources.document_streams import DocumentStreams
 from ..resources.graph_store import GraphStore, WriteStats
 from ..resources.inference_server import InferenceServer
+from ..run_health import tag_run_process
 from ..settings import GPU_POOL, phase1_budget_s
 from .documents import STREAM_PATTERNS, Document
 from .extraction import EntityExtractor, ExtractionReport
@@ -27,6 +28,7 @@ def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
               graph_store: GraphStore) -> Output[list[Document]]:
     """The night's new documents: arrived (modified) by the end of the night and not yet in the
     ledger. Bad files are rejected with file, line and reason and do not stop the others."""
+    tag_run_process(context)
     night_end = context.partition_time_window.end
     scan = document_streams.scan(night_end.timestamp())
     with graph_store.open() as graph:
@@ -72,7 +74,9 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                        documents: list[Document],
                        inference_server: InferenceServer) -> Output[ExtractionReport]:
     """Entities of each new document from the model, checked against the JSON Schema. A document
-    that fails (or is not started within the budget) is reported and left for the next night."""
+    that fails, or is deferred (not started within the budget, or the server went away), is
+    reported and left for the next run."""
+    tag_run_process(context)
     report = ExtractionReport()
     if documents:
         # The extractor counts in time.monotonic(): immune to clock steps during the night.
@@ -102,6 +106,8 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
         "documents_deferred": len(report.deferred),
         "failures": MetadataValue.json([{"file": f, "reason": r}
                                         for f, r in report.failures.items()]),
+        "deferrals": MetadataValue.json([{"file": f, "reason": r}
+                                         for f, r in report.deferred.items()]),
         "entities": sum(len(r.entities) for r in ok),
         "entities_by_type": MetadataValue.json(report.entities_by_type()),
         "ungrounded_names_dropped": sum(r.ungrounded for r in ok),
@@ -129,6 +135,7 @@ def graph_mutations(context: AssetExecutionContext, extracted_entities: Extracti
             total.add(graph.write_extractions(results[start:start + size], night))
             crash_point("graph.after_commit")
         counts = graph.counts()
+    crash_point("graph.before_materialization")
     return MaterializeResult(metadata={
         **vars(total),
         "graph_path": graph_store.path,

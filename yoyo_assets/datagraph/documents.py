@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,12 @@ STREAM_PATTERNS: dict[str, tuple[str, ...]] = {
 DEFAULT_MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Nodes a YAML document may expand to with its aliases followed ("billion laughs" guard): the
+#: shipped research notes have under 300.
+MAX_YAML_NODES = 10_000
+#: A transcript's speaker turn: `**Name**: words` (the shipped corpora) or `Name: words`.
+_SPEAKER_TURN = re.compile(r"^[ \t]*(?:\*\*[^*\n]{1,80}\*\*|[^\s:*#][^:\n]{0,80}?)[ \t]*:[ \t]*\S",
+                           re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,46 @@ class DocumentError(ValueError):
 
 def _line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
+
+
+def _alias_bomb(root: yaml.Node | None) -> tuple[str, int] | None:
+    """(reason, 1-based line) if `root` expands past MAX_YAML_NODES nodes with its aliases
+    followed, or refers to itself; else None. Counts shared nodes once per use, without
+    expanding anything."""
+    sizes: dict[int, int] = {}
+    inside: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in inside:
+            raise RecursionError(node)
+        inside.add(key)
+        children: list = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        total = 1
+        for child in children:
+            total = min(total + size(child), MAX_YAML_NODES + 1)
+        inside.discard(key)
+        sizes[key] = total
+        if total > MAX_YAML_NODES:
+            raise OverflowError(node)
+        return total
+
+    if root is None:
+        return None
+    try:
+        size(root)
+    except OverflowError as exc:
+        return (f"YAML alias expansion over {MAX_YAML_NODES} nodes (alias bomb)",
+                exc.args[0].start_mark.line + 1)
+    except RecursionError as exc:
+        return ("YAML alias refers to itself", exc.args[0].start_mark.line + 1)
+    return None
 
 
 def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Document:
@@ -114,13 +161,21 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
         text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     elif suffix in (".yaml", ".yml"):
         try:
+            # The safe loader builds only plain data: a `!!python/...` tag is an error here.
             yaml.load(text, Loader=_YAML_LOADER)
+            nodes = [yaml.compose(text, Loader=_YAML_LOADER)]
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             reason = f"malformed YAML: {exc.problem or exc.context}"
             raise reject(reason, mark.line + 1 if mark else None) from exc
         except yaml.YAMLError as exc:
             raise reject(f"malformed YAML: {exc}") from exc
+        bomb = _alias_bomb(nodes[0])
+        if bomb is not None:
+            raise reject(bomb[0], bomb[1])
+    elif stream == "transcripts" and not _SPEAKER_TURN.search(text):
+        raise reject("transcript has no speaker turns (no line like '**Name**: words' or "
+                     "'Name: words')")
 
     return Document(
         sha256=hashlib.sha256(data).hexdigest(),

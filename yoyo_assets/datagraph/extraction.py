@@ -240,12 +240,14 @@ def _is_transient(exc: BaseException) -> bool:
 
 @dataclass
 class ExtractionReport:
-    """A night's extraction: per-document results, failures (path -> reason), documents deferred
-    because the budget ran out, and wall time in seconds."""
+    """A night's extraction: per-document results, failures (path -> reason: the document or
+    its answer was at fault), deferred documents (path -> reason: the budget ran out or the
+    server became unreachable; not the document's fault), and wall time in seconds. Neither
+    failed nor deferred documents enter the ledger, so the next run tries them again."""
 
     results: list[DocumentExtraction] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
-    deferred: list[str] = field(default_factory=list)
+    deferred: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     def entities_by_type(self) -> dict[str, int]:
@@ -350,8 +352,11 @@ class EntityExtractor:
                       on_result: Any = None) -> ExtractionReport:
         """Extract entities from every document, at most `concurrency` requests at a time.
 
-        A document not started by `deadline` (a `time.monotonic()` value) is deferred. A document
-        whose request or answer fails is recorded in `failures` with its reason; neither raises.
+        A document not started by `deadline` (a `time.monotonic()` value) is deferred. Once a
+        request fails to reach the server after its retries (server killed, machine losing its
+        GPU), the documents in flight and all not yet started are deferred at once, without
+        further requests. A document whose request or answer fails otherwise is recorded in
+        `failures` with its reason. Nothing raises.
         `on_result(document, outcome)`, if given, is called as each document finishes.
         """
         report = ExtractionReport()
@@ -366,11 +371,14 @@ class EntityExtractor:
 
         async with httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                      limits=limits) as client:
+            unreachable: list[str] = []  # why the server is gone, once it is
+
             async def run(document: Document) -> None:
                 async with gate:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        report.deferred.append(document.path)
-                        outcome: Any = "deferred: phase budget nearly spent"
+                    if unreachable:
+                        outcome: Any = f"deferred: {unreachable[0]}"
+                    elif deadline is not None and time.monotonic() >= deadline:
+                        outcome = "deferred: phase budget nearly spent"
                     else:
                         try:
                             outcome = await self._extract_one(client, limit, document)
@@ -380,9 +388,18 @@ class EntityExtractor:
                         except httpx.HTTPStatusError as exc:
                             outcome = (f"server answered {exc.response.status_code}: "
                                        f"{exc.response.text[:200]}")
+                        except httpx.TransportError as exc:
+                            if not unreachable:
+                                unreachable.append(f"inference server unreachable after "
+                                                   f"{self.attempts} tries "
+                                                   f"({type(exc).__name__}: {exc})")
+                            outcome = f"deferred: {unreachable[0]}"
                         except httpx.HTTPError as exc:
                             outcome = f"request failed: {type(exc).__name__}: {exc}"
-                        if isinstance(outcome, str):
+                    if isinstance(outcome, str):
+                        if outcome.startswith("deferred: "):
+                            report.deferred[document.path] = outcome.removeprefix("deferred: ")
+                        else:
                             report.failures[document.path] = outcome
                 if on_result is not None:
                     on_result(document, outcome)

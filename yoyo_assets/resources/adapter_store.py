@@ -26,6 +26,9 @@ class AdapterStore(ConfigurableResource):
     gcs: GCSResource = Field(
         default_factory=GCSResource, description="dagster-gcp GCS client settings; project and "
         "credentials from the environment, STORAGE_EMULATOR_HOST for an emulator.")
+    gcs_retry_timeout_s: float = Field(
+        default=120.0, description="Seconds the client library retries one request to an "
+        "unreachable or failing store before the publication fails (its default policy).")
     max_tuple_chars: int = Field(default=DEFAULT_MAX_TUPLE_CHARS,
                                  description="Longest tuple accepted, characters of JSON.")
 

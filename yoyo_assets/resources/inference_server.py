@@ -8,9 +8,11 @@ GPU is free before the step ends. External mode talks to a running server (the Y
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -256,9 +258,12 @@ class InferenceServer(ConfigurableResource):
         port = self.port or _free_port(self.host)
         self._base_url = f"http://{self.host}:{port}"
         self._log_path = str(log_dir / f"inference-server-{time.strftime('%Y%m%dT%H%M%S')}.log")
+        # vLLM binds ZeroMQ IPC sockets under TMPDIR, whose paths may not exceed 107 bytes: a
+        # short private folder, not one under a (possibly deep) data root.
+        scratch = tempfile.mkdtemp(prefix="yoyo-vllm-")
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
                "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(log_dir / "vllm-cache"),
-               "TMPDIR": str(log_dir / "vllm-cache")}
+               "TMPDIR": scratch}
         command = self.command(model_dir, port)
         log.info(f"starting inference server: {' '.join(command)} (output: {self._log_path})")
         started = time.monotonic()
@@ -276,4 +281,5 @@ class InferenceServer(ConfigurableResource):
             killed = stop_process_group(process.pid, self.shutdown_grace_s, process)
             process.wait()
             self._pid_file().unlink(missing_ok=True)
+            shutil.rmtree(scratch, ignore_errors=True)
             log.info("inference server stopped" + (" (SIGKILL after grace)" if killed else ""))
