@@ -8,8 +8,9 @@
 # Environment: DAGSTER_HOME (default ./var/dagster_home, seeded with dagster.yaml),
 # YOYO_WEBSERVER_HOST (default 127.0.0.1: the UI can launch runs, so it is not exposed unless
 # asked), YOYO_WEBSERVER_PORT (default 3000), YOYO_DEV_STATE (pid and log folder, default
-# $DAGSTER_HOME). Why setsid: started with a bare `&` from a script, `dagster dev` ignores SIGTERM
-# and SIGINT (STACK.md); in its own session it is a process group we can signal as a whole.
+# $DAGSTER_HOME). Why job control (`set -m`): a script's bare `cmd &` starts `cmd` with SIGINT
+# ignored, which its children inherit, and `dagster dev` stops them with SIGINT, so it never stops
+# (STACK.md); as a job it gets its own process group, signalled as a whole.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/var/dagster_home}
@@ -19,16 +20,19 @@ STATE=${YOYO_DEV_STATE:-$DAGSTER_HOME}
 PID_FILE=$STATE/dagster-dev.pid
 LOG=$STATE/dagster-dev.log
 
-running() { [ -f "$PID_FILE" ] && kill -0 -- "-$(cat "$PID_FILE")" 2>/dev/null; }
+# Live (not zombie) members of a process group: a zombie is dead, only not yet reaped.
+group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {f = 1} END {exit !f}'; }
+running() { [ -f "$PID_FILE" ] && group_alive "$(cat "$PID_FILE")"; }
 
 case "${1:-}" in
   start)
     if running; then echo "already running (process group $(cat "$PID_FILE"))"; exit 0; fi
     mkdir -p "$DAGSTER_HOME" "$STATE"
     [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
-    setsid .venv/bin/dagster dev -w workspace.yaml -h "$HOST" -p "$PORT" \
-      >>"$LOG" 2>&1 </dev/null &
+    set -m  # job control: its own process group, and SIGINT/SIGTERM not ignored (see above)
+    .venv/bin/dagster dev -w workspace.yaml -h "$HOST" -p "$PORT" >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
+    set +m
     for _ in $(seq 1 180); do
       if curl -sf "http://$HOST:$PORT/server_info" >/dev/null 2>&1; then
         echo "dagster dev: http://$HOST:$PORT (process group $(cat "$PID_FILE"), log $LOG)"
@@ -45,7 +49,7 @@ case "${1:-}" in
     pgid=$(cat "$PID_FILE")
     kill -TERM -- "-$pgid"
     for _ in $(seq 1 60); do
-      if ! kill -0 -- "-$pgid" 2>/dev/null; then rm -f "$PID_FILE"; echo "stopped"; exit 0; fi
+      if ! group_alive "$pgid"; then rm -f "$PID_FILE"; echo "stopped"; exit 0; fi
       sleep 1
     done
     kill -KILL -- "-$pgid" 2>/dev/null || true
