@@ -99,7 +99,7 @@ def test_merge_keeps_grounded_names_one_type_per_name_and_counts_mentions():
 
 def test_extraction_from_real_documents(corpora, external_server, tokenizer):
     documents = [read_document(p, "research") for p in
-                 sorted((corpora / "research").glob("*.md"))[:2]]
+                 sorted((corpora / "research").glob("*.md"))[:1]]
     documents += [read_document(p, "contacts") for p in
                   sorted((corpora / "contacts").glob("*.json"))[:2]]
     extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
@@ -107,14 +107,14 @@ def test_extraction_from_real_documents(corpora, external_server, tokenizer):
     report = asyncio.run(extractor.extract(documents))
     texts = {d.path: d.text for d in documents}
     assert len(report.results) + len(report.failures) == len(documents)
-    assert len(report.results) >= 3, report.failures
+    assert len(report.results) >= 2, report.failures
     for result in report.results:
         assert result.prompt_tokens > 0 and result.completion_tokens > 0
         for entity in result.entities:
             assert entity.type in ENTITY_TYPES
             assert entity.name.casefold() in texts[result.path].casefold()
     assert sum(len(r.entities) for r in report.results) > 0
-    contact_names = {json.loads(open(d.path).read())["name"] for d in documents[2:]}
+    contact_names = {json.loads(open(d.path).read())["name"] for d in documents[1:]}
     found = {e.name for r in report.results if r.stream == "contacts" for e in r.entities}
     assert contact_names & found, (contact_names, found)
 

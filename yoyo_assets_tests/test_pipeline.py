@@ -128,7 +128,7 @@ def run_night_process(env: dict, log: Path, crash_at: str = "",
 def test_sigkill_mid_night_loses_nothing_and_counts_nothing_twice(
         corpora, external_server, dagster_home, tmp_path):
     root = tmp_path / "data"
-    total = corpus_night(corpora, root, transcripts=0, research=2, contacts=4)
+    total = corpus_night(corpora, root, transcripts=0, research=1, contacts=3)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "YOYO_DATA_ROOT": str(root),
            "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": external_server.url,
            "YOYO_EXTRACTION_TOKENIZER": str(external_server.tokenizer_file()),

@@ -127,3 +127,18 @@ def test_split_is_deterministic_and_never_empty(corpora):
     assert train and held_out and len(train) + len(held_out) == 40
     with pytest.raises(ValueError, match="at least 2"):
         split_tuples(tuples[:1], 0.1)
+
+
+def test_tuples_with_no_answer_token_within_max_length_are_a_clear_failure(corpora, model_dir,
+                                                                           tmp_path):
+    # A 16-token window holds the chat template's prompt at most: no completion token is left.
+    tuples = shortest(corpora / "engineering", "sft", 6)
+    train, held_out = split_tuples(tuples, 0.3)
+    logged: list[str] = []
+    config = TrainingConfig(max_length=16, epochs=1, gradient_checkpointing=False)
+    with pytest.raises(ValueError, match="no training tuple fits max_length 16 tokens"):
+        train_adapter("sft", train, held_out, config, model_dir, tmp_path / "work",
+                      tmp_path / "out", log=logged.append)
+    assert logged == [f"{len(train)} training tuples have no answer token within max_length 16 "
+                      "and are left out"]
+    assert not (tmp_path / "out").exists()
