@@ -17,7 +17,6 @@ from importlib import metadata as package_metadata
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext,
                      AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, Failure,
                      MaterializeResult, MetadataValue, PreviewWarning, asset, asset_check)
-
 from google.api_core.exceptions import GoogleAPIError
 from google.cloud.storage.retry import DEFAULT_RETRY
 
