@@ -21,9 +21,9 @@ PID_TAG, HOST_TAG = "yoyo/pid", "yoyo/host"
 _UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
-def process_tags() -> dict[str, str]:
-    """This process's PID_TAG and HOST_TAG."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """PID_TAG and HOST_TAG of process `pid` on this host (default: this process)."""
+    return {PID_TAG: str(pid or os.getpid()), HOST_TAG: socket.gethostname()}
 
 
 def tag_run_process(context) -> None:
@@ -31,9 +31,7 @@ def tag_run_process(context) -> None:
     and host; called first in every step of a GPU job. A step of the multiprocess executor is
     a child (spawned) of the run worker; in-process, the step runs in the run worker itself."""
     parent = multiprocessing.parent_process()
-    pid = parent.pid if parent is not None else os.getpid()
-    context.instance.add_run_tags(context.run_id, {PID_TAG: str(pid),
-                                                   HOST_TAG: socket.gethostname()})
+    context.instance.add_run_tags(context.run_id, process_tags(parent and parent.pid))
 
 
 def _alive(pid: int) -> bool:

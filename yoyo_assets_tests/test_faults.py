@@ -42,7 +42,7 @@ def bucket_objects(client, prefix: str) -> dict[str, str]:
 
 
 def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
-        corpora, model_dir, dagster_home, tmp_path):
+        corpora, model_dir, dagster_home, tmp_path, monkeypatch):
     root = tmp_path / "data"
     write_bucket_file(root, "tuples.jsonl", sft_lines(corpora)[:12], NIGHT)
     emulator = Emulator(free_port(), data_dir=tmp_path / "gcs")
@@ -51,7 +51,7 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
            "YOYO_INFERENCE_MODE": "external", "YOYO_BASE_MODEL_DIR": str(model_dir),
            "YOYO_ADAPTER_THRESHOLD": "8", "YOYO_GCS_BUCKET": "adapters",
            "YOYO_GCS_PROJECT": "yoyo-test", "STORAGE_EMULATOR_HOST": emulator.url}
-    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     client = GCSResource(project="yoyo-test").get_client()
     client.create_bucket("adapters")
     folder = root / "adapters" / "pointsav" / "engineering"
@@ -93,7 +93,6 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
         assert run_night_process(env, log, "", extra) == 0, log.read_text()[-3000:]
     finally:
         emulator.stop()
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
     emulator.start()  # on disk: the objects outlive the process
     try:
         [v1_again] = versions(folder)
@@ -103,13 +102,11 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
         assert len(v1.manifest["trained_tuples"]) + len(v1.manifest["eval_tuples"]) == 12
         local = {p.relative_to(v1.path).as_posix(): md5_base64(p)
                  for p in v1.path.rglob("*") if p.is_file()}
-        os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
         assert bucket_objects(GCSResource(project="yoyo-test").get_client(), prefix) == local
         [published] = materializations(instance, PUBLISHED)
         assert published.asset_materialization.metadata["published"].value is True
     finally:
         emulator.stop()
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
 
 
 def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(

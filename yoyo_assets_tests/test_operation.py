@@ -97,21 +97,8 @@ def postgres():
     server.stop()
 
 
-@contextmanager
-def environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def test_production_instance_keeps_the_limits_and_stores_in_postgres(postgres, tmp_path):
+def test_production_instance_keeps_the_limits_and_stores_in_postgres(postgres, tmp_path,
+                                                                     monkeypatch):
     production = yaml.safe_load((REPO_ROOT / "dagster.postgres.yaml").read_text())
     embedded = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     assert production.pop("storage")["postgres"]["postgres_db"]["scheme"] == \
@@ -128,15 +115,16 @@ def test_production_instance_keeps_the_limits_and_stores_in_postgres(postgres, t
     (bucket / "t.jsonl").write_text(next(demo.iterdir()).read_text())
     os.utime(bucket / "t.jsonl", (arrived_during(SINGLE_NIGHT),) * 2)
     db = postgres.create_database("production_instance")
-    with environment({**postgres.env(db), "DAGSTER_HOME": str(home)}):
-        from yoyo_assets.definitions import build_definitions
+    for key, value in {**postgres.env(db), "DAGSTER_HOME": str(home)}.items():
+        monkeypatch.setenv(key, value)
+    from yoyo_assets.definitions import build_definitions
 
-        instance = DagsterInstance.get()
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        result = build_definitions(root).resolve_job_def("corpus_nightly").execute_in_process(
-            partition_key=SINGLE_NIGHT, instance=instance)
-        assert result.success
+    instance = DagsterInstance.get()
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    result = build_definitions(root).resolve_job_def("corpus_nightly").execute_in_process(
+        partition_key=SINGLE_NIGHT, instance=instance)
+    assert result.success
     # What the run wrote is in the database, read back by a fresh connection.
     with postgres.connect(db) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT status FROM runs WHERE run_id = %s", (result.run_id,))
@@ -258,7 +246,7 @@ query($id: String!) {
 REPOSITORY = {"repositoryLocationName": "yoyo_assets", "repositoryName": "__repository__"}
 
 
-def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack):
+def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack, monkeypatch):
     stack = dev_stack
     backfill = stack.graphql(LAUNCH_BACKFILL, {"params": {
         "selector": {"partitionSetName": "datagraph_nightly_partition_set",
@@ -278,33 +266,33 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
         assert result["launchRun"]["__typename"] == "LaunchRunSuccess", result
         launched.append(result["launchRun"]["run"]["runId"])
 
-    with environment({**{k: stack.env[k] for k in stack.env if k.startswith("DAGSTER_PG_")},
-                      "DAGSTER_HOME": str(stack.home)}):
-        instance = DagsterInstance.get()
-        deadline = time.monotonic() + 540
-        while time.monotonic() < deadline:
-            runs = instance.get_runs()
-            if len(runs) >= 5 and all(r.is_finished for r in runs):
-                break
-            time.sleep(3)
+    for key in [k for k in stack.env if k.startswith("DAGSTER_PG_")] + ["DAGSTER_HOME"]:
+        monkeypatch.setenv(key, stack.env[key])
+    instance = DagsterInstance.get()
+    deadline = time.monotonic() + 540
+    while time.monotonic() < deadline:
         runs = instance.get_runs()
-        summary = [(r.job_name, r.status.value, r.tags) for r in runs]
-        assert len(runs) == 5 and all(r.status == DagsterRunStatus.SUCCESS for r in runs), summary
-        assert all(r.tags[GPU_TAG_KEY] == "exclusive" for r in runs)
-        intervals = sorted((instance.get_run_stats(r.run_id).start_time,
-                            instance.get_run_stats(r.run_id).end_time) for r in runs)
-        for (_, end), (start, _) in zip(intervals, intervals[1:]):
-            assert end <= start  # never two GPU runs at once
-        nights = {r.tags["dagster/partition"] for r in instance.get_runs(
-            RunsFilter(job_name="datagraph_nightly"))}
-        assert nights == {*BACKFILL_NIGHTS, SINGLE_NIGHT}
-        records = instance.fetch_materializations(AssetKey("graph_mutations"), limit=10).records
-        recorded = {r.partition_key: r.asset_materialization.metadata["documents_recorded"].value
-                    for r in records}
-        assert sorted(recorded) == sorted(nights)
-        adapter = instance.fetch_materializations(
-            AssetKey(["pointsav", "engineering", "adapter"]), limit=1).records
-        assert adapter and adapter[0].asset_materialization.metadata["version"].value == 1
+        if len(runs) >= 5 and all(r.is_finished for r in runs):
+            break
+        time.sleep(3)
+    runs = instance.get_runs()
+    summary = [(r.job_name, r.status.value, r.tags) for r in runs]
+    assert len(runs) == 5 and all(r.status == DagsterRunStatus.SUCCESS for r in runs), summary
+    assert all(r.tags[GPU_TAG_KEY] == "exclusive" for r in runs)
+    intervals = sorted((instance.get_run_stats(r.run_id).start_time,
+                        instance.get_run_stats(r.run_id).end_time) for r in runs)
+    for (_, end), (start, _) in zip(intervals, intervals[1:]):
+        assert end <= start  # never two GPU runs at once
+    nights = {r.tags["dagster/partition"] for r in instance.get_runs(
+        RunsFilter(job_name="datagraph_nightly"))}
+    assert nights == {*BACKFILL_NIGHTS, SINGLE_NIGHT}
+    records = instance.fetch_materializations(AssetKey("graph_mutations"), limit=10).records
+    recorded = {r.partition_key: r.asset_materialization.metadata["documents_recorded"].value
+                for r in records}
+    assert sorted(recorded) == sorted(nights)
+    adapter = instance.fetch_materializations(
+        AssetKey(["pointsav", "engineering", "adapter"]), limit=1).records
+    assert adapter and adapter[0].asset_materialization.metadata["version"].value == 1
     # The backfill daemon marks the backfill done on its next pass (every ~30 s).
     for _ in range(60):
         status = stack.graphql(BACKFILL_STATUS, {"id": backfill["backfillId"]})

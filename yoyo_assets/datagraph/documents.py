@@ -160,19 +160,24 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
             raise reject(f"expected a JSON object, found {type(record).__name__}", 1)
         text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     elif suffix in (".yaml", ".yml"):
+        # One parse, as yaml.load does it, with the alias check between composing and building.
+        loader = _YAML_LOADER(text)
         try:
-            # The safe loader builds only plain data: a `!!python/...` tag is an error here.
-            yaml.load(text, Loader=_YAML_LOADER)
-            nodes = [yaml.compose(text, Loader=_YAML_LOADER)]
+            root = loader.get_single_node()
+            bomb = _alias_bomb(root)
+            if bomb is not None:
+                raise reject(*bomb)
+            if root is not None:
+                # The safe loader builds only plain data: a `!!python/...` tag is an error here.
+                loader.construct_document(root)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             reason = f"malformed YAML: {exc.problem or exc.context}"
             raise reject(reason, mark.line + 1 if mark else None) from exc
         except yaml.YAMLError as exc:
             raise reject(f"malformed YAML: {exc}") from exc
-        bomb = _alias_bomb(nodes[0])
-        if bomb is not None:
-            raise reject(bomb[0], bomb[1])
+        finally:
+            loader.dispose()
     elif stream == "transcripts" and not _SPEAKER_TURN.search(text):
         raise reject("transcript has no speaker turns (no line like '**Name**: words' or "
                      "'Name: words')")
