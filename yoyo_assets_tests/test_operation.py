@@ -337,8 +337,15 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
                                                  "graph_mutations")),
                                   ("adapters", ("corpus_bucket", "adapter",
                                                 "published_adapter"))):
-                in_graph = [node for node in page.get_by_text(group, exact=True).all()
-                            if (box := node.bounding_box()) and box["x"] > 600]
+                in_graph: list = []
+                for _ in range(60):  # the graph is laid out after the page loads
+                    if skip.is_visible():
+                        skip.click()
+                    in_graph = [node for node in page.get_by_text(group, exact=True).all()
+                                if (box := node.bounding_box()) and box["x"] > 600]
+                    if in_graph:
+                        break
+                    page.wait_for_timeout(500)
                 assert in_graph, f"group {group} not drawn"
                 in_graph[0].dblclick()
                 for name in assets:
