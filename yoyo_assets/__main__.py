@@ -19,6 +19,9 @@ from importlib import resources
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Files of demo_data/ that are not documents: notes, and the demo's own labelled set (gold.json,
+#: read in place by the extraction quality check).
+NOT_DATA = {"README.md", "gold.json"}
 
 
 def _prepare_dagster_home() -> Path:
@@ -30,9 +33,9 @@ def _prepare_dagster_home() -> Path:
 
 
 def install_demo_data(data_root: Path, arrived_at: float) -> int:
-    """Copy the shipped demo documents (`<stream>/`) and corpus buckets (`corpus/<bucket>/`)
-    into `data_root` (files already there are left alone) with modification time `arrived_at`
-    (Unix seconds). Returns how many files were copied."""
+    """Copy the shipped demo documents (`<stream>/`) and corpus buckets (`corpus/<bucket>/`),
+    not the files in NOT_DATA, into `data_root` (files already there are left alone) with
+    modification time `arrived_at` (Unix seconds). Returns how many files were copied."""
     copied = 0
 
     def copy_tree(source, target: Path) -> None:
@@ -40,7 +43,7 @@ def install_demo_data(data_root: Path, arrived_at: float) -> int:
         for item in source.iterdir():
             if item.is_dir():
                 copy_tree(item, target / item.name)
-            elif item.name != "README.md" and not (target / item.name).exists():
+            elif item.name not in NOT_DATA and not (target / item.name).exists():
                 target.mkdir(parents=True, exist_ok=True)
                 (target / item.name).write_bytes(item.read_bytes())
                 os.utime(target / item.name, (arrived_at, arrived_at))

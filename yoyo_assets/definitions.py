@@ -17,6 +17,7 @@ from .resources.adapter_store import AdapterStore
 from .resources.document_streams import DocumentStreams
 from .resources.graph_store import GraphStore
 from .resources.inference_server import InferenceServer
+from .resources.labelled_set import LabelledSet
 from .run_health import dead_run_reaper
 from .settings import data_root, tenants
 
@@ -49,7 +50,8 @@ def adapter_store_from_env(root: Path) -> AdapterStore:
 
 
 def build_definitions(root: Path, inference_server: InferenceServer | None = None,
-                      adapter_store: AdapterStore | None = None) -> Definitions:
+                      adapter_store: AdapterStore | None = None,
+                      labelled_set: LabelledSet | None = None) -> Definitions:
     """Definitions whose documents, graph, corpus, adapters, models and logs live under the data
     root `root`, for the tenants in YOYO_TENANTS."""
     buckets = [(tenant, role) for tenant in tenants() for role in ROLES]
@@ -68,6 +70,7 @@ def build_definitions(root: Path, inference_server: InferenceServer | None = Non
                 path=str(root / "graph" / "datagraph.lbug"),
                 write_batch_documents=int(os.environ.get("YOYO_GRAPH_WRITE_BATCH", "256"))),
             "inference_server": inference_server or inference_server_from_env(root),
+            "labelled_set": labelled_set or LabelledSet(path=os.environ.get("YOYO_QUALITY_SET", "")),
             "adapter_store": adapter_store or adapter_store_from_env(root),
         },
     )

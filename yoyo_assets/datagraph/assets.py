@@ -4,8 +4,8 @@ import asyncio
 import time
 from collections import Counter
 
-from dagster import (AssetExecutionContext, Config, MaterializeResult, MetadataValue, Output,
-                     asset)
+from dagster import (AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult,
+                     MetadataValue, Output, asset)
 from pydantic import Field
 from tokenizers import Tokenizer
 
@@ -15,10 +15,14 @@ from ..partitions import nights
 from ..resources.document_streams import DocumentStreams
 from ..resources.graph_store import GraphStore, WriteStats
 from ..resources.inference_server import InferenceServer
+from ..resources.labelled_set import LabelledSet
 from ..run_health import tag_run_process
 from ..settings import GPU_POOL, phase1_budget_s
 from .documents import STREAM_PATTERNS, Document
+from .checks import (QUALITY_CHECK, extractor_fingerprint, measure, measured_result,
+                     previous_evaluation, reused_result, unmeasured_result)
 from .extraction import EntityExtractor, ExtractionReport
+from .quality import LabelledSetError
 
 GROUP = "datagraph"
 
@@ -67,40 +71,33 @@ class ExtractionConfig(Config):
     enable_thinking: bool | None = Field(
         default=None, description="Reasoning models: passed to the chat template as "
         "enable_thinking (false turns thinking off); None sends nothing.")
+    max_chunk_tokens: int | None = Field(
+        default=None, description="Longest chunk of document text per request, tokens; None: "
+        "what the context leaves. Small models find more entities in small chunks.")
+    answer_format: str = Field(default="items", description="Answer JSON: 'items' (a type per "
+                               "entity) or 'by_type' (one list of names per type).")
+    few_shot: bool = Field(default=False, description="Put a worked example before each chunk.")
 
 
-@asset(group_name=GROUP, partitions_def=nights, pool=GPU_POOL)
-def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
-                       documents: list[Document],
-                       inference_server: InferenceServer) -> Output[ExtractionReport]:
-    """Entities of each new document from the model, checked against the JSON Schema. A document
-    that fails, or is deferred (not started within the budget, or the server went away), is
-    reported and left for the next run."""
-    tag_run_process(context)
-    report = ExtractionReport()
-    if documents:
-        # The extractor counts in time.monotonic(): immune to clock steps during the night.
-        deadline = time.monotonic() + (
-            run_deadline(context, phase1_budget_s(), config.budget_reserve_s) - time.time())
-        with inference_server.serving(context.log) as server:
-            extractor = EntityExtractor(
-                base_url=server.base_url, model=server.model,
-                tokenizer=Tokenizer.from_file(str(server.tokenizer_file())),
-                context_tokens=server.context_tokens(),
-                max_answer_tokens=config.max_answer_tokens, max_entities=config.max_entities,
-                concurrency=config.concurrency, attempts=config.attempts,
-                request_timeout_s=config.request_timeout_s,
-                frequency_penalty=config.frequency_penalty,
-                enable_thinking=config.enable_thinking)
+#: Run config that changes how the extraction runs, not what it answers.
+OPERATIONAL_SETTINGS = {"concurrency", "attempts", "request_timeout_s", "budget_reserve_s"}
 
-            def on_result(document: Document, outcome: object) -> None:
-                if isinstance(outcome, str):
-                    context.log.warning(f"{document.path}: {outcome}")
-                crash_point("extraction.after_first_document")
 
-            report = asyncio.run(extractor.extract(documents, deadline, on_result))
+def _extractor(server: InferenceServer, config: ExtractionConfig) -> EntityExtractor:
+    return EntityExtractor(
+        base_url=server.base_url, model=server.model,
+        tokenizer=Tokenizer.from_file(str(server.tokenizer_file())),
+        context_tokens=server.context_tokens(), max_answer_tokens=config.max_answer_tokens,
+        max_entities=config.max_entities, concurrency=config.concurrency,
+        attempts=config.attempts, request_timeout_s=config.request_timeout_s,
+        frequency_penalty=config.frequency_penalty, enable_thinking=config.enable_thinking,
+        max_chunk_tokens=config.max_chunk_tokens, answer_format=config.answer_format,
+        few_shot=config.few_shot)
+
+
+def _report_metadata(report: ExtractionReport) -> dict:
     ok = report.results
-    return Output(report, metadata={
+    return {
         "documents_ok": len(ok),
         "documents_failed": len(report.failures),
         "documents_deferred": len(report.deferred),
@@ -117,7 +114,56 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
         "reasoning_tokens": sum(r.reasoning_tokens for r in ok),
         "seconds": round(report.seconds, 2),
         "docs_per_s": round(len(ok) / report.seconds, 3) if report.seconds else 0.0,
-    })
+    }
+
+
+@asset(group_name=GROUP, partitions_def=nights, pool=GPU_POOL, check_specs=[AssetCheckSpec(
+    QUALITY_CHECK, asset="extracted_entities",
+    description="Precision, recall and F1 of the serving extractor on the labelled set, per "
+                "entity type and for the name alone; warns when F1 falls.")])
+def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
+                       documents: list[Document], inference_server: InferenceServer,
+                       labelled_set: LabelledSet):
+    """Entities of each new document from the model, checked against the JSON Schema. A document
+    that fails, or is deferred (not started within the budget, or the server went away), is
+    reported and left for the next run. The same extractor is then scored on the labelled set
+    (check `extraction_quality`) when it or the set changed since the last evaluation."""
+    tag_run_process(context)
+    try:
+        labelled = labelled_set.load()
+    except LabelledSetError as exc:
+        labelled, check = None, unmeasured_result(f"labelled set unusable: {exc}")
+    previous = previous_evaluation(context.instance, context.run.run_id)
+    fingerprint = ""
+    if labelled is not None:
+        fingerprint = extractor_fingerprint(inference_server.identity(), config.model_dump(
+            exclude=OPERATIONAL_SETTINGS), labelled)
+        if previous is not None and previous.get("extractor_fingerprint") == fingerprint:
+            labelled, check = None, reused_result(previous)
+    report = ExtractionReport()
+    if documents or labelled:
+        # The extractor counts in time.monotonic(): immune to clock steps during the night.
+        deadline = time.monotonic() + (
+            run_deadline(context, phase1_budget_s(), config.budget_reserve_s) - time.time())
+        with inference_server.serving(context.log) as server:
+            extractor = _extractor(server, config)
+
+            def on_result(document: Document, outcome: object) -> None:
+                if isinstance(outcome, str):
+                    context.log.warning(f"{document.path}: {outcome}")
+                crash_point("extraction.after_first_document")
+
+            if documents:
+                report = asyncio.run(extractor.extract(documents, deadline, on_result))
+            if labelled:
+                started = time.monotonic()
+                quality = measure(extractor, labelled, deadline)
+                check = unmeasured_result(quality) if isinstance(quality, str) else \
+                    measured_result(quality, fingerprint, str(labelled_set.folder()), previous,
+                                    labelled_set.f1_tolerance, time.monotonic() - started)
+    yield Output(report, metadata={**_report_metadata(report),
+                                   "extractor_fingerprint": fingerprint})
+    yield check
 
 
 @asset(group_name=GROUP, partitions_def=nights)

@@ -151,6 +151,17 @@ class InferenceServer(ConfigurableResource):
             return Path(self.model_dir)
         return ensure_embedded_model(self.models_dir)
 
+    def identity(self) -> dict:
+        """What identifies the served model for the extraction quality check: the model name,
+        and the external URL or the managed model folder with its files' sizes and
+        modification times (not their hashes: production weights are tens of GB)."""
+        if self.mode == "external":
+            return {"mode": "external", "url": self.url, "model": self.model}
+        folder = self.resolved_model_dir()
+        files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime))
+                       for p in folder.iterdir() if p.is_file())
+        return {"mode": "managed", "model": self.model, "model_dir": str(folder), "files": files}
+
     def tokenizer_file(self) -> Path:
         """The served model's `tokenizer.json`.
 

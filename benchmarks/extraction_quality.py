@@ -1,0 +1,105 @@
+"""Extraction quality benchmark: precision, recall and F1 of extractor variants on labelled sets.
+
+    .venv/bin/python benchmarks/extraction_quality.py [--url URL] [--model NAME] \
+        [--set DIR ...] [--limit N] [--variant 'name:key=value,key=value' ...]
+
+Each variant is `EntityExtractor` settings over the defaults of the `extracted_entities` run
+config (e.g. `chunk128:max_chunk_tokens=128`, `bytype:answer_format=by_type,few_shot=true`).
+Labelled sets default to ../shared/corpora/extraction/dev, research and 48 contact records
+(the first by name, scored against gold from their own fields). Without --url it starts the
+managed vLLM server with the embedded model. Prints one markdown row per variant and set:
+"any type" precision/recall/F1, F1 of person/company/location/project, recall of company and
+location, failed documents and seconds.
+"""
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from yoyo_assets.datagraph.assets import ExtractionConfig  # noqa: E402
+from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
+from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
+from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
+from yoyo_assets.resources.inference_server import InferenceServer  # noqa: E402
+
+CORPORA = REPO.parent / "shared" / "corpora"
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    name, _, settings = spec.partition(":")
+    values = {}
+    for pair in filter(None, settings.split(",")):
+        key, _, raw = pair.partition("=")
+        values[key] = {"true": True, "false": False, "none": None}.get(
+            raw.lower(), int(raw) if raw.lstrip("-").isdigit() else
+            float(raw) if raw.replace(".", "", 1).isdigit() else raw)
+    return name, values
+
+
+def contacts_set(folder: Path, count: int) -> Path:
+    """A labelled set of the first `count` contact records (gold from their fields)."""
+    for path in sorted((CORPORA / "contacts").glob("*.json"))[:count]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="")
+    parser.add_argument("--model", default="extraction")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--limit", type=int, default=0, help="documents per set (0: all)")
+    parser.add_argument("--contacts", type=int, default=48)
+    parser.add_argument("--variant", action="append", default=[])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+
+    with ExitStack() as stack:
+        sets = [Path(s) for s in args.set] or [
+            CORPORA / "extraction" / "dev", CORPORA / "research",
+            contacts_set(Path(stack.enter_context(tempfile.TemporaryDirectory())),
+                         args.contacts)]
+        model_dir = ensure_embedded_model(REPO / "var" / "data" / "models")
+        server = InferenceServer(mode="external" if args.url else "managed",
+                                 url=args.url or "unused", model=args.model,
+                                 model_dir=str(model_dir), log_dir=tempfile.mkdtemp())
+        running = stack.enter_context(server.serving(logging.getLogger("server")))
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        defaults = ExtractionConfig()
+        print("| variant | set | P | R | F1 | person F1 | company F1 | location F1 | "
+              "project F1 | company R | location R | failed | s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for spec in args.variant or ["default:"]:
+            name, overrides = parse_variant(spec)
+            settings = {"max_answer_tokens": defaults.max_answer_tokens,
+                        "max_entities": defaults.max_entities,
+                        "frequency_penalty": defaults.frequency_penalty,
+                        "max_chunk_tokens": defaults.max_chunk_tokens,
+                        "answer_format": defaults.answer_format,
+                        "few_shot": defaults.few_shot, **overrides}
+            extractor = EntityExtractor(running.base_url, running.model, tokenizer,
+                                        running.context_tokens(), **settings)
+            for folder in sets:
+                labelled = load_labelled_set(folder)[:args.limit or None]
+                report = asyncio.run(extractor.extract([d.document for d in labelled]))
+                quality = score_extractions(labelled, report.results, report.failures)
+                m, s = quality.metrics(), quality.scores
+                print(f"| {name} | {folder.name} ({len(labelled)}) | {m['any_precision']:.3f} | "
+                      f"{m['any_recall']:.3f} | **{m['any_f1']:.3f}** | {m['person_f1']:.3f} | "
+                      f"{m['company_f1']:.3f} | {m['location_f1']:.3f} | {m['project_f1']:.3f} | "
+                      f"{s['company'].recall:.3f} | {s['location'].recall:.3f} | "
+                      f"{len(report.failures)} | {report.seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
