@@ -26,7 +26,7 @@ from tokenizers import Tokenizer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yoyo_assets.datagraph.assets import ExtractionConfig  # noqa: E402
+from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
 from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
 from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
@@ -75,18 +75,12 @@ def main() -> None:
                                  model_dir=str(model_dir), log_dir=tempfile.mkdtemp())
         running = stack.enter_context(server.serving(logging.getLogger("server")))
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        defaults = ExtractionConfig()
         print("| variant | set | P | R | F1 | person F1 | company F1 | location F1 | "
               "project F1 | company R | location R | failed | s |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for spec in args.variant or ["default:"]:
             name, overrides = parse_variant(spec)
-            settings = {"max_answer_tokens": defaults.max_answer_tokens,
-                        "max_entities": defaults.max_entities,
-                        "frequency_penalty": defaults.frequency_penalty,
-                        "max_chunk_tokens": defaults.max_chunk_tokens,
-                        "answer_format": defaults.answer_format,
-                        "few_shot": defaults.few_shot, **overrides}
+            settings = {**ExtractionConfig().extractor_settings(), **overrides}
             extractor = EntityExtractor(running.base_url, running.model, tokenizer,
                                         running.context_tokens(), **settings)
             for folder in sets:

@@ -11,6 +11,7 @@ runs go through `dagster dev` / the daemon instead.
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -94,10 +95,24 @@ def run_night(night: str | None, demo: bool, training_config: dict | None = None
           f"entities, {counts['mentions']} MENTIONS)")
     for name, type_, mentions in top:
         print(f"            {type_:9} {name} ({mentions})")
+    for evaluation in result.get_asset_check_evaluations():
+        figures = {k: v.value for k, v in evaluation.metadata.items()}
+        if "any_f1" in figures:
+            print(f"quality:  F1 {figures['any_f1']:.3f} (P {figures['any_precision']:.3f}, R "
+                  f"{figures['any_recall']:.3f}) on {figures.get('labelled_documents')} labelled "
+                  f"documents, by {meta['extractor'].value if meta else '?'}"
+                  + (" (unchanged, measured before)" if "measured_in_run" in figures else ""))
+        else:
+            print(f"quality:  not measured: {figures.get('reason')}")
     print(f"run logs: {home / 'storage' / result.run_id / 'compute_logs'} "
           f"(and the event log in {home / 'history'})")
     print(f"server:   {root / 'logs'} (inference server output)")
     phase2_ok = run_phase2(defs, instance, night, tags, training_config or {})
+    from .datagraph.assets import extractor_label, serving_extractor
+
+    upcoming = serving_extractor(defs.resources["inference_server"],
+                                 defs.resources["adapter_store"], logging.getLogger(__name__))
+    print(f"next:     the next night extracts with {extractor_label(upcoming)}")
     print(f"UI:       DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml")
     return 0 if result.success and phase2_ok else 1
 
@@ -160,6 +175,14 @@ def run_phase2(defs, instance, night: str, tags: dict[str, str],
             print(f"adapter:  {version.path}\n          eval loss {m['base_eval_loss']:.4f} "
                   f"(base) -> {m['eval_loss']:.4f} ({m['eval_loss'] - m['base_eval_loss']:+.4f}),"
                   f" quality gate {gate}")
+            overlay = m.get("serving_check") or {}
+            print(f"          vLLM overlay: {'served' if overlay.get('served') else 'NOT served'}"
+                  f", {overlay.get('differing', 0)}/{overlay.get('prompts', 0)} answers differ "
+                  "from the base's" + (f"; {overlay['error']}" if overlay.get("error") else ""))
+            if overlay.get("extraction"):
+                e = overlay["extraction"]
+                print(f"          extraction F1 {e['candidate_f1']:.3f} vs "
+                      f"{e['serving_f1']:.3f} of {e['serving_extractor']} (serving)")
     return ok
 
 
@@ -177,6 +200,35 @@ def recover_runs(after_boot: bool) -> int:
     return 0
 
 
+def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
+                            limit: int = 0) -> int:
+    """`extraction-tuples`: one SFT tuple per chunk of each labelled document, cut as the
+    extractor cuts them (its tokenizer, context and default chunk size), written as a new file
+    `<name>.jsonl` of the tenant's extraction bucket; `limit` > 0: the first `limit`
+    documents only."""
+    from tokenizers import Tokenizer
+
+    from .datagraph.extraction import EntityExtractor
+    from .datagraph.extraction_config import ExtractionConfig
+    from .datagraph.extraction_tuples import extraction_tuples, write_tuples
+    from .datagraph.quality import load_labelled_set
+    from .definitions import defs
+    from .settings import extraction_tenant
+
+    server = defs.resources["inference_server"]
+    tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
+    settings = ExtractionConfig().extractor_settings()
+    extractor = EntityExtractor("unused", server.model, tokenizer, server.max_model_len,
+                                **settings)
+    labelled = load_labelled_set(Path(labelled_dir))[:limit or None]
+    tuples = extraction_tuples(labelled, tokenizer, extractor.chunk_tokens)
+    target = defs.resources["adapter_store"].bucket_folder(
+        "extraction", tenant or extraction_tenant()) / f"{name}.jsonl"
+    write_tuples(tuples, target)
+    print(f"{len(tuples)} extraction tuples ({extractor.chunk_tokens}-token chunks) -> {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yoyo_assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,9 +243,18 @@ def main(argv: list[str] | None = None) -> int:
         "retries relaunch them (run once at boot with --after-boot, before the daemon)")
     recover.add_argument("--after-boot", action="store_true",
                          help="this machine has just started: every unfinished run is dead")
+    tuples = commands.add_parser(
+        "extraction-tuples", help="turn a labelled set (documents + gold.json) into extraction "
+        "SFT tuples in a tenant's extraction bucket")
+    tuples.add_argument("labelled_dir")
+    tuples.add_argument("--tenant", help="default: YOYO_EXTRACTION_TENANT or the first tenant")
+    tuples.add_argument("--name", default="labelled", help="file name in the bucket (no .jsonl)")
+    tuples.add_argument("--limit", type=int, default=0, help="first N documents only")
     args = parser.parse_args(argv)
     if args.command == "recover":
         return recover_runs(args.after_boot)
+    if args.command == "extraction-tuples":
+        return write_extraction_tuples(args.labelled_dir, args.tenant, args.name, args.limit)
     return run_night(args.night, args.demo, args.training_config)
 
 

@@ -30,6 +30,9 @@ def inference_server_from_env(root: Path) -> InferenceServer:
         model_dir=os.environ.get("YOYO_EXTRACTION_MODEL_DIR", ""),
         tokenizer_path=os.environ.get("YOYO_EXTRACTION_TOKENIZER", ""),
         reasoning_parser=os.environ.get("YOYO_REASONING_PARSER", ""),
+        adapter=os.environ.get("YOYO_EXTRACTION_ADAPTER", ""),
+        memory_share=float(os.environ["YOYO_VLLM_MEMORY_SHARE"])
+        if os.environ.get("YOYO_VLLM_MEMORY_SHARE") else None,
         models_dir=str(root / "models"),
         log_dir=str(root / "logs"),
     )

@@ -5,6 +5,7 @@ process died (`dagster/max_retries`, see dagster.yaml)."""
 from dagster import AssetKey, AssetSelection, define_asset_job
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from .adapters.corpus import ROLES
 from .settings import GPU_TAG_KEY, GPU_TAG_VALUE, phase1_budget_s, phase2_budget_s
 
 datagraph_nightly = define_asset_job(
@@ -21,7 +22,7 @@ def corpus_nightly(tenants: list[str]) -> UnresolvedAssetJobDefinition:
     return define_asset_job(
         "corpus_nightly",
         selection=AssetSelection.assets(*[AssetKey([t, r, "corpus_bucket"]) for t in tenants
-                                          for r in ("engineering", "apprenticeship")]),
+                                          for r in ROLES]),
         description="Phase 2 input: every corpus bucket as of the night's end.")
 
 

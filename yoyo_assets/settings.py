@@ -9,7 +9,11 @@
 | YOYO_INFERENCE_URL | http://127.0.0.1:9080 | external mode: base URL (Yo-Yo gateway) |
 | YOYO_EXTRACTION_MODEL_DIR | (embedded SmolLM2) | model folder to serve / tokenizer to count with |
 | YOYO_REASONING_PARSER | (none) | vLLM --reasoning-parser for a Think model |
-| YOYO_TENANTS | pointsav | comma-separated tenants; each gets engineering-<t> and apprenticeship-<t> |
+| YOYO_TENANTS | pointsav | comma-separated tenants; each gets engineering-, apprenticeship- and extraction-<t> |
+| YOYO_EXTRACTION_TENANT | (first tenant) | whose extraction adapter Phase 1 serves (managed mode) |
+| YOYO_EXTRACTION_ADAPTER | (none) | external mode: the adapter name requests use (the gateway serves it) |
+| YOYO_VLLM_MEMORY_SHARE | (vLLM's 0.92) | managed servers' --gpu-memory-utilization (CPU: share of RAM) |
+| YOYO_QUALITY_SET | (demo documents + gold) | labelled set of the extraction_quality check and the extraction gate |
 | YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
 | YOYO_PHASE2_BUDGET_S | 7200 | Phase 2 run budget, seconds (the run's dagster/max_runtime) |
 | YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
@@ -50,6 +54,12 @@ def tenants() -> list[str]:
     """Tenants whose corpus buckets and adapters the pipeline keeps (names are checked where
     they become folder names, see `adapters.corpus.bucket_name`)."""
     return [t.strip() for t in os.environ.get("YOYO_TENANTS", "pointsav").split(",") if t.strip()]
+
+
+def extraction_tenant() -> str:
+    """The tenant whose `extraction-<tenant>` adapter Phase 1 serves: YOYO_EXTRACTION_TENANT,
+    else the first of YOYO_TENANTS."""
+    return os.environ.get("YOYO_EXTRACTION_TENANT") or tenants()[0]
 
 
 def adapter_threshold() -> int:

@@ -6,8 +6,12 @@
 - `dagster_home`: a Dagster instance in a temporary DAGSTER_HOME with the project's dagster.yaml.
 - `corpora`: ../shared/corpora.
 - `emulator`: a real gcp-storage-emulator on loopback, STORAGE_EMULATOR_HOST pointing at it.
+- every test: the extraction quality check scores one demo note (YOYO_QUALITY_SET; test_quality
+  uses the whole demo set), and managed vLLM servers take a quarter of the RAM
+  (YOYO_VLLM_MEMORY_SHARE), so that one starts beside the session's server.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -25,6 +29,21 @@ from yoyo_assets.resources.inference_server import InferenceServer
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_CACHE = Path(os.environ.get("YOYO_TEST_CACHE", REPO_ROOT / "var" / "test-cache"))
 CORPORA = Path(os.environ.get("YOYO_CORPORA", REPO_ROOT.parent / "shared" / "corpora"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_settings(tmp_path_factory):
+    labelled = tmp_path_factory.mktemp("labelled-set")
+    demo = REPO_ROOT / "yoyo_assets" / "demo_data"
+    note = "research/field-notes.md"
+    (labelled / "research").mkdir()
+    shutil.copy(demo / note, labelled / note)
+    gold = json.loads((demo / "gold.json").read_text())
+    (labelled / "gold.json").write_text(json.dumps({note: gold[note]}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YOYO_QUALITY_SET", str(labelled))
+        patch.setenv("YOYO_VLLM_MEMORY_SHARE", "0.25")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +64,7 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
     YOYO_TEST_VLLM_URL points the session at a server already running (development only)."""
     url = os.environ.get("YOYO_TEST_VLLM_URL", "")
     server = InferenceServer(mode="external" if url else "managed", url=url or "unused",
-                             model_dir=str(model_dir), health_timeout_s=600,
+                             model_dir=str(model_dir), health_timeout_s=600, memory_share=0.25,
                              log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
     with server.serving(logging.getLogger("vllm_server")) as running:
         pid_file = Path(server.log_dir) / "inference-server.pid"

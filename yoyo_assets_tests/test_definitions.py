@@ -12,22 +12,27 @@ from yoyo_assets.settings import GPU_POOL, GPU_TAG_KEY
 def test_all_definitions_load():
     Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    phase2 = {f"pointsav/{role}/{name}" for role in ("engineering", "apprenticeship")
+    phase2 = {f"pointsav/{role}/{name}" for role in ("engineering", "apprenticeship", "extraction")
               for name in ("corpus_bucket", "adapter", "published_adapter")}
     assert keys == {"documents", "extracted_entities", "graph_mutations"} | phase2
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()
               if k.to_user_string() in phase2}
     assert groups == {"adapters"}
-    for name in ("datagraph_nightly", "corpus_nightly", "adapter_pointsav_engineering",
-                 "adapter_pointsav_apprenticeship"):
-        assert defs.resolve_job_def(name) is not None
-    for name in ("datagraph_nightly_schedule", "corpus_nightly_schedule"):
-        assert defs.resolve_schedule_def(name) is not None
-    for role in ("engineering", "apprenticeship"):
-        assert defs.resolve_sensor_def(f"pointsav_{role}_corpus_threshold") is not None
-    checks = {k.name for k in graph.asset_check_keys}
-    assert checks == {"beats_base_model"}
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"datagraph_nightly", "corpus_nightly", "adapter_pointsav_engineering",
+            "adapter_pointsav_apprenticeship", "adapter_pointsav_extraction"} <= jobs
+    repository = defs.get_repository_def()
+    assert {s.name for s in repository.schedule_defs} == {"datagraph_nightly_schedule",
+                                                          "corpus_nightly_schedule"}
+    assert {f"pointsav_{role}_corpus_threshold" for role in ("engineering", "apprenticeship",
+                                                             "extraction")} <= \
+        {s.name for s in repository.sensor_defs}
+    checks = {k.to_user_string() for k in graph.asset_check_keys}
+    assert checks == {"extracted_entities:extraction_quality"} | {
+        f"pointsav/{role}/adapter:{check}" for role in ("engineering", "apprenticeship",
+                                                         "extraction")
+        for check in ("beats_base_model", "serves_as_overlay")}
 
 
 def test_schedule_requests_the_night_that_just_ended(dagster_home):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, RunConfig
 
-from yoyo_assets.datagraph.assets import ExtractionConfig
+from yoyo_assets.datagraph.extraction_config import ExtractionConfig
 from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity
 from yoyo_assets.datagraph.quality import (GoldEntity, LabelledSetError, QualityReport,
                                            contact_gold, load_labelled_set)

@@ -2,10 +2,12 @@
 
     <tenant>/<role>/corpus_bucket -> <tenant>/<role>/adapter -> <tenant>/<role>/published_adapter
 
-plus the blocking asset check `beats_base_model` on each adapter.
+plus the blocking asset checks `beats_base_model` (held-out eval loss) and `serves_as_overlay`
+(vLLM serves it as a LoRA overlay; an extraction adapter must also raise F1) on each adapter.
 """
 
 import base64
+import gc
 import hashlib
 import io
 import json
@@ -22,18 +24,25 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..budget import run_deadline
 from ..partitions import nights
+from ..datagraph.extraction_config import ExtractionConfig
+from ..datagraph.quality import LabelledSetError
 from ..resources.adapter_store import AdapterStore
+from ..resources.inference_server import InferenceServer
+from ..resources.labelled_set import LabelledSet
 from ..run_health import tag_run_process
 from ..settings import GPU_POOL, adapter_threshold, phase2_budget_s
-from .corpus import ROLES, BucketScan, bucket_name, scan_bucket
+from .corpus import ROLES, BucketScan, CorpusTuple, bucket_name, scan_bucket
 from .publication import publish_folder
 from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
-                       staging_folder, trained_hashes, version_for_night)
+                       served_name, serving_version, staging_folder, trained_hashes,
+                       version_for_night)
+from .serving_check import SAMPLE_PROMPTS, ExtractionGate, OverlayReport, check_overlay
 from .training import (BaseModelError, BudgetSpent, TrainingConfig, TrainingResult,
-                       check_base_model, split_tuples, train_adapter)
+                       check_base_model, dpo_example, sft_example, split_tuples, train_adapter)
 
 GROUP = "adapters"
 QUALITY_CHECK = "beats_base_model"
+OVERLAY_CHECK = "serves_as_overlay"
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "dagster")
 
 
@@ -78,6 +87,24 @@ def _library_versions() -> dict[str, str]:
     return {name: package_metadata.version(name) for name in LIBRARIES}
 
 
+def _overlay_metadata(number: int, check: dict) -> dict:
+    """Metadata of a version's serving check (manifest `serving_check`)."""
+    rows = ["| prompt (end) | base | adapter |", "|---|---|---|"]
+    for sample in check.get("samples", []):
+        cells = [" ".join(sample[k].split())[-160:].replace("|", "\\|")
+                 for k in ("prompt", "base", "adapter")]
+        rows.append("| " + " | ".join(cells) + " |")
+    metadata = {"version": number, "served": bool(check.get("served")),
+                "answers_differing": check.get("differing", 0),
+                "prompts": check.get("prompts", 0), "seconds": check.get("seconds", 0.0),
+                "samples": MetadataValue.md("\n".join(rows))}
+    if check.get("error"):
+        metadata["error"] = check["error"]
+    for key, value in (check.get("extraction") or {}).items():
+        metadata[f"extraction_{key}"] = value
+    return metadata
+
+
 def _version_metadata(version: AdapterVersion) -> dict:
     """The adapter materialization's metadata, read from the version's manifest."""
     m = version.manifest
@@ -91,6 +118,7 @@ def _version_metadata(version: AdapterVersion) -> dict:
         "base_eval_loss": m["base_eval_loss"],
         "eval_loss_delta": m["eval_loss"] - m["base_eval_loss"],
         "quality_gate_passed": version.passed_quality_gate,
+        "served_as_overlay": bool((m.get("serving_check") or {}).get("served")),
         "loss_curve": MetadataValue.md(curve),
         "train_tuples": len(m["trained_tuples"]),
         "eval_tuples": len(m["eval_tuples"]),
@@ -125,6 +153,40 @@ def unrecorded_version(instance: DagsterInstance, adapter_store: AdapterStore, t
                                    not recorded("published_adapter")):
         return version
     return None
+
+
+def _serving_check(context: AssetExecutionContext, tenant: str, role: str, base_dir,
+                   staged, held_out: list[CorpusTuple], lora_r: int,
+                   inference_server: InferenceServer, gate_set: list | None,
+                   adapter_store: AdapterStore) -> OverlayReport:
+    """The staged version served as a vLLM overlay on `base_dir` (see serving_check.py); an
+    extraction adapter is also scored against the extractor Phase 1 serves now on `gate_set`."""
+    to_example = dpo_example if ROLES[role] == "dpo" else sft_example
+    prompts = [to_example(t.record)["prompt"] for t in held_out[:SAMPLE_PROMPTS]]
+    gate = None
+    if gate_set is not None:
+        from tokenizers import Tokenizer
+
+        current = serving_version(adapter_store.version_folder(tenant, role))
+        gate = ExtractionGate(gate_set, ExtractionConfig().extractor_settings(),
+                              Tokenizer.from_file(str(base_dir / "tokenizer.json")),
+                              served_name(current) if current else None,
+                              current.path if current else None)
+    gc.collect()  # the trained model's memory back before a server starts beside this process
+    report = check_overlay(inference_server, base_dir, staged, prompts, context.log, lora_r,
+                           gate)
+    context.log.info(f"{tenant}/{role}: overlay check {'passed' if report.passed else 'failed'}"
+                     f" ({report.differing}/{report.prompts} answers differ from the base's"
+                     + (f"; {report.error}" if report.error else "") + ")")
+    return report
+
+
+def _gate_rule(role: str) -> str:
+    rule = ("eval_loss < base_eval_loss; served as a vLLM LoRA overlay, answers differing from "
+            "the base's")
+    if role == "extraction":
+        rule += "; F1 on the labelled set above the serving extractor's"
+    return rule
 
 
 def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
@@ -166,7 +228,8 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
            "of the night, saved as the next `v<N>`. Trains only when the bucket's pending tuples "
            "reach the threshold (YOYO_ADAPTER_THRESHOLD).")
     def adapter(context: AssetExecutionContext, config: TrainingConfig,
-                adapter_store: AdapterStore):
+                adapter_store: AdapterStore, inference_server: InferenceServer,
+                labelled_set: LabelledSet):
         tag_run_process(context)
         night = context.partition_key
         folder = adapter_store.version_folder(tenant, role)
@@ -186,7 +249,16 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             context.log.info(f"{bucket} night {night}: {len(pending)} pending tuples, below the "
                              f"threshold {threshold}; nothing to train")
             return
-        base_dir = adapter_store.base_model(config.base_model_dir)
+        gate_set = None
+        if role == "extraction":
+            try:
+                gate_set = labelled_set.load()
+            except LabelledSetError as exc:
+                raise Failure(f"the extraction gate's labelled set is unusable: {exc}") from None
+        # An extraction adapter overlays the model Phase 1 serves, other roles the training base.
+        base_dir = (inference_server.resolved_model_dir().resolve()
+                    if role == "extraction" and not config.base_model_dir
+                    else adapter_store.base_model(config.base_model_dir))
         try:
             check_base_model(base_dir)
         except BaseModelError as exc:
@@ -211,7 +283,9 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         (staged / "loss_curve.png").write_bytes(_loss_curve_png(result))
-        passed = result.eval_loss < result.base_eval_loss
+        overlay = _serving_check(context, tenant, role, base_dir, staged, held_out,
+                                 config.lora_rank, inference_server, gate_set, adapter_store)
+        passed = result.eval_loss < result.base_eval_loss and overlay.passed
         manifest = {
             "tenant": tenant, "role": role, "kind": kind, "bucket": bucket, "night": night,
             "base_model": {"path": str(base_dir), "sha256": folder_sha256(base_dir)},
@@ -222,8 +296,9 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             "loss_history": result.loss_history,
             "base_eval_loss": result.base_eval_loss,
             "eval_loss": result.eval_loss,
-            "quality_gate": {"passed": passed, "check": QUALITY_CHECK,
-                             "rule": "eval_loss < base_eval_loss"},
+            "quality_gate": {"passed": passed, "checks": [QUALITY_CHECK, OVERLAY_CHECK],
+                             "rule": _gate_rule(role)},
+            "serving_check": overlay.as_dict(),
             "steps": result.steps,
             "train_tokens": result.train_tokens,
             "tokens_per_s": result.tokens_per_s,
@@ -243,18 +318,32 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
                                           "pending_tuples_before": len(pending),
                                           "recovered": False})
 
+    def night_version(context: AssetCheckExecutionContext,
+                      adapter_store: AdapterStore) -> AdapterVersion | None:
+        night = context.op_execution_context.partition_key
+        return version_for_night(adapter_store.version_folder(tenant, role), night)
+
     def beats_base_model(context: AssetCheckExecutionContext,
                          adapter_store: AdapterStore) -> AssetCheckResult:
-        night = context.op_execution_context.partition_key
-        version = version_for_night(adapter_store.version_folder(tenant, role), night)
+        version = night_version(context, adapter_store)
         if version is None:
-            return AssetCheckResult(passed=False, description=f"no version for night {night}")
+            return AssetCheckResult(passed=False, description="no version for the night")
         manifest = version.manifest
         return AssetCheckResult(
-            passed=version.passed_quality_gate,
+            passed=manifest["eval_loss"] < manifest["base_eval_loss"],
             metadata={"version": version.number, "eval_loss": manifest["eval_loss"],
                       "base_eval_loss": manifest["base_eval_loss"],
                       "eval_loss_delta": manifest["eval_loss"] - manifest["base_eval_loss"]})
+
+    def serves_as_overlay(context: AssetCheckExecutionContext,
+                          adapter_store: AdapterStore) -> AssetCheckResult:
+        version = night_version(context, adapter_store)
+        if version is None:
+            return AssetCheckResult(passed=False, description="no version for the night")
+        check = version.manifest.get("serving_check") or {"passed": False,
+                                                          "error": "not checked"}
+        return AssetCheckResult(passed=bool(check["passed"]), description=check.get("error")
+                                or None, metadata=_overlay_metadata(version.number, check))
 
     with warnings.catch_warnings():
         # Partitioned asset checks are a preview feature of Dagster 1.13, used on purpose: each
@@ -264,6 +353,12 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             asset=adapter_key, name=QUALITY_CHECK, blocking=True, partitions_def=nights,
             description="The night's adapter version has a held-out eval loss below the base "
             "model's. Blocking: a version that fails is not published.")(beats_base_model)
+        serves_as_overlay = asset_check(
+            asset=adapter_key, name=OVERLAY_CHECK, blocking=True, partitions_def=nights,
+            description="vLLM serves the night's version as a LoRA overlay on its base (as the "
+            "gateway loads it) and its answers to held-out prompts differ from the base's; an "
+            "extraction adapter must also beat the serving extractor's F1 on the labelled set. "
+            "Blocking: a version that fails is not published.")(serves_as_overlay)
 
     @asset(name="published_adapter", key_prefix=prefix, group_name=GROUP, partitions_def=nights,
            deps=[adapter_key],
@@ -303,4 +398,4 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             "bytes_uploaded": report.bytes,
         })
 
-    return [corpus_bucket, adapter, beats_base_model, published_adapter]
+    return [corpus_bucket, adapter, beats_base_model, serves_as_overlay, published_adapter]

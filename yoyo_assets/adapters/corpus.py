@@ -2,7 +2,7 @@
 
 `engineering-<tenant>` holds SFT examples (`{"messages": [...]}` or `{"prompt", "completion"}`),
 `apprenticeship-<tenant>` holds DPO pairs (`prompt`, `chosen`, `rejected`, each a string or a
-message list). A tuple's identity is the SHA-256 of its canonical JSON, so exact duplicates are
+message list), `extraction-<tenant>` SFT examples of the entity extractor's prompt and answer. A tuple's identity is the SHA-256 of its canonical JSON, so exact duplicates are
 dropped whatever their key order or whitespace; near-duplicates are reported (MinHash LSH).
 """
 
@@ -18,7 +18,9 @@ from typing import Any
 import jsonschema
 from datasketch import MinHash, MinHashLSH
 
-ROLES = {"engineering": "sft", "apprenticeship": "dpo"}
+#: Bucket role -> training kind. `extraction` holds SFT tuples that teach the entity extractor
+#: (datagraph/extraction_tuples.py); its adapter is served to Phase 1.
+ROLES = {"engineering": "sft", "apprenticeship": "dpo", "extraction": "sft"}
 
 #: Longest tuple accepted, in characters of its canonical JSON (about 4 characters a token:
 #: 64 KiB is far beyond the 512-token training length, so only runaway records are refused).

@@ -84,6 +84,18 @@ def version_for_night(folder: Path, night: str) -> AdapterVersion | None:
     return matching[-1] if matching else None
 
 
+def serving_version(folder: Path) -> AdapterVersion | None:
+    """The newest version that passed its quality gate: the one to serve, if any."""
+    passed = [v for v in versions(folder) if v.passed_quality_gate]
+    return passed[-1] if passed else None
+
+
+def served_name(version: AdapterVersion) -> str:
+    """The model name a version is served under: `<tenant>-<role>-v<N>`."""
+    m = version.manifest
+    return f"{m['tenant']}-{m['role']}-v{version.number}"
+
+
 def folder_sha256(folder: Path) -> str:
     """SHA-256 over the relative paths and bytes of every file under `folder`, in path order: the
     identity of a base model folder."""

@@ -3,25 +3,29 @@
 import asyncio
 import time
 from collections import Counter
+from pathlib import Path
 
-from dagster import (AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult,
-                     MetadataValue, Output, asset)
-from pydantic import Field
+from dagster import (AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue,
+                     Output, asset)
 from tokenizers import Tokenizer
 
+from ..adapters.registry import served_name, serving_version
+from ..adapters.serving_check import vllm_lora_rank
 from ..budget import run_deadline
 from ..faults import crash_point
 from ..partitions import nights
+from ..resources.adapter_store import AdapterStore
 from ..resources.document_streams import DocumentStreams
 from ..resources.graph_store import GraphStore, WriteStats
 from ..resources.inference_server import InferenceServer
 from ..resources.labelled_set import LabelledSet
 from ..run_health import tag_run_process
-from ..settings import GPU_POOL, phase1_budget_s
+from ..settings import GPU_POOL, extraction_tenant, phase1_budget_s
 from .documents import STREAM_PATTERNS, Document
 from .checks import (QUALITY_CHECK, extractor_fingerprint, measure, measured_result,
                      previous_evaluation, reused_result, unmeasured_result)
 from .extraction import EntityExtractor, ExtractionReport
+from .extraction_config import ExtractionConfig
 from .quality import LabelledSetError
 
 GROUP = "datagraph"
@@ -55,44 +59,42 @@ def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
     return Output(new, metadata=metadata)
 
 
-class ExtractionConfig(Config):
-    """Run config of `extracted_entities`."""
-
-    concurrency: int = Field(default=16, description="Requests in flight at once.")
-    max_answer_tokens: int = Field(default=512, description="max_tokens of one answer.")
-    max_entities: int = Field(default=24, description="maxItems of the answer's entity array.")
-    frequency_penalty: float = Field(default=0.5, description="Sampling frequency penalty; "
-                                     "ends small models' repetition of one entity.")
-    attempts: int = Field(default=5, description="Tries per request on transient failures.")
-    request_timeout_s: float = Field(default=900.0, description="Limit of one request, seconds.")
-    budget_reserve_s: float = Field(
-        default=300.0, description="Seconds of the phase budget kept for the graph writes and "
-        "the server's shutdown: no document starts after budget - reserve.")
-    enable_thinking: bool | None = Field(
-        default=None, description="Reasoning models: passed to the chat template as "
-        "enable_thinking (false turns thinking off); None sends nothing.")
-    max_chunk_tokens: int | None = Field(
-        default=None, description="Longest chunk of document text per request, tokens; None: "
-        "what the context leaves. Small models find more entities in small chunks.")
-    answer_format: str = Field(default="items", description="Answer JSON: 'items' (a type per "
-                               "entity) or 'by_type' (one list of names per type).")
-    few_shot: bool = Field(default=False, description="Put a worked example before each chunk.")
+def serving_extractor(server: InferenceServer, store: AdapterStore, log) -> InferenceServer:
+    """`server` with the extraction adapter Phase 1 serves. Managed mode: the newest version of
+    `extraction-<YOYO_EXTRACTION_TENANT>` that passed its quality gate, as a LoRA overlay on the
+    model it was trained on; none, or one trained on another model: the model alone. External
+    mode: `server` as configured (its `adapter` is the gateway's)."""
+    if server.mode == "external" or server.lora_modules:
+        return server
+    version = serving_version(store.version_folder(extraction_tenant(), "extraction"))
+    if version is None:
+        return server
+    base = server.resolved_model_dir().resolve()
+    if Path(version.manifest["base_model"]["path"]) != base:
+        log.warning(f"extraction adapter {version.path} was trained on "
+                    f"{version.manifest['base_model']['path']}, not on the served {base}: "
+                    "extracting with the model alone")
+        return server
+    name = served_name(version)
+    rank = vllm_lora_rank(int(version.manifest["hyperparameters"]["lora_rank"]))
+    return server.model_copy(update={"lora_modules": {name: str(version.path)}, "adapter": name,
+                                     "max_lora_rank": rank})
 
 
-#: Run config that changes how the extraction runs, not what it answers.
-OPERATIONAL_SETTINGS = {"concurrency", "attempts", "request_timeout_s", "budget_reserve_s"}
+def extractor_label(server: InferenceServer) -> str:
+    """Provenance of extracted entities: the model (folder name, or the external server's
+    model name) and the adapter, if any: `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
+    model = server.model if server.mode == "external" else server.resolved_model_dir().name
+    return f"{model} + {server.adapter}" if server.adapter else model
 
 
 def _extractor(server: InferenceServer, config: ExtractionConfig) -> EntityExtractor:
     return EntityExtractor(
-        base_url=server.base_url, model=server.model,
+        base_url=server.base_url, model=server.request_model, label=extractor_label(server),
         tokenizer=Tokenizer.from_file(str(server.tokenizer_file())),
-        context_tokens=server.context_tokens(), max_answer_tokens=config.max_answer_tokens,
-        max_entities=config.max_entities, concurrency=config.concurrency,
-        attempts=config.attempts, request_timeout_s=config.request_timeout_s,
-        frequency_penalty=config.frequency_penalty, enable_thinking=config.enable_thinking,
-        max_chunk_tokens=config.max_chunk_tokens, answer_format=config.answer_format,
-        few_shot=config.few_shot)
+        context_tokens=server.context_tokens(), **config.extractor_settings(),
+        concurrency=config.concurrency, attempts=config.attempts,
+        request_timeout_s=config.request_timeout_s)
 
 
 def _report_metadata(report: ExtractionReport) -> dict:
@@ -123,12 +125,13 @@ def _report_metadata(report: ExtractionReport) -> dict:
                 "entity type and for the name alone; warns when F1 falls.")])
 def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                        documents: list[Document], inference_server: InferenceServer,
-                       labelled_set: LabelledSet):
+                       labelled_set: LabelledSet, adapter_store: AdapterStore):
     """Entities of each new document from the model, checked against the JSON Schema. A document
     that fails, or is deferred (not started within the budget, or the server went away), is
     reported and left for the next run. The same extractor is then scored on the labelled set
     (check `extraction_quality`) when it or the set changed since the last evaluation."""
     tag_run_process(context)
+    inference_server = serving_extractor(inference_server, adapter_store, context.log)
     try:
         labelled = labelled_set.load()
     except LabelledSetError as exc:
@@ -136,8 +139,8 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
     previous = previous_evaluation(context.instance, context.run.run_id)
     fingerprint = ""
     if labelled is not None:
-        fingerprint = extractor_fingerprint(inference_server.identity(), config.model_dump(
-            exclude=OPERATIONAL_SETTINGS), labelled)
+        fingerprint = extractor_fingerprint(inference_server.identity(),
+                                            config.extractor_settings(), labelled)
         if previous is not None and previous.get("extractor_fingerprint") == fingerprint:
             labelled, check = None, reused_result(previous)
     report = ExtractionReport()
@@ -162,6 +165,7 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                     measured_result(quality, fingerprint, str(labelled_set.folder()), previous,
                                     labelled_set.f1_tolerance, time.monotonic() - started)
     yield Output(report, metadata={**_report_metadata(report),
+                                   "extractor": extractor_label(inference_server),
                                    "extractor_fingerprint": fingerprint})
     yield check
 

@@ -250,6 +250,7 @@ class DocumentExtraction:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     ungrounded: int = 0  # names the model gave that do not occur in the text (dropped)
+    extractor: str = ""  # which model (and adapter) answered: EntityExtractor.label
 
 
 def merge_entities(text: str, answers: list[list[dict]]) -> tuple[list[ExtractedEntity], int]:
@@ -322,7 +323,8 @@ class EntityExtractor:
     `max_chunk_tokens` caps a chunk's text in tokens below what the context allows: a small
     model lists far more of a dense note's entities when it reads a few lines at a time
     (docs/benchmarks.md, extraction quality). `answer_format` (ANSWER_FORMATS) and `few_shot`
-    (a worked example before each chunk) shape the prompt.
+    (a worked example before each chunk) shape the prompt. `label` names the extractor (base
+    model and adapter version) on every result, for provenance; empty: `model`.
     """
 
     base_url: str
@@ -340,6 +342,7 @@ class EntityExtractor:
     max_chunk_tokens: int | None = None
     answer_format: str = "items"
     few_shot: bool = False
+    label: str = ""
 
     def __post_init__(self) -> None:
         self.schema = entity_schema(self.max_entities, self.answer_format)
@@ -411,7 +414,7 @@ class EntityExtractor:
         entities, ungrounded = merge_entities(document.text, answers)
         return DocumentExtraction(document.sha256, document.stream, document.path, entities,
                                   len(chunks), usage["prompt"], usage["completion"],
-                                  usage["reasoning"], ungrounded)
+                                  usage["reasoning"], ungrounded, self.label or self.model)
 
     async def extract(self, documents: list[Document], deadline: float | None = None,
                       on_result: Any = None) -> ExtractionReport:

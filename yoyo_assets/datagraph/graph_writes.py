@@ -18,6 +18,9 @@ SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Entity(key STRING PRIMARY KEY, name STRING, type STRING, "
     "aliases STRING[], first_night STRING, last_night STRING, mention_count INT64)",
     "CREATE REL TABLE IF NOT EXISTS MENTIONS(FROM Document TO Entity, count INT64)",
+    # Which extractor (model, and adapter version if any) produced the document's entities;
+    # added to graphs made before it existed.
+    "ALTER TABLE Document ADD IF NOT EXISTS extractor STRING DEFAULT ''",
 )
 
 KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
@@ -42,7 +45,8 @@ ON MATCH SET e.aliases = list_distinct(list_concat(e.aliases, aliases)),
 CREATE_DOCUMENTS = """
 LOAD FROM $rows
 CREATE (:Document {sha256: sha256, path: path, stream: stream, night: night,
-                   entity_count: entity_count, processed_at: current_timestamp()})
+                   entity_count: entity_count, extractor: extractor,
+                   processed_at: current_timestamp()})
 """
 
 # The documents are new in this transaction, so CREATE cannot duplicate a relationship.
@@ -73,7 +77,8 @@ def batch_rows(extractions: Iterable[DocumentExtraction], night: str) -> BatchRo
     for extraction in extractions:
         documents.append({"sha256": extraction.sha256, "path": extraction.path,
                           "stream": extraction.stream, "night": night,
-                          "entity_count": len(extraction.entities)})
+                          "entity_count": len(extraction.entities),
+                          "extractor": extraction.extractor})
         for entity in extraction.entities:
             row = entities.get(entity.key)
             if row is None:

@@ -122,6 +122,20 @@ class InferenceServer(ConfigurableResource):
                     "{port} are filled in.")
     reasoning_parser: str = Field(default="", description="vLLM --reasoning-parser for a "
                                   "reasoning (Think) model, e.g. 'olmo3'; empty: none.")
+    lora_modules: dict[str, str] = Field(
+        default_factory=dict, description="Managed mode: PEFT adapter folders served as LoRA "
+        "overlays on the model, name -> folder (vLLM --enable-lora --lora-modules); a request "
+        "names the adapter as its model.")
+    adapter: str = Field(
+        default="", description="LoRA adapter that requests name as their model: one of "
+        "lora_modules (managed), or an adapter the external server serves (the gateway's name); "
+        "empty: the model itself.")
+    max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
+                               "LoRA r among lora_modules.")
+    memory_share: float | None = Field(
+        default=None, description="vLLM --gpu-memory-utilization: the share of GPU memory (on a "
+        "CPU build, of RAM) the server may take; None: vLLM's default, 0.92, which refuses to "
+        "start beside another server holding memory (../shared/STACK.md).")
     host: str = Field(default="127.0.0.1", description="Managed mode: address to bind.")
     port: int = Field(default=0, description="Managed mode: port; 0 picks a free one.")
     max_model_len: int = Field(default=2048, description="Managed mode: context length, tokens.")
@@ -141,6 +155,11 @@ class InferenceServer(ConfigurableResource):
         return self._base_url or self.url
 
     @property
+    def request_model(self) -> str:
+        """The `model` of a request: the adapter if one is set, else the served model."""
+        return self.adapter or self.model
+
+    @property
     def log_path(self) -> str:
         """Managed mode: the file that receives the server's stdout and stderr."""
         return self._log_path
@@ -156,11 +175,12 @@ class InferenceServer(ConfigurableResource):
         and the external URL or the managed model folder with its files' sizes and
         modification times (not their hashes: production weights are tens of GB)."""
         if self.mode == "external":
-            return {"mode": "external", "url": self.url, "model": self.model}
+            return {"mode": "external", "url": self.url, "model": self.request_model}
         folder = self.resolved_model_dir()
         files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime))
                        for p in folder.iterdir() if p.is_file())
-        return {"mode": "managed", "model": self.model, "model_dir": str(folder), "files": files}
+        return {"mode": "managed", "model": self.request_model, "model_dir": str(folder),
+                "files": files, "lora_modules": self.lora_modules}
 
     def tokenizer_file(self) -> Path:
         """The served model's `tokenizer.json`.
@@ -225,6 +245,12 @@ class InferenceServer(ConfigurableResource):
         args = [a.format(**values) for a in self.server_args]
         if self.reasoning_parser:
             args += ["--reasoning-parser", self.reasoning_parser]
+        if self.lora_modules:
+            args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
+                     "--max-loras", str(len(self.lora_modules)), "--lora-modules", *(f"{name}={path}"
+                                         for name, path in self.lora_modules.items())]
+        if self.memory_share is not None:
+            args += ["--gpu-memory-utilization", str(self.memory_share)]
         return [self.server_python, *args]
 
     def _wait_healthy(self, process: subprocess.Popen) -> None:

@@ -1,0 +1,163 @@
+"""Serving an adapter version the way the deployment's gateway does: as a vLLM LoRA overlay
+(`--enable-lora --lora-modules <name>=<folder>`) on its base model.
+
+`check_overlay` starts a managed server with the base and the version, asks held-out prompts of
+both, and reports whether the server took the adapter and whether its answers differ from the
+base's. For an extraction adapter, `compare_extractors` then scores the new version and the
+extractor now serving on a labelled set through the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..datagraph.extraction import EntityExtractor
+from ..datagraph.quality import LabelledDocument, score_extractions
+from ..resources.inference_server import InferenceServer, ServerError
+
+#: Answer tokens per held-out prompt: enough to tell two answers apart, cheap on a CPU.
+SAMPLE_TOKENS = 48
+#: Held-out prompts asked of base and adapter.
+SAMPLE_PROMPTS = 8
+
+
+@dataclass
+class OverlayReport:
+    """Outcome of serving one version as an overlay. `served`: the server started with it,
+    listed it under /v1/models and answered through it; `error` says why not. `differing`:
+    held-out prompts whose adapter answer differs from the base's (greedy decoding).
+    `samples`: prompt, base answer and adapter answer of the first three prompts."""
+
+    served: bool
+    error: str = ""
+    prompts: int = 0
+    differing: int = 0
+    seconds: float = 0.0
+    samples: list[dict[str, str]] = field(default_factory=list)
+    extraction: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        passed = self.served and self.differing > 0
+        if self.extraction is not None:
+            passed = passed and self.extraction["passed"]
+        return passed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+async def _answers(base_url: str, model: str, prompts: list[list[dict]]) -> list[str]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
+        async def one(messages: list[dict]) -> str:
+            response = await client.post("/v1/chat/completions", json={
+                "model": model, "messages": messages, "max_tokens": SAMPLE_TOKENS,
+                "temperature": 0.0})
+            if response.status_code >= 400:
+                raise ServerError(f"{model}: server answered {response.status_code}: "
+                                  f"{response.text[:300]}")
+            return response.json()["choices"][0]["message"]["content"] or ""
+
+        return list(await asyncio.gather(*(one(m) for m in prompts)))
+
+
+def _listed_models(base_url: str) -> set[str]:
+    response = httpx.get(f"{base_url}/v1/models", timeout=30)
+    response.raise_for_status()
+    return {entry["id"] for entry in response.json().get("data", [])}
+
+
+def ask_base_and_adapter(server: InferenceServer, adapter: str,
+                         prompts: list[list[dict]]) -> OverlayReport:
+    """Through a live `server` that serves `adapter` as an overlay: the held-out `prompts`
+    (chat message lists) asked of the base and of the adapter.
+
+    Raises:
+        ServerError: the adapter is not listed or a request is refused.
+        httpx.HTTPError: the server cannot be reached.
+    """
+    if adapter not in _listed_models(server.base_url):
+        raise ServerError(f"the server does not list adapter {adapter!r} under /v1/models")
+    base = asyncio.run(_answers(server.base_url, server.model, prompts))
+    tuned = asyncio.run(_answers(server.base_url, adapter, prompts))
+    return OverlayReport(
+        served=True, prompts=len(prompts), differing=sum(b != t for b, t in zip(base, tuned)),
+        samples=[{"prompt": m[-1]["content"][:300], "base": b, "adapter": t}
+                 for m, b, t in list(zip(prompts, base, tuned))[:3]])
+
+
+def compare_extractors(server: InferenceServer, candidate: str, serving: str,
+                       labelled: list[LabelledDocument], settings: dict[str, Any],
+                       tokenizer: Any) -> dict[str, Any]:
+    """F1 ("any type") on `labelled` of the extractor `serving` (the base model's name, or the
+    adapter Phase 1 serves now) and of `candidate`, through one live server; `passed` when the
+    candidate's F1 is higher. `settings` are EntityExtractor settings (the extraction run
+    config's defaults)."""
+    figures: dict[str, Any] = {"serving_extractor": serving}
+    for role, model in (("serving", serving), ("candidate", candidate)):
+        extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
+                                    **settings)
+        run = asyncio.run(extractor.extract([d.document for d in labelled]))
+        report = score_extractions(labelled, run.results, run.failures)
+        metrics = report.metrics()
+        figures[f"{role}_f1"] = metrics["any_f1"]
+        figures[f"{role}_precision"] = metrics["any_precision"]
+        figures[f"{role}_recall"] = metrics["any_recall"]
+        figures[f"{role}_failed_documents"] = len(report.failures)
+        figures[f"{role}_seconds"] = round(run.seconds, 1)
+    figures["passed"] = figures["candidate_f1"] > figures["serving_f1"]
+    figures["labelled_documents"] = len(labelled)
+    return figures
+
+
+def vllm_lora_rank(lora_r: int) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that holds rank `lora_r` (vLLM allows
+    1, 8, 16, 32, 64, 128, 256, 320, 512)."""
+    return next(r for r in (1, 8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_r)
+
+
+@dataclass
+class ExtractionGate:
+    """What an extraction adapter is judged on: `labelled` documents, the extraction settings,
+    the tokenizer, and the adapter Phase 1 serves now (`serving_name` -> `serving_folder`; None:
+    the base model)."""
+
+    labelled: list[LabelledDocument]
+    settings: dict[str, Any]
+    tokenizer: Any
+    serving_name: str | None = None
+    serving_folder: Path | None = None
+
+
+def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
+                  prompts: list[list[dict]], log: Any, lora_rank: int,
+                  extraction: ExtractionGate | None = None) -> OverlayReport:
+    """Start a managed server (`server`'s settings) with `base_dir` and the adapter in
+    `adapter_folder` as an overlay, ask `prompts`, and with `extraction` compare F1; the server
+    is stopped before returning. Never raises for a server or adapter problem: `served` is
+    False and `error` says why."""
+    started = time.monotonic()
+    candidate = "candidate"
+    modules = {candidate: str(adapter_folder)}
+    if extraction is not None and extraction.serving_name:
+        modules[extraction.serving_name] = str(extraction.serving_folder)
+    overlay = server.model_copy(update={"mode": "managed", "model_dir": str(base_dir),
+                                        "tokenizer_path": "", "lora_modules": modules,
+                                        "max_lora_rank": vllm_lora_rank(lora_rank)})
+    try:
+        with overlay.serving(log) as live:
+            report = ask_base_and_adapter(live, candidate, prompts)
+            if extraction is not None:
+                report.extraction = compare_extractors(
+                    live, candidate, extraction.serving_name or live.model, extraction.labelled,
+                    extraction.settings, extraction.tokenizer)
+    except (ServerError, httpx.HTTPError) as exc:
+        report = OverlayReport(served=False, error=f"{type(exc).__name__}: {exc}"[:1000])
+    report.seconds = round(time.monotonic() - started, 1)
+    return report

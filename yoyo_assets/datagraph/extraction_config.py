@@ -1,0 +1,36 @@
+"""Run config of the extraction (`extracted_entities`), also the settings Phase 2 measures an
+extraction adapter with."""
+
+from dagster import Config
+from pydantic import Field
+
+#: Fields that change how the extraction runs, not what it answers.
+OPERATIONAL_FIELDS = {"concurrency", "attempts", "request_timeout_s", "budget_reserve_s"}
+
+
+class ExtractionConfig(Config):
+    """Run config of `extracted_entities`."""
+
+    concurrency: int = Field(default=16, description="Requests in flight at once.")
+    max_answer_tokens: int = Field(default=512, description="max_tokens of one answer.")
+    max_entities: int = Field(default=24, description="maxItems of the answer's entity array.")
+    frequency_penalty: float = Field(default=0.5, description="Sampling frequency penalty; "
+                                     "ends small models' repetition of one entity.")
+    attempts: int = Field(default=5, description="Tries per request on transient failures.")
+    request_timeout_s: float = Field(default=900.0, description="Limit of one request, seconds.")
+    budget_reserve_s: float = Field(
+        default=300.0, description="Seconds of the phase budget kept for the graph writes and "
+        "the server's shutdown: no document starts after budget - reserve.")
+    enable_thinking: bool | None = Field(
+        default=None, description="Reasoning models: passed to the chat template as "
+        "enable_thinking (false turns thinking off); None sends nothing.")
+    max_chunk_tokens: int | None = Field(
+        default=None, description="Longest chunk of document text per request, tokens; None: "
+        "what the context leaves. Small models find more entities in small chunks.")
+    answer_format: str = Field(default="items", description="Answer JSON: 'items' (a type per "
+                               "entity) or 'by_type' (one list of names per type).")
+    few_shot: bool = Field(default=False, description="Put a worked example before each chunk.")
+
+    def extractor_settings(self) -> dict:
+        """The fields that decide the answers, as `EntityExtractor` keyword arguments."""
+        return self.model_dump(exclude=OPERATIONAL_FIELDS)
