@@ -217,11 +217,12 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
 
     server = defs.resources["inference_server"]
     tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
-    settings = ExtractionConfig().extractor_settings()
+    settings = ExtractionConfig().extractor_settings(adapter=True)
     extractor = EntityExtractor("unused", server.model, tokenizer, server.max_model_len,
                                 **settings)
     labelled = load_labelled_set(Path(labelled_dir))[:limit or None]
-    tuples = extraction_tuples(labelled, tokenizer, extractor.chunk_tokens)
+    tuples = extraction_tuples(labelled, tokenizer, extractor.chunk_tokens,
+                               extractor.answer_format, extractor.few_shot)
     target = defs.resources["adapter_store"].bucket_folder(
         "extraction", tenant or extraction_tenant()) / f"{name}.jsonl"
     write_tuples(tuples, target)

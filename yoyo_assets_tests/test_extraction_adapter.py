@@ -8,12 +8,14 @@ import os
 import shutil
 from pathlib import Path
 
+import jsonschema
 from dagster import DagsterInstance
 from dagster_gcp import GCSResource
 from tokenizers import Tokenizer
 
+from yoyo_assets.adapters.corpus import check_line
 from yoyo_assets.adapters.registry import versions
-from yoyo_assets.datagraph.extraction import EntityExtractor
+from yoyo_assets.datagraph.extraction import EntityExtractor, entity_schema, parse_answer
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig
 from yoyo_assets.datagraph.extraction_tuples import extraction_tuples, write_tuples
 from yoyo_assets.datagraph.quality import load_labelled_set
@@ -46,10 +48,11 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
                                                          tmp_path):
     root = tmp_path / "data"
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    chunk_tokens = EntityExtractor("unused", "m", tokenizer, 2048,
-                                   **ExtractionConfig().extractor_settings()).chunk_tokens
+    extractor = EntityExtractor("unused", "m", tokenizer, 2048,
+                                **ExtractionConfig().extractor_settings(adapter=True))
     train = load_labelled_set(corpora / "extraction" / "train")[:12]
-    tuples = extraction_tuples(train, tokenizer, chunk_tokens)[:TRAIN_TUPLES]
+    tuples = extraction_tuples(train, tokenizer, extractor.chunk_tokens, extractor.answer_format,
+                               extractor.few_shot)[:TRAIN_TUPLES]
     bucket_file = root / "corpus" / "extraction-pointsav" / "train.jsonl"
     assert write_tuples(tuples, bucket_file) == TRAIN_TUPLES
     os.utime(bucket_file, (arrived_during(NIGHT),) * 2)
@@ -92,3 +95,28 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     assert extracted.metadata["documents_ok"].value == 1
     with open_graph(root / "graph" / "datagraph.lbug") as graph:
         assert graph.query("MATCH (d:Document) RETURN d.extractor") == [[expected]]
+
+
+def test_extraction_tuples_answer_each_chunk_with_its_gold(model_dir, corpora):
+    """Tuples pass the SFT bucket schema; each answer lists the gold names of its own chunk, in
+    order and of a scored type; empty chunks are capped at the number of named ones."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    [note] = load_labelled_set(corpora / "research")[:1]
+    tuples = extraction_tuples([note], tokenizer, 32)
+    validator = jsonschema.Draft202012Validator(entity_schema())
+    named = 0
+    for record in tuples:
+        check_line(json.dumps(record), "sft")
+        *prompt, answer = record["messages"]
+        chunk = prompt[-1]["content"].split("<document>\n", 1)[1]
+        entities = parse_answer({"message": answer}, validator)
+        named += bool(entities)
+        assert all(e["name"].casefold() in chunk.casefold() for e in entities)
+        assert all(e["type"] != "other" for e in entities)
+        positions = [chunk.casefold().find(e["name"].casefold()) for e in entities]
+        assert positions == sorted(positions)
+    assert named and len(tuples) - named <= named
+    found = {e["name"] for r in tuples
+             for e in json.loads(r["messages"][-1]["content"])["entities"]}
+    assert {"Sonmarg", "Rajesh Kalia", "DRDO"} <= found  # DRDO: group, scored as company
+    assert "What Else is Making News" not in found  # creative work: no type of this schema

@@ -168,7 +168,7 @@ def _serving_check(context: AssetExecutionContext, tenant: str, role: str, base_
         from tokenizers import Tokenizer
 
         current = serving_version(adapter_store.version_folder(tenant, role))
-        gate = ExtractionGate(gate_set, ExtractionConfig().extractor_settings(),
+        gate = ExtractionGate(gate_set, ExtractionConfig(),
                               Tokenizer.from_file(str(base_dir / "tokenizer.json")),
                               served_name(current) if current else None,
                               current.path if current else None)

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from ..datagraph.extraction import EntityExtractor
+from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
 from ..resources.inference_server import InferenceServer, ServerError
 
@@ -93,16 +94,15 @@ def ask_base_and_adapter(server: InferenceServer, adapter: str,
 
 
 def compare_extractors(server: InferenceServer, candidate: str, serving: str,
-                       labelled: list[LabelledDocument], settings: dict[str, Any],
+                       labelled: list[LabelledDocument], config: ExtractionConfig,
                        tokenizer: Any) -> dict[str, Any]:
     """F1 ("any type") on `labelled` of the extractor `serving` (the base model's name, or the
     adapter Phase 1 serves now) and of `candidate`, through one live server; `passed` when the
-    candidate's F1 is higher. `settings` are EntityExtractor settings (the extraction run
-    config's defaults)."""
+    candidate's F1 is higher. Both extract with `config`'s settings, as Phase 1 would."""
     figures: dict[str, Any] = {"serving_extractor": serving}
     for role, model in (("serving", serving), ("candidate", candidate)):
         extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
-                                    **settings)
+                                    **config.extractor_settings(adapter=model != server.model))
         run = asyncio.run(extractor.extract([d.document for d in labelled]))
         report = score_extractions(labelled, run.results, run.failures)
         metrics = report.metrics()
@@ -124,12 +124,12 @@ def vllm_lora_rank(lora_r: int) -> int:
 
 @dataclass
 class ExtractionGate:
-    """What an extraction adapter is judged on: `labelled` documents, the extraction settings,
+    """What an extraction adapter is judged on: `labelled` documents, the extraction run config,
     the tokenizer, and the adapter Phase 1 serves now (`serving_name` -> `serving_folder`; None:
     the base model)."""
 
     labelled: list[LabelledDocument]
-    settings: dict[str, Any]
+    config: ExtractionConfig
     tokenizer: Any
     serving_name: str | None = None
     serving_folder: Path | None = None
@@ -156,7 +156,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
             if extraction is not None:
                 report.extraction = compare_extractors(
                     live, candidate, extraction.serving_name or live.model, extraction.labelled,
-                    extraction.settings, extraction.tokenizer)
+                    extraction.config, extraction.tokenizer)
     except (ServerError, httpx.HTTPError) as exc:
         report = OverlayReport(served=False, error=f"{type(exc).__name__}: {exc}"[:1000])
     report.seconds = round(time.monotonic() - started, 1)

@@ -22,11 +22,9 @@ from ..resources.labelled_set import LabelledSet
 from ..run_health import tag_run_process
 from ..settings import GPU_POOL, extraction_tenant, phase1_budget_s
 from .documents import STREAM_PATTERNS, Document
-from .checks import (QUALITY_CHECK, extractor_fingerprint, measure, measured_result,
-                     previous_evaluation, reused_result, unmeasured_result)
+from .checks import QUALITY_CHECK, QualityPlan
 from .extraction import EntityExtractor, ExtractionReport
 from .extraction_config import ExtractionConfig
-from .quality import LabelledSetError
 
 GROUP = "datagraph"
 
@@ -92,7 +90,7 @@ def _extractor(server: InferenceServer, config: ExtractionConfig) -> EntityExtra
     return EntityExtractor(
         base_url=server.base_url, model=server.request_model, label=extractor_label(server),
         tokenizer=Tokenizer.from_file(str(server.tokenizer_file())),
-        context_tokens=server.context_tokens(), **config.extractor_settings(),
+        context_tokens=server.context_tokens(), **config.extractor_settings(bool(server.adapter)),
         concurrency=config.concurrency, attempts=config.attempts,
         request_timeout_s=config.request_timeout_s)
 
@@ -132,19 +130,11 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
     (check `extraction_quality`) when it or the set changed since the last evaluation."""
     tag_run_process(context)
     inference_server = serving_extractor(inference_server, adapter_store, context.log)
-    try:
-        labelled = labelled_set.load()
-    except LabelledSetError as exc:
-        labelled, check = None, unmeasured_result(f"labelled set unusable: {exc}")
-    previous = previous_evaluation(context.instance, context.run.run_id)
-    fingerprint = ""
-    if labelled is not None:
-        fingerprint = extractor_fingerprint(inference_server.identity(),
-                                            config.extractor_settings(), labelled)
-        if previous is not None and previous.get("extractor_fingerprint") == fingerprint:
-            labelled, check = None, reused_result(previous)
-    report = ExtractionReport()
-    if documents or labelled:
+    quality = QualityPlan.make(context.instance, context.run.run_id, labelled_set,
+                               inference_server.identity(),
+                               config.extractor_settings(bool(inference_server.adapter)))
+    report, check = ExtractionReport(), quality.known
+    if documents or quality.to_measure:
         # The extractor counts in time.monotonic(): immune to clock steps during the night.
         deadline = time.monotonic() + (
             run_deadline(context, phase1_budget_s(), config.budget_reserve_s) - time.time())
@@ -158,15 +148,11 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
 
             if documents:
                 report = asyncio.run(extractor.extract(documents, deadline, on_result))
-            if labelled:
-                started = time.monotonic()
-                quality = measure(extractor, labelled, deadline)
-                check = unmeasured_result(quality) if isinstance(quality, str) else \
-                    measured_result(quality, fingerprint, str(labelled_set.folder()), previous,
-                                    labelled_set.f1_tolerance, time.monotonic() - started)
+            if quality.to_measure:
+                check = quality.measure(extractor, deadline)
     yield Output(report, metadata={**_report_metadata(report),
                                    "extractor": extractor_label(inference_server),
-                                   "extractor_fingerprint": fingerprint})
+                                   "extractor_fingerprint": quality.fingerprint})
     yield check
 
 

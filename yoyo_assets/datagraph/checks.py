@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from dagster import (AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetKey,
                      DagsterInstance, MetadataValue)
 
 from .extraction import EntityExtractor, build_messages, entity_schema
-from .quality import LabelledDocument, QualityReport, score_extractions
+from .quality import LabelledDocument, LabelledSetError, QualityReport, score_extractions
 
 QUALITY_CHECK = "extraction_quality"
 QUALITY_CHECK_KEY = AssetCheckKey(AssetKey("extracted_entities"), QUALITY_CHECK)
@@ -56,17 +59,50 @@ def previous_evaluation(instance: DagsterInstance, run_id: str) -> dict | None:
     return None
 
 
-def measure(extractor: EntityExtractor, labelled: list[LabelledDocument],
-            deadline: float | None) -> QualityReport | str:
-    """Extract the labelled documents with `extractor` and score them; a string (the reason)
-    when the budget or the server ended the run before every document was tried."""
-    run = asyncio.run(extractor.extract([d.document for d in labelled], deadline))
-    if run.deferred:
-        return f"not measured: {next(iter(run.deferred.values()))}"
-    return score_extractions(labelled, run.results, run.failures)
+@dataclass
+class QualityPlan:
+    """What the check needs this run: `to_measure`, the labelled documents to score (empty when
+    nothing changed or the set is unusable), else the `known` result; `fingerprint` of the
+    extractor and set; the `previous` evaluation; the set's folder and F1 tolerance."""
+
+    to_measure: list[LabelledDocument]
+    known: AssetCheckResult | None
+    fingerprint: str
+    previous: dict | None
+    folder: str
+    tolerance: float
+
+    @classmethod
+    def make(cls, instance: DagsterInstance, run_id: str, labelled_set: Any, model: dict,
+             settings: dict) -> "QualityPlan":
+        """Plan for `labelled_set` (the LabelledSet resource), the served `model`
+        (`InferenceServer.identity()`) and the extraction `settings`."""
+        previous = previous_evaluation(instance, run_id)
+        folder, tolerance = str(labelled_set.folder()), labelled_set.f1_tolerance
+        try:
+            labelled = labelled_set.load()
+        except LabelledSetError as exc:
+            return cls([], unmeasured_result(f"labelled set unusable: {exc}"), "", previous,
+                       folder, tolerance)
+        fingerprint = extractor_fingerprint(model, settings, labelled)
+        if previous is not None and previous.get("extractor_fingerprint") == fingerprint:
+            return cls([], reused_result(previous), fingerprint, previous, folder, tolerance)
+        return cls(labelled, None, fingerprint, previous, folder, tolerance)
+
+    def measure(self, extractor: EntityExtractor, deadline: float | None) -> AssetCheckResult:
+        """Extract and score the labelled documents; not measured when the budget or the
+        server ended the run before every document was tried."""
+        started = time.monotonic()
+        run = asyncio.run(extractor.extract([d.document for d in self.to_measure], deadline))
+        if run.deferred:
+            return unmeasured_result(f"not measured: {next(iter(run.deferred.values()))}")
+        report = score_extractions(self.to_measure, run.results, run.failures)
+        return measured_result(report, self.fingerprint, extractor.label or extractor.model,
+                               self.folder, self.previous, self.tolerance,
+                               time.monotonic() - started)
 
 
-def measured_result(report: QualityReport, fingerprint: str, labelled_set: str,
+def measured_result(report: QualityReport, fingerprint: str, extractor: str, labelled_set: str,
                     previous: dict | None, tolerance: float, seconds: float) -> AssetCheckResult:
     """The check's result for a new measurement: fails (severity WARN) when "any type" F1 fell
     more than `tolerance` below the previous evaluation's."""
@@ -76,6 +112,7 @@ def measured_result(report: QualityReport, fingerprint: str, labelled_set: str,
         "quality_table": MetadataValue.md(report.markdown()),
         "confusion": MetadataValue.json({f"{g} -> {p}": n for (g, p), n in
                                          sorted(report.confusion.items())}),
+        "extractor": extractor,
         "labelled_set": labelled_set,
         "labelled_documents": report.documents,
         "failed_documents": MetadataValue.json(report.failures),

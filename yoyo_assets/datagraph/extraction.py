@@ -145,8 +145,8 @@ class Tokenizer(Protocol):
 
 def split_into_chunks(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[str]:
     """Split `text` into consecutive pieces of at most `max_tokens` tokens of `tokenizer`,
-    cutting at the last line break inside each window where there is one. The pieces joined
-    give `text` back.
+    cutting at the last line break inside each window, else at its last space, so that no word
+    is cut in two. The pieces joined give `text` back.
 
     Raises:
         ValueError: if `max_tokens` < 1.
@@ -163,10 +163,14 @@ def split_into_chunks(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[
         if last >= len(starts):
             chunks.append(text[starts[first]:])
             break
+        # After the last line break in the window, else before its last space (BPE tokens
+        # carry their leading space): never inside a word.
         newline = text.rfind("\n", starts[first] + 1, starts[last])
-        if newline > 0:
-            # first token that starts after the line break, if that leaves the chunk non-empty
-            cut = bisect.bisect_left(starts, newline + 1, first + 1, last + 1)
+        boundary = newline + 1 if newline > 0 else text.rfind(" ", starts[first] + 1,
+                                                               starts[last])
+        if boundary > 0:
+            # first token that starts at or after the boundary, if the chunk stays non-empty
+            cut = bisect.bisect_left(starts, boundary, first + 1, last + 1)
             if first < cut <= last:
                 last = cut
         chunks.append(text[starts[first]:starts[last]])

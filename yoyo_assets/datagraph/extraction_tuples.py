@@ -2,7 +2,7 @@
 document -> the JSON answer the schema allows, listing the chunk's gold entities.
 
 These fill the `extraction-<tenant>` corpus bucket. Producers in production write the same
-format from curated corrections (docs/extraction-adapter.md): one JSON object per line,
+format from curated corrections (docs/extraction-quality.md): one JSON object per line,
 `{"messages": [system, user, assistant]}`, the assistant's content an answer in the `items`
 format. The chunks are cut exactly as the extractor cuts them at serving time, so the adapter
 learns on what it will see.
@@ -11,6 +11,7 @@ learns on what it will see.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .extraction import ENTITY_TYPES, Tokenizer, build_messages, normalise_name, split_into_chunks
@@ -19,34 +20,43 @@ from .quality import LabelledDocument
 
 def chunk_answer(chunk: str, gold: list) -> dict:
     """The `items` answer for one chunk: the gold entities of a scored type whose name occurs in
-    the chunk (case-insensitively), in order of first occurrence, each once."""
-    haystack = chunk.casefold()
+    the chunk as whole words (case-insensitively: `ART` is not in "martyrs"), in order of first
+    occurrence, each once."""
     found = []
     seen = set()
     for entity in gold:
         key = normalise_name(entity.name).casefold()
         if entity.type not in ENTITY_TYPES or key in seen:
             continue
-        position = haystack.find(key)
-        if position >= 0:
+        match = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", chunk, re.IGNORECASE)
+        if match:
             seen.add(key)
-            found.append((position, entity.name, entity.type))
+            found.append((match.start(), entity.name, entity.type))
     return {"entities": [{"name": name, "type": type_} for _, name, type_ in sorted(found)]}
 
 
 def extraction_tuples(labelled: list[LabelledDocument], tokenizer: Tokenizer,
-                      chunk_tokens: int) -> list[dict]:
-    """One SFT tuple per chunk of each labelled document, chunks of at most `chunk_tokens`
-    tokens (the extractor's `chunk_tokens`). Chunks without a gold entity are kept: they teach
-    the model to answer an empty list."""
-    tuples = []
+                      chunk_tokens: int, answer_format: str = "items",
+                      few_shot: bool = False) -> list[dict]:
+    """SFT tuples from the chunks of each labelled document, cut at most `chunk_tokens` tokens
+    long and prompted as the extractor prompts them (its `chunk_tokens`, `answer_format`,
+    `few_shot`). Every chunk that names a gold entity gives a tuple; chunks that name none (the
+    model must learn to answer an empty list) give at most as many, the first in document
+    order, so that short chunks of sparse text do not teach the model to answer nothing."""
+    named, empty = [], []
     for item in labelled:
         chunks = split_into_chunks(item.document.text, tokenizer, chunk_tokens)
         for part, chunk in enumerate(chunks, 1):
-            messages = build_messages(item.document.stream, chunk, part, len(chunks))
-            answer = json.dumps(chunk_answer(chunk, item.gold), ensure_ascii=False)
-            tuples.append({"messages": [*messages, {"role": "assistant", "content": answer}]})
-    return tuples
+            messages = build_messages(item.document.stream, chunk, part, len(chunks),
+                                      answer_format, few_shot)
+            answer = chunk_answer(chunk, item.gold)
+            if answer_format == "by_type":
+                answer = {t: [e["name"] for e in answer["entities"] if e["type"] == t]
+                          for t in ENTITY_TYPES}
+            content = json.dumps(answer, ensure_ascii=False)
+            (named if any(answer.values()) else empty).append(
+                {"messages": [*messages, {"role": "assistant", "content": content}]})
+    return named + empty[:len(named)]
 
 
 def write_tuples(tuples: list[dict], path: Path) -> int:
