@@ -1,0 +1,52 @@
+"""The overlay check with a real vLLM server: an adapter that changes nothing, and one whose
+weights are broken, both fail it (so neither is published)."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from yoyo_assets.adapters.serving_check import check_overlay, vllm_lora_rank
+from yoyo_assets.resources.inference_server import InferenceServer
+
+PROMPTS = [[{"role": "user", "content": "Name the capital of France."}],
+           [{"role": "user", "content": "Write one word about the sea."}]]
+
+
+@pytest.fixture(scope="module")
+def untrained_adapter(model_dir, tmp_path_factory) -> Path:
+    """A PEFT LoRA adapter straight from initialisation: B = 0, so it answers as the base."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("untrained-adapter")
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"],
+                      task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(folder)
+    return folder
+
+
+def test_lora_rank_is_one_vllm_accepts():
+    assert [vllm_lora_rank(r) for r in (1, 4, 16, 17, 64)] == [1, 8, 16, 32, 64]
+
+
+def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
+        model_dir, untrained_adapter, tmp_path):
+    server = InferenceServer(log_dir=str(tmp_path / "logs"), memory_share=0.25,
+                             health_timeout_s=600)
+    log = logging.getLogger("overlay")
+
+    same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_rank=16)
+    assert same.served and same.prompts == 2, same.error
+    assert same.differing == 0 and not same.passed
+    assert same.samples[0]["base"] == same.samples[0]["adapter"] != ""
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in untrained_adapter.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_rank=16)
+    assert not failed.served and not failed.passed
+    assert failed.error  # the reason, for the check's metadata
