@@ -77,11 +77,11 @@ def test_unreadable_document_is_rejected(tmp_path):
         read_document(path, "transcripts")
 
 
-def test_json_record_is_compacted_and_identity_is_sha256_of_bytes(tmp_path):
+def test_json_record_is_read_one_field_a_line_and_identity_is_sha256_of_bytes(tmp_path):
     import hashlib
     data = b'{\n  "name": "Ada Lovelace",\n  "city": "London"\n}\n'
     document = read_document(write(tmp_path / "ada.json", data), "contacts")
-    assert document.text == '{"name":"Ada Lovelace","city":"London"}'
+    assert document.text == "name: Ada Lovelace\ncity: London\n"
     assert document.sha256 == hashlib.sha256(data).hexdigest()
     assert document.size_bytes == len(data)
 

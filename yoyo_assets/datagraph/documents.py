@@ -37,8 +37,8 @@ _SPEAKER_TURN = re.compile(r"^[ \t]*(?:\*\*[^*\n]{1,80}\*\*|[^\s:*#][^:\n]{0,80}
 class Document:
     """One readable document of a stream.
 
-    `text` is what the model reads: the file's text, or for JSON the record re-serialised
-    compactly (fewer tokens, same content). `size_bytes` is the file's size in bytes and
+    `text` is what the model reads: the file's text, or for JSON the record re-serialised as
+    YAML, one field per line (as many tokens, same content). `size_bytes` is the file's size in bytes and
     `modified_at` its modification time (Unix seconds), taken as its arrival time.
     """
 
@@ -158,7 +158,9 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
             raise reject(f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno) from exc
         if not isinstance(record, dict):
             raise reject(f"expected a JSON object, found {type(record).__name__}", 1)
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        # One field per line (YAML block style): chunks end at line breaks, and a small model
+        # reads `city: Cullman` better than JSON punctuation (docs/benchmarks.md).
+        text = yaml.safe_dump(record, allow_unicode=True, sort_keys=False, width=2**31 - 1)
     elif suffix in (".yaml", ".yml"):
         # One parse, as yaml.load does it, with the alias check between composing and building.
         loader = _YAML_LOADER(text)

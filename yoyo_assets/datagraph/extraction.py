@@ -113,8 +113,8 @@ _STREAM_INTROS = {
     "transcripts": "Meeting transcript. Speakers are in bold; list the people, organisations, "
                    "projects and places they name.",
     "research": "Research note. List the people, organisations, projects and places it names.",
-    "contacts": "Contact record (JSON). List the person, the organisations (employer, committees, "
-                "parties) and the places (cities, states, offices).",
+    "contacts": "Contact record, one field per line. List the person, the organisations "
+                "(employer, committees, parties) and the places (cities, states, offices).",
 }
 
 

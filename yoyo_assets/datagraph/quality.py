@@ -148,7 +148,7 @@ def load_labelled_set(folder: Path) -> list[LabelledDocument]:
             entities = [GoldEntity(i["name"], _scored_type(i)) for i in items
                         if isinstance(i, dict) and isinstance(i.get("name"), str)]
         elif stream == "contacts":
-            entities = contact_gold(json.loads(document.text))
+            entities = contact_gold(json.loads(path.read_bytes()))
         else:
             raise LabelledSetError(f"{path}: no gold entities in {gold_path}")
         labelled.append(LabelledDocument(document, entities))
