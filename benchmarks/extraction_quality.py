@@ -1,13 +1,14 @@
 """Extraction quality benchmark: precision, recall and F1 of extractor variants on labelled sets.
 
     .venv/bin/python benchmarks/extraction_quality.py [--url URL] [--model NAME] \
-        [--set DIR ...] [--limit N] [--variant 'name:key=value,key=value' ...]
+        [--adapter NAME=FOLDER] [--set DIR ...] [--limit N] [--variant 'name:key=value,...' ...]
 
 Each variant is `EntityExtractor` settings over the defaults of the `extracted_entities` run
 config (e.g. `chunk128:max_chunk_tokens=128`, `bytype:answer_format=by_type,few_shot=true`).
 Labelled sets default to ../shared/corpora/extraction/dev, research and 48 contact records
 (the first by name, scored against gold from their own fields). Without --url it starts the
-managed vLLM server with the embedded model. Prints one markdown row per variant and set:
+managed vLLM server with the embedded model; `--adapter` serves a PEFT adapter folder on it as a
+LoRA overlay and extracts through it (without the worked example, as Phase 1 does). Prints one markdown row per variant and set:
 "any type" precision/recall/F1, F1 of person/company/location/project, recall of company and
 location, failed documents and seconds.
 """
@@ -61,6 +62,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="documents per set (0: all)")
     parser.add_argument("--contacts", type=int, default=48)
     parser.add_argument("--variant", action="append", default=[])
+    parser.add_argument("--adapter", default="", help="NAME=FOLDER: extract through this "
+                        "LoRA adapter (managed server only)")
+    parser.add_argument("--memory-share", type=float, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -70,9 +74,12 @@ def main() -> None:
             contacts_set(Path(stack.enter_context(tempfile.TemporaryDirectory())),
                          args.contacts)]
         model_dir = ensure_embedded_model(REPO / "var" / "data" / "models")
+        adapter, _, folder = args.adapter.partition("=")
         server = InferenceServer(mode="external" if args.url else "managed",
                                  url=args.url or "unused", model=args.model,
-                                 model_dir=str(model_dir), log_dir=tempfile.mkdtemp())
+                                 model_dir=str(model_dir), log_dir=tempfile.mkdtemp(),
+                                 lora_modules={adapter: folder} if adapter else {},
+                                 adapter=adapter, memory_share=args.memory_share)
         running = stack.enter_context(server.serving(logging.getLogger("server")))
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         print("| variant | set | P | R | F1 | person F1 | company F1 | location F1 | "
@@ -80,8 +87,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for spec in args.variant or ["default:"]:
             name, overrides = parse_variant(spec)
-            settings = {**ExtractionConfig().extractor_settings(), **overrides}
-            extractor = EntityExtractor(running.base_url, running.model, tokenizer,
+            settings = {**ExtractionConfig().extractor_settings(bool(adapter)), **overrides}
+            extractor = EntityExtractor(running.base_url, running.request_model, tokenizer,
                                         running.context_tokens(), **settings)
             for folder in sets:
                 labelled = load_labelled_set(folder)[:args.limit or None]

@@ -22,9 +22,11 @@ JOB = "adapter_pointsav_engineering"
 SENSOR = "pointsav_engineering_corpus_threshold"
 ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
 PUBLISHED = AssetKey(["pointsav", "engineering", "published_adapter"])
-#: Small enough for a CPU test: one epoch, batches of 16 short sequences.
+#: Small enough for a CPU test: one epoch, batches of 16 short sequences; a learning rate high
+#: enough that the few steps change the adapter's greedy answers (the overlay check).
 TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
-    "max_length": 48, "epochs": 1, "batch_size": 16, "gradient_checkpointing": False}}}}
+    "max_length": 48, "epochs": 1, "batch_size": 16, "gradient_checkpointing": False,
+    "sft_learning_rate": 1e-3}}}}
 
 
 def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> None:
@@ -117,8 +119,10 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert manifest["hyperparameters"]["lora_rank"] == 16
     assert manifest["base_model"]["sha256"] and manifest["libraries"]["trl"]
     assert [r for r in manifest["loss_history"] if "train_loss" in r]
-    check = result.get_asset_check_evaluations()[0]
-    assert check.passed == (manifest["eval_loss"] < manifest["base_eval_loss"]) is True
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["beats_base_model"].passed == \
+        (manifest["eval_loss"] < manifest["base_eval_loss"]) is True
+    assert checks["serves_as_overlay"].passed and manifest["serving_check"]["served"]
     adapter_meta = result.asset_materializations_for_node("pointsav__engineering__adapter")[0] \
         .metadata
     assert adapter_meta["version"].value == 1

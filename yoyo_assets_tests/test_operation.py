@@ -259,7 +259,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
             ("adapter_pointsav_engineering", SINGLE_NIGHT, {"ops": {
                 "pointsav__engineering__adapter": {"config": {
                     "max_length": 48, "epochs": 1, "batch_size": 8,
-                    "gradient_checkpointing": False}}}})):
+                    "gradient_checkpointing": False, "sft_learning_rate": 1e-3}}}})):
         result = stack.graphql(LAUNCH_RUN, {"params": {
             "selector": {**REPOSITORY, "jobName": job}, "runConfigData": config,
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": night}]}}})

@@ -156,13 +156,14 @@ def unrecorded_version(instance: DagsterInstance, adapter_store: AdapterStore, t
 
 
 def _serving_check(context: AssetExecutionContext, tenant: str, role: str, base_dir,
-                   staged, held_out: list[CorpusTuple], lora_r: int,
+                   staged, held_out: list[CorpusTuple], train: list[CorpusTuple], lora_r: int,
                    inference_server: InferenceServer, gate_set: list | None,
                    adapter_store: AdapterStore) -> OverlayReport:
     """The staged version served as a vLLM overlay on `base_dir` (see serving_check.py); an
     extraction adapter is also scored against the extractor Phase 1 serves now on `gate_set`."""
     to_example = dpo_example if ROLES[role] == "dpo" else sft_example
-    prompts = [to_example(t.record)["prompt"] for t in held_out[:SAMPLE_PROMPTS]]
+    # Held-out prompts first; a small bucket's are topped up with training prompts.
+    prompts = [to_example(t.record)["prompt"] for t in [*held_out, *train][:SAMPLE_PROMPTS]]
     gate = None
     if gate_set is not None:
         from tokenizers import Tokenizer
@@ -283,7 +284,7 @@ def build_bucket_assets(tenant: str, role: str) -> list[AssetsDefinition]:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         (staged / "loss_curve.png").write_bytes(_loss_curve_png(result))
-        overlay = _serving_check(context, tenant, role, base_dir, staged, held_out,
+        overlay = _serving_check(context, tenant, role, base_dir, staged, held_out, train,
                                  config.lora_rank, inference_server, gate_set, adapter_store)
         passed = result.eval_loss < result.base_eval_loss and overlay.passed
         manifest = {

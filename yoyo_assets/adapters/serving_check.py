@@ -32,7 +32,7 @@ SAMPLE_PROMPTS = 8
 class OverlayReport:
     """Outcome of serving one version as an overlay. `served`: the server started with it,
     listed it under /v1/models and answered through it; `error` says why not. `differing`:
-    held-out prompts whose adapter answer differs from the base's (greedy decoding).
+    prompts whose adapter answer differs from the base's (greedy decoding).
     `samples`: prompt, base answer and adapter answer of the first three prompts."""
 
     served: bool
