@@ -17,12 +17,12 @@ from ..partitions import nights
 from ..resources.adapter_store import AdapterStore
 from ..resources.document_streams import DocumentStreams
 from ..resources.graph_store import GraphStore, WriteStats
-from ..resources.inference_server import InferenceServer
+from ..resources.inference_server import InferenceServer, ServerError
 from ..resources.labelled_set import LabelledSet
 from ..run_health import tag_run_process
 from ..settings import GPU_POOL, extraction_tenant, phase1_budget_s
 from .documents import STREAM_PATTERNS, Document
-from .checks import QUALITY_CHECK, QualityPlan
+from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
 from .extraction import EntityExtractor, ExtractionReport
 from .extraction_config import ExtractionConfig
 
@@ -138,18 +138,24 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
         # The extractor counts in time.monotonic(): immune to clock steps during the night.
         deadline = time.monotonic() + (
             run_deadline(context, phase1_budget_s(), config.budget_reserve_s) - time.time())
-        with inference_server.serving(context.log) as server:
-            extractor = _extractor(server, config)
+        try:
+            with inference_server.serving(context.log) as server:
+                extractor = _extractor(server, config)
 
-            def on_result(document: Document, outcome: object) -> None:
-                if isinstance(outcome, str):
-                    context.log.warning(f"{document.path}: {outcome}")
-                crash_point("extraction.after_first_document")
+                def on_result(document: Document, outcome: object) -> None:
+                    if isinstance(outcome, str):
+                        context.log.warning(f"{document.path}: {outcome}")
+                    crash_point("extraction.after_first_document")
 
+                if documents:
+                    report = asyncio.run(extractor.extract(documents, deadline, on_result))
+                if quality.to_measure:
+                    check = quality.measure(extractor, deadline)
+        except ServerError as exc:
             if documents:
-                report = asyncio.run(extractor.extract(documents, deadline, on_result))
-            if quality.to_measure:
-                check = quality.measure(extractor, deadline)
+                raise
+            # A night with nothing to extract is not failed by its measuring stick.
+            check = unmeasured_result(f"not measured: inference server unusable: {exc}")
     yield Output(report, metadata={**_report_metadata(report),
                                    "extractor": extractor_label(inference_server),
                                    "extractor_fingerprint": quality.fingerprint})
