@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
 from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
-from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
-from yoyo_assets.resources.inference_server import InferenceServer  # noqa: E402
+from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
+from yoyo_assets.shared.inference_server import InferenceServer  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 

@@ -27,14 +27,14 @@ from tokenizers import Tokenizer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yoyo_assets.datagraph import graph_writes  # noqa: E402
+from yoyo_assets.datagraph import graph_store as graph_writes  # noqa: E402
 from yoyo_assets.datagraph.documents import read_document  # noqa: E402
 from yoyo_assets.datagraph.extraction import (DocumentExtraction, EntityExtractor,  # noqa: E402
                                               ExtractedEntity, build_messages,
                                               split_into_chunks)
-from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
-from yoyo_assets.resources.graph_store import open_graph  # noqa: E402
-from yoyo_assets.resources.inference_server import (DEFAULT_SERVER_ARGS,  # noqa: E402
+from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
+from yoyo_assets.datagraph.graph_store import open_graph  # noqa: E402
+from yoyo_assets.shared.inference_server import (DEFAULT_SERVER_ARGS,  # noqa: E402
                                                     InferenceServer)
 
 CORPORA = REPO.parent / "shared" / "corpora"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from yoyo_assets.adapters.corpus import scan_bucket  # noqa: E402
 from yoyo_assets.adapters.training import (TrainingConfig, split_tuples,  # noqa: E402
                                            train_adapter)
-from yoyo_assets.embedded_model import ensure_embedded_model  # noqa: E402
+from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 

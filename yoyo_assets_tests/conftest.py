@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from yoyo_assets.embedded_model import ensure_embedded_model
-from yoyo_assets.resources.inference_server import InferenceServer
+from yoyo_assets.shared.embedded_model import ensure_embedded_model
+from yoyo_assets.shared.inference_server import InferenceServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_CACHE = Path(os.environ.get("YOYO_TEST_CACHE", REPO_ROOT / "var" / "test-cache"))

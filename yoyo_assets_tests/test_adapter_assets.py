@@ -13,8 +13,8 @@ from dagster_gcp import GCSResource
 
 from yoyo_assets.adapters.registry import versions
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.resources.adapter_store import AdapterStore
-from yoyo_assets.settings import GPU_TAG_KEY
+from yoyo_assets.adapters.store import AdapterStore
+from yoyo_assets.shared.settings import GPU_TAG_KEY
 
 from .test_pipeline import arrived_during
 
@@ -25,7 +25,7 @@ PUBLISHED = AssetKey(["pointsav", "engineering", "published_adapter"])
 #: Small enough for a CPU test: one epoch, batches of 16 short sequences; a learning rate high
 #: enough that the few steps change the adapter's greedy answers (the overlay check).
 TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
-    "max_length": 48, "epochs": 1, "batch_size": 16, "gradient_checkpointing": False,
+    "max_length": 48, "num_train_epochs": 1, "per_device_train_batch_size": 16, "gradient_checkpointing": False,
     "sft_learning_rate": 1e-3}}}}
 
 
@@ -51,9 +51,10 @@ def sft_lines(corpora: Path) -> list[str]:
 
 
 def make_defs(root: Path, model_dir: Path, gcs_bucket: str = "",
-              gcs_retry_timeout_s: float = 120.0):
+              gcs_retry_timeout_s: float = 120.0, threshold: int = 50):
     store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
                          models_dir=str(root / "models"), base_model_dir=str(model_dir),
+                         adapter_threshold=threshold,
                          gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"),
                          gcs_retry_timeout_s=gcs_retry_timeout_s)
     return build_definitions(root, adapter_store=store)
@@ -79,7 +80,6 @@ def run_requested(defs, instance, request, run_config=TINY):
 
 def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home, tmp_path,
                                                emulator, monkeypatch):
-    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "50")
     GCSResource(project="yoyo-test").get_client().create_bucket("adapters")
     root = tmp_path / "data"
     defs = make_defs(root, model_dir, gcs_bucket="adapters")
@@ -114,15 +114,15 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert defs.resolve_job_def(JOB).tags[GPU_TAG_KEY] == "exclusive"
     [v1] = versions(root / "adapters" / "pointsav" / "engineering")
     manifest = v1.manifest
-    assert v1.path.name == "v1" and manifest["night"] == "2026-11-19"
-    assert len(manifest["trained_tuples"]) + len(manifest["eval_tuples"]) == 50
-    assert manifest["hyperparameters"]["lora_rank"] == 16
-    assert manifest["base_model"]["sha256"] and manifest["libraries"]["trl"]
-    assert [r for r in manifest["loss_history"] if "train_loss" in r]
+    assert v1.path.name == "v1" and manifest.night == "2026-11-19"
+    assert len(manifest.trained_tuples) + len(manifest.eval_tuples) == 50
+    assert manifest.lora_r == 16 and manifest.hyperparameters["load_in_4bit"] is True
+    assert manifest.base_model.sha256 and manifest.libraries["trl"]
+    assert [r for r in manifest.loss_history if "train_loss" in r]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["beats_base_model"].passed == \
-        (manifest["eval_loss"] < manifest["base_eval_loss"]) is True
-    assert checks["serves_as_overlay"].passed and manifest["serving_check"]["served"]
+        (manifest.eval_loss < manifest.base_eval_loss) is True
+    assert checks["serves_as_overlay"].passed and manifest.serving_check.served
     adapter_meta = result.asset_materializations_for_node("pointsav__engineering__adapter")[0] \
         .metadata
     assert adapter_meta["version"].value == 1
@@ -159,7 +159,7 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert run_requested(defs, instance, fourth.run_requests[0]).success
     v1_again, v2 = versions(root / "adapters" / "pointsav" / "engineering")
     assert v2.number == 2
-    assert len(v2.manifest["trained_tuples"]) + len(v2.manifest["eval_tuples"]) == 100
+    assert len(v2.manifest.trained_tuples) + len(v2.manifest.eval_tuples) == 100
     runs = instance.get_runs(RunsFilter(job_name=JOB, statuses=[DagsterRunStatus.SUCCESS]))
     assert len({r.tags["dagster/run_key"] for r in runs if "dagster/run_key" in r.tags}) == 2
 
@@ -168,9 +168,8 @@ def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir,
                                                               tmp_path, monkeypatch):
     """Two requests queued for one night (e.g. a manual one and the sensor's): the second run
     finds nothing pending and materializes nothing, so nothing is trained twice."""
-    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "4")
     root = tmp_path / "data"
-    defs = make_defs(root, model_dir)
+    defs = make_defs(root, model_dir, threshold=4)
     instance = DagsterInstance.get()
     write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
     job = defs.resolve_job_def(JOB)
@@ -188,9 +187,8 @@ def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir,
 
 def test_missing_base_model_fails_the_run_clearly_and_the_set_is_requested_again(
         corpora, model_dir, dagster_home, tmp_path, monkeypatch):
-    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "4")
     root = tmp_path / "data"
-    defs = make_defs(root, model_dir)
+    defs = make_defs(root, model_dir, threshold=4)
     instance = DagsterInstance.get()
     write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
     materialize_buckets(defs, instance, "2026-11-19")

@@ -4,9 +4,8 @@ from datetime import datetime, timezone
 
 from dagster import DagsterInstance, Definitions, build_schedule_context
 
-from yoyo_assets.automation import datagraph_nightly_schedule
 from yoyo_assets.definitions import defs
-from yoyo_assets.settings import GPU_POOL, GPU_TAG_KEY
+from yoyo_assets.shared.settings import GPU_POOL, GPU_TAG_KEY
 
 
 def test_all_definitions_load():
@@ -14,7 +13,7 @@ def test_all_definitions_load():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     phase2 = {f"pointsav/{role}/{name}" for role in ("engineering", "apprenticeship", "extraction")
               for name in ("corpus_bucket", "adapter", "published_adapter")}
-    assert keys == {"documents", "extracted_entities", "graph_mutations"} | phase2
+    assert keys == {"documents", "extracted_entities", "datagraph"} | phase2
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()
               if k.to_user_string() in phase2}
@@ -40,7 +39,7 @@ def test_schedule_requests_the_night_that_just_ended(dagster_home):
     context = build_schedule_context(
         instance=instance, repository_def=defs.get_repository_def(),
         scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc))
-    schedule = defs.resolve_schedule_def(datagraph_nightly_schedule.name)
+    schedule = defs.resolve_schedule_def("datagraph_nightly_schedule")
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-21"]
     assert schedule.cron_schedule == "0 2 * * *"

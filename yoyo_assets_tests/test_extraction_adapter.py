@@ -20,16 +20,16 @@ from yoyo_assets.datagraph.extraction_config import ExtractionConfig
 from yoyo_assets.datagraph.extraction_tuples import extraction_tuples, write_tuples
 from yoyo_assets.datagraph.quality import load_labelled_set
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.resources.adapter_store import AdapterStore
-from yoyo_assets.resources.graph_store import open_graph
-from yoyo_assets.resources.inference_server import InferenceServer
-from yoyo_assets.resources.labelled_set import LabelledSet
+from yoyo_assets.adapters.store import AdapterStore
+from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.datagraph.resources import LabelledSet
 
 from .conftest import copy_documents
 from .test_pipeline import NIGHT, arrived_during
 
 #: Training small enough for a CPU test; the learning rate of ../shared/STACK.md's extraction try.
-TRAINING = {"epochs": 1.0, "sft_learning_rate": 1e-3, "batch_size": 8}
+TRAINING = {"num_train_epochs": 1.0, "sft_learning_rate": 1e-3, "per_device_train_batch_size": 8}
 TRAIN_TUPLES = 64
 GATE_NOTES = ["wnut17-dev-002.md", "wnut17-dev-003.md"]
 
@@ -72,13 +72,13 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
         partition_key=NIGHT, instance=instance, raise_on_error=False, run_config={"ops": {
             "pointsav__extraction__adapter": {"config": TRAINING}}})
     [version] = versions(root / "adapters" / "pointsav" / "extraction")
-    check = version.manifest["serving_check"]
-    assert check["served"], check["error"]
-    assert check["differing"] > 0
-    extraction = check["extraction"]
-    assert extraction["serving_extractor"] == "extraction"  # the base: no adapter served yet
+    check = version.manifest.serving_check
+    assert check.served, check.error
+    assert check.differing > 0
+    extraction = check.extraction
+    assert extraction.serving_extractor == "extraction"  # the base: no adapter served yet
     # The adapter beats the base model on the fixed labelled set.
-    assert extraction["candidate_f1"] > extraction["serving_f1"], extraction
+    assert extraction.candidate.f1 > extraction.serving.f1, extraction
     assert version.passed_quality_gate and trained.success
     evaluations = {e.check_name: e for e in trained.get_asset_check_evaluations()}
     assert evaluations["serves_as_overlay"].passed

@@ -13,15 +13,15 @@ from dagster_gcp import GCSResource
 from yoyo_assets.adapters.publication import md5_base64
 from yoyo_assets.adapters.registry import versions
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.faults import on_crash_point
-from yoyo_assets.resources.inference_server import InferenceServer
+from yoyo_assets.shared.faults import on_crash_point
+from yoyo_assets.shared.inference_server import InferenceServer
 
 from .conftest import Emulator, free_port
 from .test_adapter_assets import JOB, PUBLISHED, TINY, make_defs, sft_lines, write_bucket_file
 from .test_pipeline import NIGHT, check_graph_invariants, corpus_night, run_night_process
 
 #: Two epochs of a few steps each, so that there is a step, a checkpoint and a resume to hit.
-SMALL = {"max_length": 64, "epochs": 2, "batch_size": 2, "gradient_checkpointing": False}
+SMALL = {"max_length": 64, "num_train_epochs": 2, "per_device_train_batch_size": 2, "gradient_checkpointing": False}
 ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
 
 
@@ -83,7 +83,7 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
         assert checkpoints(folder) == {first: True, last: True}
         killed_at("registry.after_rename")  # v1 in place, resumed from `last`: no step retrained
         [v1] = versions(folder)
-        assert v1.manifest["resumed_from_checkpoint"] == last
+        assert v1.manifest.training.resumed_from_checkpoint == last
         assert materializations(instance, ADAPTER) == []
         killed_at("publication.after_first_object")  # v1 recorded without retraining
         assert [r.asset_materialization.metadata["recovered"].value
@@ -99,7 +99,7 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
         assert v1_again.path == v1.path and v1_again.manifest == v1.manifest
         assert not list(folder.glob(".staging-*")) and not list(folder.glob(".work/*"))
         # Every tuple counted once: the version covers the 12, and nothing is pending.
-        assert len(v1.manifest["trained_tuples"]) + len(v1.manifest["eval_tuples"]) == 12
+        assert len(v1.manifest.trained_tuples) + len(v1.manifest.eval_tuples) == 12
         local = {p.relative_to(v1.path).as_posix(): md5_base64(p)
                  for p in v1.path.rglob("*") if p.is_file()}
         assert bucket_objects(GCSResource(project="yoyo-test").get_client(), prefix) == local
@@ -154,7 +154,6 @@ def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(
 
 def test_store_stopped_during_publication_fails_cleanly_then_publication_alone_completes(
         corpora, model_dir, dagster_home, tmp_path, monkeypatch):
-    monkeypatch.setenv("YOYO_ADAPTER_THRESHOLD", "4")
     emulator = Emulator(free_port(), data_dir=tmp_path / "gcs")
     emulator.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
@@ -162,7 +161,8 @@ def test_store_stopped_during_publication_fails_cleanly_then_publication_alone_c
     client.create_bucket("adapters")
     root = tmp_path / "data"
     write_bucket_file(root, "tuples.jsonl", sft_lines(corpora)[:6], NIGHT)
-    defs = make_defs(root, model_dir, gcs_bucket="adapters", gcs_retry_timeout_s=3)
+    defs = make_defs(root, model_dir, gcs_bucket="adapters", gcs_retry_timeout_s=3,
+                     threshold=4)
     instance = DagsterInstance.get()
 
     on_crash_point("publication.after_first_object", emulator.stop)

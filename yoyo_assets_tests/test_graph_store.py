@@ -2,7 +2,7 @@
 names as data, and one shared Database per process."""
 
 from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity, entity_key
-from yoyo_assets.resources.graph_store import open_graph
+from yoyo_assets.datagraph.graph_store import open_graph
 
 
 def extraction(sha, names, stream="research"):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from yoyo_assets.resources.inference_server import InferenceServer, stop_process_group
+from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.processes import start_time, stop_process_group
 
 
 def start_group(command):
@@ -17,13 +18,8 @@ def start_group(command):
 
 
 def test_stale_server_of_a_killed_run_is_stopped(tmp_path):
-    command = ["sleep", "300"]
-    orphan = start_group(command)
-    deadline = time.monotonic() + 10  # as in a run: the pid file names a server already exec'd
-    while Path(f"/proc/{orphan.pid}/cmdline").read_bytes() != b"sleep\x00300\x00" and \
-            time.monotonic() < deadline:
-        time.sleep(0.05)
-    (tmp_path / "inference-server.pid").write_text(f"{orphan.pid}\n{' '.join(command)}\n")
+    orphan = start_group(["sleep", "300"])
+    (tmp_path / "inference-server.pid").write_text(f"{orphan.pid} {start_time(orphan.pid)}\n")
     server = InferenceServer(log_dir=str(tmp_path), shutdown_grace_s=5)
     server._reap_stale_server(logging.getLogger("test"))
     assert orphan.wait(timeout=10) is not None
@@ -33,7 +29,9 @@ def test_stale_server_of_a_killed_run_is_stopped(tmp_path):
 def test_recycled_pid_of_another_program_is_left_alone(tmp_path):
     other = start_group(["sleep", "301"])
     try:
-        (tmp_path / "inference-server.pid").write_text(f"{other.pid}\npython -m vllm serve\n")
+        # The recorded server started earlier: this pid now belongs to another program.
+        recorded = start_time(other.pid) - 100
+        (tmp_path / "inference-server.pid").write_text(f"{other.pid} {recorded}\n")
         InferenceServer(log_dir=str(tmp_path))._reap_stale_server(logging.getLogger("test"))
         assert other.poll() is None
         assert not (tmp_path / "inference-server.pid").exists()

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from yoyo_assets.resources.graph_store import open_graph
-from yoyo_assets.settings import GPU_TAG_KEY
+from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.shared.settings import GPU_TAG_KEY
 
 from .conftest import REPO_ROOT, copy_documents, free_port
 from .test_pipeline import arrived_during
@@ -258,7 +258,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
             ("datagraph_nightly", SINGLE_NIGHT, {}),
             ("adapter_pointsav_engineering", SINGLE_NIGHT, {"ops": {
                 "pointsav__engineering__adapter": {"config": {
-                    "max_length": 48, "epochs": 1, "batch_size": 8,
+                    "max_length": 48, "num_train_epochs": 1, "per_device_train_batch_size": 8,
                     "gradient_checkpointing": False, "sft_learning_rate": 1e-3}}}})):
         result = stack.graphql(LAUNCH_RUN, {"params": {
             "selector": {**REPOSITORY, "jobName": job}, "runConfigData": config,
@@ -286,8 +286,8 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
     nights = {r.tags["dagster/partition"] for r in instance.get_runs(
         RunsFilter(job_name="datagraph_nightly"))}
     assert nights == {*BACKFILL_NIGHTS, SINGLE_NIGHT}
-    records = instance.fetch_materializations(AssetKey("graph_mutations"), limit=10).records
-    recorded = {r.partition_key: r.asset_materialization.metadata["documents_recorded"].value
+    records = instance.fetch_materializations(AssetKey("datagraph"), limit=10).records
+    recorded = {r.partition_key: r.asset_materialization.metadata["night_documents"].value
                 for r in records}
     assert sorted(recorded) == sorted(nights)
     adapter = instance.fetch_materializations(
@@ -334,7 +334,7 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
             assert page.get_by_text("Global asset lineage").is_visible()
             # Both groups are drawn collapsed; a double click on a group's node opens it.
             for group, assets in (("datagraph", ("documents", "extracted_entities",
-                                                 "graph_mutations")),
+                                                 "datagraph")),
                                   ("adapters", ("corpus_bucket", "adapter",
                                                 "published_adapter"))):
                 in_graph: list = []

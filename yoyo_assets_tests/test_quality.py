@@ -13,7 +13,7 @@ from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity
 from yoyo_assets.datagraph.quality import (GoldEntity, LabelledSetError, QualityReport,
                                            contact_gold, load_labelled_set)
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.resources.labelled_set import LabelledSet, demo_labelled_set
+from yoyo_assets.datagraph.resources import LabelledSet, demo_labelled_set
 
 from .conftest import copy_documents
 from .test_pipeline import NIGHT, arrived_during

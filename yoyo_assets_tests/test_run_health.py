@@ -9,8 +9,8 @@ import sys
 from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context
 from dagster._core.test_utils import create_run_for_test
 
-from yoyo_assets.run_health import HOST_TAG, PID_TAG, dead_run_reaper, fail_dead_runs
-from yoyo_assets.settings import GPU_POOL
+from yoyo_assets.shared.run_health import HOST_TAG, PID_TAG, dead_run_reaper, fail_dead_runs
+from yoyo_assets.shared.settings import GPU_POOL
 
 from .conftest import REPO_ROOT
 

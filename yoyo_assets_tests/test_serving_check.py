@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from yoyo_assets.adapters.serving_check import check_overlay, vllm_lora_rank
-from yoyo_assets.resources.inference_server import InferenceServer
+from yoyo_assets.adapters.serving_check import check_overlay
+from yoyo_assets.shared.inference_server import vllm_lora_rank
+from yoyo_assets.shared.inference_server import InferenceServer
 
 PROMPTS = [[{"role": "user", "content": "Name the capital of France."}],
            [{"role": "user", "content": "Write one word about the sea."}]]
@@ -37,7 +38,7 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
                              health_timeout_s=600)
     log = logging.getLogger("overlay")
 
-    same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_rank=16)
+    same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16)
     assert same.served and same.prompts == 2, same.error
     assert same.differing == 0 and not same.passed
     assert same.samples[0]["base"] == same.samples[0]["adapter"] != ""
@@ -47,6 +48,6 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
     for item in untrained_adapter.iterdir():
         (broken / item.name).write_bytes(item.read_bytes())
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_rank=16)
+    failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_r=16)
     assert not failed.served and not failed.passed
     assert failed.error  # the reason, for the check's metadata

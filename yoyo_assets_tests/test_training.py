@@ -41,7 +41,7 @@ def reloaded_logprob_change(model_dir: Path, adapter_dir: Path, text: str) -> fl
 def test_sft_stops_at_budget_resumes_and_lowers_eval_loss(corpora, model_dir, tmp_path):
     tuples = shortest(corpora / "engineering", "sft", 20)
     train, held_out = split_tuples(tuples, 0.2)
-    config = TrainingConfig(max_length=128, epochs=2, batch_size=4)
+    config = TrainingConfig(max_length=128, num_train_epochs=2, per_device_train_batch_size=4)
     work = tmp_path / "work"
     with pytest.raises(BudgetSpent, match="checkpoint saved"):
         train_adapter("sft", train, held_out, config, model_dir, work, tmp_path / "first",
@@ -66,7 +66,7 @@ def test_dpo_lowers_loss_on_its_pairs_and_reloads(corpora, model_dir, tmp_path):
     # held-out loss is reported, not asserted); what DPO must do is separate the pairs it saw.
     tuples = shortest(corpora / "apprenticeship", "dpo", 16)
     train, held_out = split_tuples(tuples, 0.25)
-    config = TrainingConfig(max_length=64, epochs=2, batch_size=4, dpo_learning_rate=5e-4)
+    config = TrainingConfig(max_length=64, num_train_epochs=2, per_device_train_batch_size=4, dpo_learning_rate=5e-4)
     result = train_adapter("dpo", train, held_out, config, model_dir, tmp_path / "work",
                            tmp_path / "out")
     assert result.base_eval_loss == pytest.approx(0.6931, abs=1e-3)  # ln 2: policy == reference

@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 from datasketch import MinHash, MinHashLSH
 
+from ..shared.json_schema import schema_violation
+
 #: Bucket role -> training kind. `extraction` holds SFT tuples that teach the entity extractor
 #: (datagraph/extraction_tuples.py); its adapter is served to Phase 1.
 ROLES = {"engineering": "sft", "apprenticeship": "dpo", "extraction": "sft"}
@@ -127,10 +129,9 @@ def check_line(text: str, kind: str, max_chars: int = DEFAULT_MAX_TUPLE_CHARS) -
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(record, dict):
         raise ValueError(f"not an object: {type(record).__name__}")
-    error = jsonschema.exceptions.best_match(_VALIDATORS[kind].iter_errors(record))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise ValueError(f"schema violation at {where}: {error.message}")
+    violation = schema_violation(_VALIDATORS[kind], record)
+    if violation:
+        raise ValueError(f"schema violation {violation}")
     return record
 
 

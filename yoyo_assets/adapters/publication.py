@@ -17,7 +17,7 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from ..faults import crash_point
+from ..shared.faults import crash_point
 from .registry import MANIFEST
 
 
@@ -37,10 +37,8 @@ class PublishReport:
 
 def md5_base64(path: Path) -> str:
     """Base64 of the file's MD5 digest, the form of GCS's `md5Hash` field."""
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False))
     return base64.b64encode(digest.digest()).decode()
 
 

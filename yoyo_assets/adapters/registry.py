@@ -4,25 +4,25 @@ A version is written whole into a staging folder beside its final place and rena
 `v<N>` (one `rename(2)`, atomic on one filesystem), under an exclusive lock so that N is strictly
 increasing per tenant and role. A crash leaves either no `v<N>` or a complete one; leftover
 staging folders are removed before the next training. Each version holds the PEFT adapter files, the
-tokenizer files and `manifest.json`.
+tokenizer files and `manifest.json` (`manifest.Manifest`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
-from ..faults import crash_point
+from filelock import FileLock
+from pydantic import ValidationError
+
+from ..shared.faults import crash_point
 from .corpus import bucket_name
+from .manifest import Manifest
 
 MANIFEST = "manifest.json"
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
@@ -31,15 +31,15 @@ _STAGING_PREFIX = ".staging-"
 
 @dataclass(frozen=True)
 class AdapterVersion:
-    """One committed version: its number, folder and parsed manifest."""
+    """One committed version: its number, folder and validated manifest."""
 
     number: int
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def passed_quality_gate(self) -> bool:
-        return bool(self.manifest.get("quality_gate", {}).get("passed"))
+        return self.manifest.quality_gate.passed
 
 
 def adapter_folder(root: Path, tenant: str, role: str) -> Path:
@@ -56,16 +56,17 @@ def adapter_folder(root: Path, tenant: str, role: str) -> Path:
 
 
 def versions(folder: Path) -> list[AdapterVersion]:
-    """Committed versions in `folder`, oldest first. A `v<N>` without a readable manifest is not
-    a version (it cannot come from `commit_version`, but a hand-made one is ignored, not trusted)."""
+    """Committed versions in `folder`, oldest first. A `v<N>` without a readable, valid manifest
+    is not a version (it cannot come from `commit_version`; a hand-made one is ignored, not
+    trusted)."""
     found = []
     for path in folder.iterdir() if folder.is_dir() else []:
         match = _VERSION.match(path.name)
         if not match:
             continue
         try:
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            manifest = Manifest.model_validate_json((path / MANIFEST).read_bytes())
+        except (OSError, ValidationError):
             continue
         found.append(AdapterVersion(int(match.group(1)), path, manifest))
     return sorted(found, key=lambda v: v.number)
@@ -74,13 +75,12 @@ def versions(folder: Path) -> list[AdapterVersion]:
 def trained_hashes(folder: Path) -> set[str]:
     """Hashes of every tuple that some version in `folder` used: trained on or held out for its
     evaluation. The rest of a bucket is pending."""
-    return {h for v in versions(folder)
-            for h in v.manifest.get("trained_tuples", []) + v.manifest.get("eval_tuples", [])}
+    return {h for v in versions(folder) for h in v.manifest.trained_tuples + v.manifest.eval_tuples}
 
 
 def version_for_night(folder: Path, night: str) -> AdapterVersion | None:
     """The newest version trained for `night` (a partition key), if any."""
-    matching = [v for v in versions(folder) if v.manifest.get("night") == night]
+    matching = [v for v in versions(folder) if v.manifest.night == night]
     return matching[-1] if matching else None
 
 
@@ -90,12 +90,6 @@ def serving_version(folder: Path) -> AdapterVersion | None:
     return passed[-1] if passed else None
 
 
-def served_name(version: AdapterVersion) -> str:
-    """The model name a version is served under: `<tenant>-<role>-v<N>`."""
-    m = version.manifest
-    return f"{m['tenant']}-{m['role']}-v{version.number}"
-
-
 def folder_sha256(folder: Path) -> str:
     """SHA-256 over the relative paths and bytes of every file under `folder`, in path order: the
     identity of a base model folder."""
@@ -103,17 +97,13 @@ def folder_sha256(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
         with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
 
 
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path) -> FileLock:
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return FileLock(folder / ".lock")
 
 
 def staging_folder(folder: Path) -> Path:
@@ -130,7 +120,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def commit_version(folder: Path, staged: Path, manifest: dict[str, Any]) -> AdapterVersion:
+def commit_version(folder: Path, staged: Path, manifest: Manifest) -> AdapterVersion:
     """Write `manifest` into `staged`, flush it to disk and rename it into the next `v<N>`.
 
     Raises:
@@ -140,8 +130,8 @@ def commit_version(folder: Path, staged: Path, manifest: dict[str, Any]) -> Adap
         raise ValueError(f"{staged} is not a staging folder of {folder}")
     with _locked(folder):
         number = max((v.number for v in versions(folder)), default=0) + 1
-        manifest = {**manifest, "version": number}
-        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+        manifest = manifest.model_copy(update={"version": number})
+        (staged / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n",
                                        encoding="utf-8")
         for item in [*staged.rglob("*"), staged]:
             _fsync(item)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,38 +20,13 @@ import httpx
 from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
-from ..resources.inference_server import InferenceServer, ServerError
+from ..shared.inference_server import InferenceServer, ServerError, vllm_lora_rank
+from .manifest import ExtractionComparison, ExtractorScore, OverlayReport
 
 #: Answer tokens per held-out prompt: enough to tell two answers apart, cheap on a CPU.
 SAMPLE_TOKENS = 48
 #: Held-out prompts asked of base and adapter.
 SAMPLE_PROMPTS = 8
-
-
-@dataclass
-class OverlayReport:
-    """Outcome of serving one version as an overlay. `served`: the server started with it,
-    listed it under /v1/models and answered through it; `error` says why not. `differing`:
-    prompts whose adapter answer differs from the base's (greedy decoding).
-    `samples`: prompt, base answer and adapter answer of the first three prompts."""
-
-    served: bool
-    error: str = ""
-    prompts: int = 0
-    differing: int = 0
-    seconds: float = 0.0
-    samples: list[dict[str, str]] = field(default_factory=list)
-    extraction: dict[str, Any] | None = None
-
-    @property
-    def passed(self) -> bool:
-        passed = self.served and self.differing > 0
-        if self.extraction is not None:
-            passed = passed and self.extraction["passed"]
-        return passed
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
 
 
 async def _answers(base_url: str, model: str, prompts: list[list[dict]]) -> list[str]:
@@ -95,31 +70,23 @@ def ask_base_and_adapter(server: InferenceServer, adapter: str,
 
 def compare_extractors(server: InferenceServer, candidate: str, serving: str,
                        labelled: list[LabelledDocument], config: ExtractionConfig,
-                       tokenizer: Any) -> dict[str, Any]:
+                       tokenizer: Any) -> ExtractionComparison:
     """F1 ("any type") on `labelled` of the extractor `serving` (the base model's name, or the
     adapter Phase 1 serves now) and of `candidate`, through one live server; `passed` when the
     candidate's F1 is higher. Both extract with `config`'s settings, as Phase 1 would."""
-    figures: dict[str, Any] = {"serving_extractor": serving}
-    for role, model in (("serving", serving), ("candidate", candidate)):
+    scores = {}
+    for side, model in (("serving", serving), ("candidate", candidate)):
         extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
                                     **config.extractor_settings(adapter=model != server.model))
         run = asyncio.run(extractor.extract([d.document for d in labelled]))
         report = score_extractions(labelled, run.results, run.failures)
         metrics = report.metrics()
-        figures[f"{role}_f1"] = metrics["any_f1"]
-        figures[f"{role}_precision"] = metrics["any_precision"]
-        figures[f"{role}_recall"] = metrics["any_recall"]
-        figures[f"{role}_failed_documents"] = len(report.failures)
-        figures[f"{role}_seconds"] = round(run.seconds, 1)
-    figures["passed"] = figures["candidate_f1"] > figures["serving_f1"]
-    figures["labelled_documents"] = len(labelled)
-    return figures
-
-
-def vllm_lora_rank(lora_r: int) -> int:
-    """The smallest `--max-lora-rank` vLLM accepts that holds rank `lora_r` (vLLM allows
-    1, 8, 16, 32, 64, 128, 256, 320, 512)."""
-    return next(r for r in (1, 8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_r)
+        scores[side] = ExtractorScore(
+            f1=metrics["any_f1"], precision=metrics["any_precision"],
+            recall=metrics["any_recall"], failed_documents=len(report.failures),
+            seconds=round(run.seconds, 1))
+    return ExtractionComparison(serving_extractor=serving, labelled_documents=len(labelled),
+                                passed=scores["candidate"].f1 > scores["serving"].f1, **scores)
 
 
 @dataclass
@@ -136,7 +103,7 @@ class ExtractionGate:
 
 
 def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
-                  prompts: list[list[dict]], log: Any, lora_rank: int,
+                  prompts: list[list[dict]], log: Any, lora_r: int,
                   extraction: ExtractionGate | None = None) -> OverlayReport:
     """Start a managed server (`server`'s settings) with `base_dir` and the adapter in
     `adapter_folder` as an overlay, ask `prompts`, and with `extraction` compare F1; the server
@@ -149,7 +116,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
         modules[extraction.serving_name] = str(extraction.serving_folder)
     overlay = server.model_copy(update={"mode": "managed", "model_dir": str(base_dir),
                                         "tokenizer_path": "", "lora_modules": modules,
-                                        "max_lora_rank": vllm_lora_rank(lora_rank)})
+                                        "max_lora_rank": vllm_lora_rank(lora_r)})
     try:
         with overlay.serving(log) as live:
             report = ask_base_and_adapter(live, candidate, prompts)

@@ -21,49 +21,67 @@ from typing import Any, Callable, Literal
 from dagster import Config
 from pydantic import Field
 
-from ..faults import crash_point
+from ..shared.faults import crash_point
 from .corpus import CorpusTuple
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class TrainingConfig(Config):
-    """Hyper-parameters of one adapter training (the adapter asset's run config). Defaults are
-    the pipeline's design (../shared/DESIGN.md); where trl's own default differs, the help says."""
+    """Hyper-parameters of one adapter training (the adapter asset's run config), named as trl's
+    `SFTConfig`/`DPOConfig`, trl's `ModelConfig` and peft's `LoraConfig` name them. Defaults are
+    the pipeline's design (../shared/DESIGN.md); where trl's own default differs, the help says.
 
+    Parameters that control the model: `base_model_dir`, `load_in_4bit`, `bnb_4bit_quant_type`,
+    `bnb_4bit_use_double_quant`, `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`.
+    Parameters that control the data: `max_length`, `packing`, `eval_fraction`.
+    Parameters that control the training: `num_train_epochs`, `per_device_train_batch_size`,
+    `gradient_accumulation_steps`, `sft_learning_rate`, `dpo_learning_rate`, `beta`,
+    `gradient_checkpointing`, `seed`, `budget_reserve_s`.
+    """
+
+    # Model
     base_model_dir: str = Field(
         default="", description="Local folder of the base model (Hugging Face format). Empty: "
         "YOYO_BASE_MODEL_DIR, else the embedded SmolLM2-135M-Instruct. Production: OLMo 3 7B Think.")
-    quantization: Literal["nf4", "none"] = Field(
-        default="nf4", description="nf4: QLoRA, base weights in 4-bit NormalFloat with double "
-        "quantisation (bitsandbytes); none: base in full precision (plain LoRA).")
-    lora_rank: int = Field(default=16, description="LoRA rank r.")
+    load_in_4bit: bool = Field(
+        default=True, description="QLoRA: base weights quantised to 4 bits by bitsandbytes; "
+        "False: base in full precision (plain LoRA).")
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field(
+        default="nf4", description="4-bit data type: NormalFloat (QLoRA's) or plain float.")
+    bnb_4bit_use_double_quant: bool = Field(
+        default=True, description="Quantise the quantisation constants too (QLoRA).")
+    lora_r: int = Field(default=16, description="LoRA rank r.")
     lora_alpha: int = Field(default=32, description="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = Field(default=0.05, description="Dropout on the LoRA input.")
-    target_modules: list[str] = Field(
+    lora_target_modules: list[str] = Field(
         default=TARGET_MODULES, description="Linear layers that get adapters (attention and MLP).")
-    epochs: float = Field(default=2.0, description="Passes over the training split.")
+    # Data
     max_length: int = Field(
         default=512, description="Longest training sequence in tokens; longer ones are "
         "truncated (trl default 1024).")
-    batch_size: int = Field(default=4, description="Sequences (SFT) or pairs (DPO) per step.")
-    gradient_accumulation_steps: int = Field(
-        default=1, description="Steps whose gradients are summed before one optimiser update.")
-    sft_learning_rate: float = Field(
-        default=2e-4, description="SFT learning rate (trl default 2e-5; LoRA wants more).")
-    dpo_learning_rate: float = Field(
-        default=5e-5, description="DPO learning rate (trl default 1e-6, too small for LoRA).")
-    dpo_beta: float = Field(
-        default=0.1, description="DPO beta: how far the policy may move from the reference "
-        "(the base with the adapter disabled).")
-    gradient_checkpointing: bool = Field(
-        default=True, description="Recompute activations in the backward pass: less memory, "
-        "about a third more compute.")
     packing: bool = Field(default=False, description="SFT only: pack short examples into "
                           "max_length sequences.")
     eval_fraction: float = Field(
         default=0.1, description="Share of tuples held out for evaluation, chosen by tuple hash "
         "so the split is the same on every run (at least one tuple each side).")
+    # Training
+    num_train_epochs: float = Field(default=2.0, description="Passes over the training split "
+                                    "(trl default 3).")
+    per_device_train_batch_size: int = Field(
+        default=4, description="Sequences (SFT) or pairs (DPO) per step (trl default 8).")
+    gradient_accumulation_steps: int = Field(
+        default=1, description="Steps whose gradients are summed before one optimiser update.")
+    sft_learning_rate: float = Field(
+        default=2e-4, description="SFT learning_rate (trl default 2e-5; LoRA wants more).")
+    dpo_learning_rate: float = Field(
+        default=5e-5, description="DPO learning_rate (trl default 1e-6, too small for LoRA).")
+    beta: float = Field(
+        default=0.1, description="DPO only: how far the policy may move from the reference "
+        "(the base with the adapter disabled).")
+    gradient_checkpointing: bool = Field(
+        default=True, description="Recompute activations in the backward pass: less memory, "
+        "about a third more compute.")
     seed: int = Field(default=0, description="Seed of shuffling and LoRA initialisation.")
     budget_reserve_s: float = Field(
         default=300.0, description="Seconds of the phase budget kept for the final evaluation "
@@ -177,23 +195,24 @@ def disable_bf16_repacking(model: Any) -> int:
     return changed
 
 
-def load_base_model(path: Path, quantization: str, gradient_checkpointing: bool) -> Any:
-    """The base causal LM from `path`, ready for k-bit LoRA training: NF4 with double
-    quantisation, float32 compute on CPU and bfloat16 on a GPU; or unquantised with `none`."""
+def load_base_model(path: Path, config: TrainingConfig) -> Any:
+    """The base causal LM from `path`, ready for k-bit LoRA training: 4-bit as `config` says,
+    float32 compute on CPU and bfloat16 on a GPU; or unquantised without `load_in_4bit`."""
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
-    if quantization == "none":
+    if not config.load_in_4bit:
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=config.bnb_4bit_quant_type,
+                               bnb_4bit_use_double_quant=config.bnb_4bit_use_double_quant,
+                               bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=dtype,
                                                  device_map={"": 0} if cuda else None)
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=gradient_checkpointing,
+        model, use_gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False})
     disable_bf16_repacking(model)
     return model
@@ -211,13 +230,17 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def _budget_callback(deadline: float, stopped: list[int]) -> Any:
+def _budget_callback(deadline: float, stopped: list[int],
+                     progress: Callable[[int, int], None] | None) -> Any:
     from transformers import TrainerCallback
 
     class StopAtBudget(TrainerCallback):
-        """Saves a checkpoint and stops when `deadline` (Unix seconds) has passed."""
+        """Reports each step to `progress`; saves a checkpoint and stops when `deadline` (Unix
+        seconds) has passed."""
 
         def on_step_end(self, args, state, control, **kwargs):
+            if progress is not None:
+                progress(state.global_step, state.max_steps)
             crash_point("training.after_step")
             if time.time() >= deadline:
                 control.should_save = True
@@ -253,13 +276,71 @@ def _peak_memory() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
 
 
+def _trainer(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple],
+             config: TrainingConfig, base_dir: Path, work_dir: Path, tokenizer: Any) -> Any:
+    """trl's SFTTrainer or DPOTrainer over the base in `base_dir` with a fresh LoRA adapter."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=config.lora_target_modules,
+                      bias="none", task_type="CAUSAL_LM")
+    to_example = sft_example if kind == "sft" else dpo_example
+    datasets = {"train_dataset": Dataset.from_list([to_example(t.record) for t in train]),
+                "eval_dataset": Dataset.from_list([to_example(t.record) for t in held_out])}
+    common = dict(
+        output_dir=str(work_dir), num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, logging_steps=1,
+        include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True, seed=config.seed,
+        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+    model = load_base_model(base_dir, config)
+    if kind == "sft":
+        args = SFTConfig(learning_rate=config.sft_learning_rate, packing=config.packing, **common)
+        return SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
+                          **datasets)
+    args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta, **common)
+    return DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
+                      **datasets)
+
+
+def _check_examples_fit(trainer: Any, train: list, held_out: list, max_length: int,
+                        log: Callable[[str], None]) -> None:
+    """trl drops examples whose completion (or chosen/rejected) lies wholly beyond max_length:
+    say how many, and raise ValueError when a side is left empty."""
+    for name, dataset, given in (("training", trainer.train_dataset, train),
+                                 ("held-out", trainer.eval_dataset, held_out)):
+        if len(dataset) < len(given):
+            log(f"{len(given) - len(dataset)} {name} tuples have no answer token within "
+                f"max_length {max_length} and are left out")
+        if len(dataset) == 0:
+            raise ValueError(f"no {name} tuple fits max_length {max_length} tokens")
+
+
+def _loss_history(log_history: list[dict]) -> list[dict[str, float]]:
+    """trainer.state.log_history as `{"step", "epoch", "train_loss" | "eval_loss"}` rows."""
+    history: list[dict[str, float]] = []
+    for row in log_history:
+        kept = {k: float(row[k]) for k in ("step", "epoch", "loss", "eval_loss") if k in row}
+        if len(kept) > 2 and kept not in history:  # the final evaluation repeats the last one
+            history.append(kept)
+    return [{("train_loss" if k == "loss" else k): v for k, v in row.items()}
+            for row in history]
+
+
 def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple],
                   config: TrainingConfig, base_dir: Path, work_dir: Path, output_dir: Path,
-                  deadline: float = math.inf,
-                  log: Callable[[str], None] = print) -> TrainingResult:
+                  deadline: float = math.inf, log: Callable[[str], None] = print,
+                  progress: Callable[[int, int], None] | None = None) -> TrainingResult:
     """Train a LoRA adapter of `kind` ("sft" or "dpo") and save it (PEFT adapter files and the
     tokenizer) into `output_dir`. Checkpoints live in `work_dir`; the newest complete one is
-    resumed from.
+    resumed from. `progress(step, max_steps)` is called after each optimizer step.
 
     Raises:
         BaseModelError: `base_dir` is not a usable model folder (checked before loading).
@@ -267,50 +348,16 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
         BudgetSpent: `deadline` (Unix seconds) passed; a checkpoint was saved first.
     """
     check_base_model(base_dir)
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoTokenizer
-    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     started = time.time()
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_base_model(base_dir, config.quantization, config.gradient_checkpointing)
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=config.target_modules,
-                      bias="none", task_type="CAUSAL_LM")
-    to_example = sft_example if kind == "sft" else dpo_example
-    train_set = Dataset.from_list([to_example(t.record) for t in train])
-    eval_set = Dataset.from_list([to_example(t.record) for t in held_out])
-    common = dict(
-        output_dir=str(work_dir), num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, logging_steps=1,
-        include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True, seed=config.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
-    if kind == "sft":
-        args = SFTConfig(learning_rate=config.sft_learning_rate, packing=config.packing, **common)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_set,
-                             eval_dataset=eval_set, processing_class=tokenizer, peft_config=lora)
-    else:
-        args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.dpo_beta, **common)
-        trainer = DPOTrainer(model=model, args=args, train_dataset=train_set,
-                             eval_dataset=eval_set, processing_class=tokenizer, peft_config=lora)
-    # trl drops examples whose completion (or chosen/rejected) lies wholly beyond max_length.
-    for name, dataset, given in (("training", trainer.train_dataset, train),
-                                 ("held-out", trainer.eval_dataset, held_out)):
-        if len(dataset) < len(given):
-            log(f"{len(given) - len(dataset)} {name} tuples have no answer token within "
-                f"max_length {config.max_length} and are left out")
-        if len(dataset) == 0:
-            raise ValueError(f"no {name} tuple fits max_length {config.max_length} tokens")
+    trainer = _trainer(kind, train, held_out, config, base_dir, work_dir, tokenizer)
+    _check_examples_fit(trainer, train, held_out, config.max_length, log)
     stopped: list[int] = []
-    trainer.add_callback(_budget_callback(deadline, stopped))
+    trainer.add_callback(_budget_callback(deadline, stopped, progress))
     _crash_point_inside_checkpoint_saves(trainer)
 
     # Before the first step the adapter is the identity (B = 0): this is the base model's loss.
@@ -325,15 +372,9 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
         raise BudgetSpent(f"budget spent at step {stopped[0]} of {trainer.state.max_steps}; "
                           f"checkpoint saved in {work_dir}, the next run resumes from it")
     eval_loss = float(trainer.evaluate()["eval_loss"])
-
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    history: list[dict[str, float]] = []
-    for row in trainer.state.log_history:
-        kept = {k: float(row[k]) for k in ("step", "epoch", "loss", "eval_loss") if k in row}
-        if len(kept) > 2 and kept not in history:  # the final evaluation repeats the last one
-            history.append(kept)
     peak, peak_kind = _peak_memory()
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     log(f"{kind.upper()}: eval loss {base_eval_loss:.4f} -> {eval_loss:.4f} in "
@@ -341,7 +382,7 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     return TrainingResult(
         adapter_dir=output_dir, base_eval_loss=base_eval_loss, eval_loss=eval_loss,
         train_examples=len(train), eval_examples=len(held_out), steps=trainer.state.global_step,
-        train_tokens=tokens, train_seconds=train_seconds, duration_s=time.time() - started, peak_memory_bytes=peak,
-        peak_memory_kind=peak_kind, resumed_from=resume.name if resume else None,
-        loss_history=[{("train_loss" if k == "loss" else k): v for k, v in row.items()}
-                      for row in history])
+        train_tokens=tokens, train_seconds=train_seconds, duration_s=time.time() - started,
+        peak_memory_bytes=peak, peak_memory_kind=peak_kind,
+        resumed_from=resume.name if resume else None,
+        loss_history=_loss_history(trainer.state.log_history))

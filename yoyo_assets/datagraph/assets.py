@@ -1,35 +1,33 @@
-"""Phase 1 assets: documents -> extracted_entities -> graph_mutations, one partition per night."""
+"""Phase 1 assets: documents -> extracted_entities -> datagraph, one partition per night.
+
+The asset bodies are module-level functions; `build_datagraph_assets` decorates them with the
+night partitions. The work is in domain modules (documents, extraction, checks, graph_store).
+"""
 
 import asyncio
 import time
 from collections import Counter
-from pathlib import Path
 
-from dagster import (AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue,
-                     Output, asset)
+from dagster import (AssetCheckSpec, AssetExecutionContext, AssetsDefinition, MaterializeResult,
+                     MetadataValue, Output, PartitionsDefinition, asset)
 from tokenizers import Tokenizer
 
-from ..adapters.registry import served_name, serving_version
-from ..adapters.serving_check import vllm_lora_rank
-from ..budget import run_deadline
-from ..faults import crash_point
-from ..partitions import nights
-from ..resources.adapter_store import AdapterStore
-from ..resources.document_streams import DocumentStreams
-from ..resources.graph_store import GraphStore, WriteStats
-from ..resources.inference_server import InferenceServer, ServerError
-from ..resources.labelled_set import LabelledSet
-from ..run_health import tag_run_process
-from ..settings import GPU_POOL, extraction_tenant, phase1_budget_s
-from .documents import STREAM_PATTERNS, Document
+from ..adapters.store import AdapterStore
+from ..shared.budget import run_deadline
+from ..shared.faults import crash_point
+from ..shared.inference_server import InferenceServer, ServerError
+from ..shared.run_health import tag_run_process
+from ..shared.settings import GPU_POOL
 from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
-from .extraction import EntityExtractor, ExtractionReport
+from .documents import STREAM_PATTERNS, Document
+from .extraction import ENTITY_TYPES, EntityExtractor, ExtractionReport
 from .extraction_config import ExtractionConfig
+from .graph_store import GraphStore, NightTotals, WriteStats
+from .resources import DocumentStreams, LabelledSet
 
 GROUP = "datagraph"
 
 
-@asset(group_name=GROUP, partitions_def=nights)
 def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
               graph_store: GraphStore) -> Output[list[Document]]:
     """The night's new documents: arrived (modified) by the end of the night and not yet in the
@@ -43,7 +41,7 @@ def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
     for rejection in scan.rejected:
         context.log.warning(f"rejected {rejection}")
     per_stream = Counter(d.stream for d in new)
-    metadata = {
+    return Output(new, metadata={
         "night_ends_at": night_end.isoformat(),
         "documents": len(new),
         **{f"documents_{s}": per_stream.get(s, 0) for s in STREAM_PATTERNS},
@@ -53,46 +51,12 @@ def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
         "rejected": len(scan.rejected),
         "rejections": MetadataValue.json([
             {"file": r.path, "line": r.line, "reason": r.reason} for r in scan.rejected]),
-    }
-    return Output(new, metadata=metadata)
+    })
 
 
-def serving_extractor(server: InferenceServer, store: AdapterStore, log) -> InferenceServer:
-    """`server` with the extraction adapter Phase 1 serves. Managed mode: the newest version of
-    `extraction-<YOYO_EXTRACTION_TENANT>` that passed its quality gate, as a LoRA overlay on the
-    model it was trained on; none, or one trained on another model: the model alone. External
-    mode: `server` as configured (its `adapter` is the gateway's)."""
-    if server.mode == "external" or server.lora_modules:
-        return server
-    version = serving_version(store.version_folder(extraction_tenant(), "extraction"))
-    if version is None:
-        return server
-    base = server.resolved_model_dir().resolve()
-    if Path(version.manifest["base_model"]["path"]) != base:
-        log.warning(f"extraction adapter {version.path} was trained on "
-                    f"{version.manifest['base_model']['path']}, not on the served {base}: "
-                    "extracting with the model alone")
-        return server
-    name = served_name(version)
-    rank = vllm_lora_rank(int(version.manifest["hyperparameters"]["lora_rank"]))
-    return server.model_copy(update={"lora_modules": {name: str(version.path)}, "adapter": name,
-                                     "max_lora_rank": rank})
-
-
-def extractor_label(server: InferenceServer) -> str:
-    """Provenance of extracted entities: the model (folder name, or the external server's
-    model name) and the adapter, if any: `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
-    model = server.model if server.mode == "external" else server.resolved_model_dir().name
-    return f"{model} + {server.adapter}" if server.adapter else model
-
-
-def _extractor(server: InferenceServer, config: ExtractionConfig) -> EntityExtractor:
-    return EntityExtractor(
-        base_url=server.base_url, model=server.request_model, label=extractor_label(server),
-        tokenizer=Tokenizer.from_file(str(server.tokenizer_file())),
-        context_tokens=server.context_tokens(), **config.extractor_settings(bool(server.adapter)),
-        concurrency=config.concurrency, attempts=config.attempts,
-        request_timeout_s=config.request_timeout_s)
+def _type_table(by_type: dict[str, int]) -> MetadataValue:
+    return MetadataValue.md("| type | entities |\n|---|---|\n" + "\n".join(
+        f"| {t} | {by_type.get(t, 0)} |" for t in ENTITY_TYPES))
 
 
 def _report_metadata(report: ExtractionReport) -> dict:
@@ -106,7 +70,7 @@ def _report_metadata(report: ExtractionReport) -> dict:
         "deferrals": MetadataValue.json([{"file": f, "reason": r}
                                          for f, r in report.deferred.items()]),
         "entities": sum(len(r.entities) for r in ok),
-        "entities_by_type": MetadataValue.json(report.entities_by_type()),
+        "entities_by_type": _type_table(report.entities_by_type()),
         "ungrounded_names_dropped": sum(r.ungrounded for r in ok),
         "chunks": sum(r.chunks for r in ok),
         "prompt_tokens": sum(r.prompt_tokens for r in ok),
@@ -117,10 +81,43 @@ def _report_metadata(report: ExtractionReport) -> dict:
     }
 
 
-@asset(group_name=GROUP, partitions_def=nights, pool=GPU_POOL, check_specs=[AssetCheckSpec(
-    QUALITY_CHECK, asset="extracted_entities",
-    description="Precision, recall and F1 of the serving extractor on the labelled set, per "
-                "entity type and for the name alone; warns when F1 falls.")])
+def _extract(context, config: ExtractionConfig, server: InferenceServer, documents: list,
+             quality: QualityPlan):
+    """Start the server (if anything is to be done), extract the documents, measure the
+    quality check: (report, check result)."""
+    report, check = ExtractionReport(), quality.known
+    # The extractor counts in time.monotonic(): immune to clock steps during the night.
+    deadline = time.monotonic() + (run_deadline(context, config.budget_reserve_s) - time.time())
+    done = Counter()
+
+    def on_result(document: Document, outcome: object) -> None:
+        if isinstance(outcome, str):
+            context.log.warning(f"{document.path}: {outcome}")
+        done["documents"] += 1
+        context.log.debug(f"{done['documents']}/{len(documents)} documents", extra={
+            "yoyo_progress": (done["documents"], len(documents), "documents")})
+        crash_point("extraction.after_first_document")
+
+    try:
+        with server.serving(context.log) as live:
+            extractor = EntityExtractor(
+                base_url=live.base_url, model=live.request_model, label=live.label(),
+                tokenizer=Tokenizer.from_file(str(live.tokenizer_file())),
+                context_tokens=live.context_tokens(), concurrency=config.concurrency,
+                attempts=config.attempts, request_timeout_s=config.request_timeout_s,
+                **config.extractor_settings(bool(live.adapter)))
+            if documents:
+                report = asyncio.run(extractor.extract(documents, deadline, on_result))
+            if quality.to_measure:
+                check = quality.measure(extractor, deadline)
+    except ServerError as exc:
+        if documents:
+            raise
+        # A night with nothing to extract is not failed by its measuring stick.
+        check = unmeasured_result(f"not measured: inference server unusable: {exc}")
+    return report, check
+
+
 def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                        documents: list[Document], inference_server: InferenceServer,
                        labelled_set: LabelledSet, adapter_store: AdapterStore):
@@ -129,59 +126,64 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
     reported and left for the next run. The same extractor is then scored on the labelled set
     (check `extraction_quality`) when it or the set changed since the last evaluation."""
     tag_run_process(context)
-    inference_server = serving_extractor(inference_server, adapter_store, context.log)
+    server = adapter_store.extractor(inference_server, context.log)
     quality = QualityPlan.make(context.instance, context.run.run_id, labelled_set,
-                               inference_server.identity(),
-                               config.extractor_settings(bool(inference_server.adapter)))
+                               server.identity(), config.extractor_settings(bool(server.adapter)))
     report, check = ExtractionReport(), quality.known
     if documents or quality.to_measure:
-        # The extractor counts in time.monotonic(): immune to clock steps during the night.
-        deadline = time.monotonic() + (
-            run_deadline(context, phase1_budget_s(), config.budget_reserve_s) - time.time())
-        try:
-            with inference_server.serving(context.log) as server:
-                extractor = _extractor(server, config)
-
-                def on_result(document: Document, outcome: object) -> None:
-                    if isinstance(outcome, str):
-                        context.log.warning(f"{document.path}: {outcome}")
-                    crash_point("extraction.after_first_document")
-
-                if documents:
-                    report = asyncio.run(extractor.extract(documents, deadline, on_result))
-                if quality.to_measure:
-                    check = quality.measure(extractor, deadline)
-        except ServerError as exc:
-            if documents:
-                raise
-            # A night with nothing to extract is not failed by its measuring stick.
-            check = unmeasured_result(f"not measured: inference server unusable: {exc}")
-    yield Output(report, metadata={**_report_metadata(report),
-                                   "extractor": extractor_label(inference_server),
-                                   "extractor_fingerprint": quality.fingerprint})
+        report, check = _extract(context, config, server, documents, quality)
+    yield Output(report, metadata={
+        **_report_metadata(report), "extractor": server.label(),
+        "extractor_fingerprint": quality.fingerprint,
+        "status": "extracted" if documents else "nothing new: every document that arrived "
+                  "by the night's end is already in the graph (totals on `datagraph`)"})
     yield check
 
 
-@asset(group_name=GROUP, partitions_def=nights)
-def graph_mutations(context: AssetExecutionContext, extracted_entities: ExtractionReport,
-                    graph_store: GraphStore) -> MaterializeResult:
+def _night_metadata(totals: NightTotals) -> dict:
+    """The night's totals in the graph, whichever run wrote them."""
+    sample = "| entity | type | mentions |\n|---|---|---|\n" + "\n".join(
+        f"| {name.replace('|', '/')} | {type_} | {n} |" for name, type_, n in totals.sample)
+    return {"night_documents": totals.documents, "night_entities": totals.entities,
+            "night_mentions": totals.mentions,
+            "night_entities_by_type": _type_table(totals.entities_by_type),
+            "night_top_entities": MetadataValue.md(sample)}
+
+
+def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionReport,
+              graph_store: GraphStore) -> MaterializeResult:
     """The night's entities merged into the graph, each batch of documents in one transaction
     with its ledger entries, so a crash loses at most an uncommitted batch and never counts a
-    document twice."""
+    document twice. Its metadata holds what this run wrote and the night's totals."""
     night = context.partition_key
     results = extracted_entities.results
     size = graph_store.write_batch_documents
-    total = WriteStats()
+    written = WriteStats()
     with graph_store.open() as graph:
         for start in range(0, len(results), size):
-            total.add(graph.write_extractions(results[start:start + size], night))
+            written.add(graph.write_extractions(results[start:start + size], night))
             crash_point("graph.after_commit")
-        counts = graph.counts()
+        counts, totals = graph.counts(), graph.night_totals(night)
     crash_point("graph.before_materialization")
     return MaterializeResult(metadata={
-        **vars(total),
-        "graph_path": graph_store.path,
+        "status": "written" if results else "nothing new this run; the night's totals below",
+        **_night_metadata(totals),
+        **{f"run_{name}": value for name, value in vars(written).items()},
+        "graph_path": MetadataValue.path(graph_store.path),
         "graph_documents": counts["documents"],
         "graph_entities": counts["entities"],
         "graph_mentions": counts["mentions"],
     })
+
+
+def build_datagraph_assets(nights: PartitionsDefinition) -> list[AssetsDefinition]:
+    """Phase 1's three assets, partitioned by `nights`; extraction in the GPU pool, with the
+    `extraction_quality` check."""
+    quality = AssetCheckSpec(
+        QUALITY_CHECK, asset="extracted_entities",
+        description="Precision, recall and F1 of the serving extractor on the labelled set, per "
+                    "entity type and for the name alone; warns when F1 falls.")
+    common = dict(group_name=GROUP, partitions_def=nights)
+    return [asset(**common)(documents),
+            asset(**common, pool=GPU_POOL, check_specs=[quality])(extracted_entities),
+            asset(**common)(datagraph)]

@@ -21,6 +21,7 @@ import httpx
 import jsonschema
 import tenacity
 
+from ..shared.json_schema import schema_violation
 from .documents import Document
 
 ENTITY_TYPES = ("person", "company", "project", "account", "location")
@@ -206,10 +207,9 @@ def parse_answer(choice: dict[str, Any], validator: jsonschema.protocols.Validat
         answer = json.loads(content)
     except json.JSONDecodeError as exc:
         raise AnswerError(f"answer is not JSON: {exc.msg} at column {exc.colno}") from exc
-    error = jsonschema.exceptions.best_match(validator.iter_errors(answer))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise AnswerError(f"answer violates the schema at {where}: {error.message}")
+    violation = schema_violation(validator, answer)
+    if violation:
+        raise AnswerError(f"answer violates the schema {violation}")
     if "entities" in answer:
         return answer["entities"]
     return [{"name": name, "type": t} for t in ENTITY_TYPES for name in answer.get(t, [])]

@@ -16,14 +16,18 @@ import socket
 from dagster import (DagsterInstance, DagsterRunStatus, DefaultSensorStatus, RunsFilter,
                      SensorEvaluationContext, SkipReason, sensor)
 
-#: Run tags naming the process that runs a GPU run and its host.
-PID_TAG, HOST_TAG = "yoyo/pid", "yoyo/host"
+from .processes import is_running, start_time
+
+#: Run tags naming the process that runs a GPU run, its start time (Unix seconds: a pid reused by
+#: a later process is not mistaken for it) and its host.
+PID_TAG, STARTED_TAG, HOST_TAG = "yoyo/pid", "yoyo/pid_started", "yoyo/host"
 _UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
 def process_tags(pid: int | None = None) -> dict[str, str]:
-    """PID_TAG and HOST_TAG of process `pid` on this host (default: this process)."""
-    return {PID_TAG: str(pid or os.getpid()), HOST_TAG: socket.gethostname()}
+    """PID_TAG, STARTED_TAG and HOST_TAG of process `pid` on this host (default: this one)."""
+    pid = pid or os.getpid()
+    return {PID_TAG: str(pid), STARTED_TAG: str(start_time(pid) or ""), HOST_TAG: socket.gethostname()}
 
 
 def tag_run_process(context) -> None:
@@ -32,16 +36,6 @@ def tag_run_process(context) -> None:
     a child (spawned) of the run worker; in-process, the step runs in the run worker itself."""
     parent = multiprocessing.parent_process()
     context.instance.add_run_tags(context.run_id, process_tags(parent and parent.pid))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def fail_dead_runs(instance: DagsterInstance, after_boot: bool = False) -> list[str]:
@@ -56,7 +50,9 @@ def fail_dead_runs(instance: DagsterInstance, after_boot: bool = False) -> list[
     for run in instance.get_runs(RunsFilter(statuses=_UNFINISHED)):
         if not after_boot:
             pid = run.tags.get(PID_TAG)
-            if not pid or run.tags.get(HOST_TAG) != host or _alive(int(pid)):
+            started = run.tags.get(STARTED_TAG)
+            if not pid or run.tags.get(HOST_TAG) != host or \
+                    is_running(int(pid), float(started) if started else None):
                 continue
         why = ("the machine restarted while it ran (preempted)" if after_boot
                else f"its process {run.tags[PID_TAG]} died before the run ended")

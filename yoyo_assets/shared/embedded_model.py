@@ -7,11 +7,12 @@ Conversion recipe from ../shared/STACK.md: load with `gguf_file=` and
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import shutil
 import tempfile
 from pathlib import Path
+
+from filelock import FileLock
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -44,8 +45,7 @@ def ensure_embedded_model(models_dir: str | Path) -> Path:
     if (target / "config.json").is_file():
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    with open(models_dir / f".{MODEL_NAME}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(models_dir / f".{MODEL_NAME}.lock"):
         if (target / "config.json").is_file():
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig

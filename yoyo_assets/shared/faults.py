@@ -10,6 +10,8 @@ import os
 import signal
 from collections.abc import Callable
 
+from .settings import crash_points
+
 #: Every crash point placed in the pipeline, in the order a night reaches them (docs/reliability.md).
 CRASH_POINTS = (
     "extraction.after_first_document",  # extraction requests still in flight
@@ -40,7 +42,7 @@ def on_crash_point(name: str, action: Callable[[], None] | None) -> None:
 
 def crash_point(name: str) -> None:
     """SIGKILL this process if `name` is in $YOYO_CRASH_POINTS; else run its registered action."""
-    if name in os.environ.get("YOYO_CRASH_POINTS", "").split(","):
+    if name in crash_points():
         os.kill(os.getpid(), signal.SIGKILL)
     action = _actions.get(name)
     if action is not None:

@@ -1,4 +1,5 @@
-"""Where Phase 2 reads corpus buckets and keeps adapter versions, and where it publishes them."""
+"""The adapter store resource: where Phase 2 reads corpus buckets, keeps adapter versions and
+publishes them, and which extraction adapter Phase 1 serves."""
 
 from pathlib import Path
 
@@ -6,9 +7,10 @@ from dagster import ConfigurableResource
 from dagster_gcp import GCSResource
 from pydantic import Field
 
-from ..adapters.corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
-from ..adapters.registry import adapter_folder
-from ..embedded_model import ensure_embedded_model
+from ..shared.embedded_model import ensure_embedded_model
+from ..shared.inference_server import InferenceServer, vllm_lora_rank
+from .corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
+from .registry import AdapterVersion, adapter_folder, serving_version
 
 
 class AdapterStore(ConfigurableResource):
@@ -20,6 +22,11 @@ class AdapterStore(ConfigurableResource):
     models_dir: str = Field(description="Where the embedded model is converted on first use.")
     base_model_dir: str = Field(
         default="", description="Base model folder for training; empty: the embedded model.")
+    adapter_threshold: int = Field(
+        default=50, description="Pending tuples (not yet seen by any version) at which a "
+        "bucket's sensor requests, and its adapter asset trains, a new version.")
+    extraction_tenant: str = Field(
+        default="pointsav", description="Whose `extraction-<tenant>` adapter Phase 1 serves.")
     gcs_bucket: str = Field(default="", description="GCS bucket to publish to; empty: none.")
     gcs_prefix: str = Field(default="adapters", description="Object name prefix in the bucket.")
     # Nested, so that its client (and credentials) is only created when something is published.
@@ -45,3 +52,28 @@ class AdapterStore(ConfigurableResource):
         embedded SmolLM2 (converted from its GGUF on first use)."""
         chosen = override or self.base_model_dir
         return Path(chosen).resolve() if chosen else ensure_embedded_model(self.models_dir)
+
+    def serving_extraction_version(self) -> AdapterVersion | None:
+        """The newest `extraction-<extraction_tenant>` version that passed its quality gate."""
+        return serving_version(self.version_folder(self.extraction_tenant, "extraction"))
+
+    def extractor(self, server: InferenceServer, log) -> InferenceServer:
+        """`server` with the extraction adapter Phase 1 serves. Managed mode: the serving
+        extraction version, as a LoRA overlay on the model it was trained on; none, or one
+        trained on another model: the model alone (with a warning on `log`). External mode, or
+        overlays already set: `server` as configured (its `adapter` is the gateway's)."""
+        if server.mode == "external" or server.lora_modules:
+            return server
+        version = self.serving_extraction_version()
+        if version is None:
+            return server
+        base = server.resolved_model_dir().resolve()
+        if Path(version.manifest.base_model.path) != base:
+            log.warning(f"extraction adapter {version.path} was trained on "
+                        f"{version.manifest.base_model.path}, not on the served {base}: "
+                        "extracting with the model alone")
+            return server
+        name = version.manifest.served_name
+        return server.model_copy(update={
+            "lora_modules": {name: str(version.path)}, "adapter": name,
+            "max_lora_rank": vllm_lora_rank(version.manifest.lora_r)})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,7 +22,9 @@ import tenacity
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from ..embedded_model import ensure_embedded_model
+from .embedded_model import ensure_embedded_model
+from .processes import is_running, start_time, stop_process_group
+from .settings import REPO_ROOT
 
 #: vLLM's OpenAI-compatible server; placeholders are filled from the resource's fields.
 #: `--enforce-eager` skips graph compilation: /health in ~40 s on CPU instead of ~2.5 min.
@@ -34,13 +35,10 @@ DEFAULT_SERVER_ARGS = [
     "--host", "{host}", "--port", "{port}", "--enforce-eager",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_server_python() -> str:
-    """Python of the server's own environment: $YOYO_VLLM_PYTHON, else `.venv-vllm` beside the
-    project (scripts/setup.sh makes it)."""
-    return os.environ.get("YOYO_VLLM_PYTHON", str(REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+def vllm_lora_rank(lora_r: int) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that holds rank `lora_r` (vLLM allows
+    1, 8, 16, 32, 64, 128, 256, 320, 512)."""
+    return next(r for r in (1, 8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_r)
 
 
 class ServerError(RuntimeError):
@@ -55,44 +53,6 @@ def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_process_group(pgid: int, grace_s: float, leader: subprocess.Popen | None = None) -> bool:
-    """SIGTERM the process group `pgid`, wait up to `grace_s` seconds for every member to exit,
-    then SIGKILL what is left. `leader`, when the group's leader is our child, is reaped while
-    waiting (a zombie still counts as a member). Returns True if SIGKILL was needed."""
-
-    def alive() -> bool:
-        if leader is not None:
-            leader.poll()
-        return _group_alive(pgid)
-
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    try:
-        tenacity.Retrying(stop=tenacity.stop_after_delay(grace_s), wait=tenacity.wait_fixed(0.25),
-                          retry=tenacity.retry_if_result(bool))(alive)
-    except tenacity.RetryError:
-        pass
-    if not alive():
-        return False
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class InferenceServer(ConfigurableResource):
@@ -114,8 +74,9 @@ class InferenceServer(ConfigurableResource):
                             description="Where the embedded model is converted once and reused.")
     tokenizer_path: str = Field(default="", description="tokenizer.json (or its folder) of the "
                                 "served model, for counting tokens. Empty: the model_dir's.")
-    server_python: str = Field(default_factory=default_server_python,
-                               description="Python of the server's environment.")
+    server_python: str = Field(default=str(REPO_ROOT / ".venv-vllm" / "bin" / "python"),
+                               description="Python of the server's environment (scripts/setup.sh "
+                               "makes .venv-vllm).")
     server_args: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SERVER_ARGS),
         description="Arguments after server_python; {model_dir} {model} {max_model_len} {host} "
@@ -182,6 +143,12 @@ class InferenceServer(ConfigurableResource):
         return {"mode": "managed", "model": self.request_model, "model_dir": str(folder),
                 "files": files, "lora_modules": self.lora_modules}
 
+    def label(self) -> str:
+        """Provenance of what this server extracts with: the model (folder name, or the external
+        server's model name) and the adapter, if any: `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
+        model = self.model if self.mode == "external" else self.resolved_model_dir().name
+        return f"{model} + {self.adapter}" if self.adapter else model
+
     def tokenizer_file(self) -> Path:
         """The served model's `tokenizer.json`.
 
@@ -217,23 +184,18 @@ class InferenceServer(ConfigurableResource):
         return Path(self.log_dir) / "inference-server.pid"
 
     def _reap_stale_server(self, log) -> None:
-        """Stop a server left behind by a run that was killed before its teardown ran."""
+        """Stop a server left behind by a run that was killed before its teardown ran. The pid
+        file holds the server's pid (its process group) and start time: a pid that another
+        program took over since (after a reboot, say) is left alone."""
         pid_file = self._pid_file()
         if not pid_file.is_file():
             return
-        recorded = pid_file.read_text().split("\n", 1)
         try:
-            pgid = int(recorded[0])
+            pid_text, started_text = pid_file.read_text().split()[:2]
+            pgid, started_at = int(pid_text), float(started_text)
         except ValueError:
-            pgid = 0
-        # A recycled pid after a reboot must not be killed: where the leader still runs, its
-        # command line has to be the one recorded.
-        cmdline = Path(f"/proc/{pgid}/cmdline")
-        if pgid and cmdline.is_file() and len(recorded) > 1 and \
-                cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() != \
-                recorded[1].strip():
-            pgid = 0
-        if pgid and _group_alive(pgid):
+            pgid, started_at = 0, 0.0
+        if pgid and is_running(pgid, started_at):
             log.warning(f"stopping inference server process group {pgid} left by an earlier run")
             stop_process_group(pgid, self.shutdown_grace_s)
         pid_file.unlink(missing_ok=True)
@@ -308,7 +270,7 @@ class InferenceServer(ConfigurableResource):
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, env=env,
                                        start_new_session=True)  # own process group
-        self._pid_file().write_text(f"{process.pid}\n{' '.join(command)}\n")
+        self._pid_file().write_text(f"{process.pid} {start_time(process.pid)}\n")
         try:
             self._wait_healthy(process)
             log.info(f"inference server healthy at {self._base_url} after "
@@ -316,7 +278,6 @@ class InferenceServer(ConfigurableResource):
             yield self
         finally:
             killed = stop_process_group(process.pid, self.shutdown_grace_s, process)
-            process.wait()
             self._pid_file().unlink(missing_ok=True)
             shutil.rmtree(scratch, ignore_errors=True)
             log.info("inference server stopped" + (" (SIGKILL after grace)" if killed else ""))

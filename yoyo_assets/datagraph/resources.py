@@ -1,5 +1,6 @@
-"""The labelled set resource: documents with gold entities that the extraction quality check
-scores the serving extractor on."""
+"""Phase 1's small resources: where the night's documents arrive (`DocumentStreams`) and the
+labelled set the extraction is scored on (`LabelledSet`). The graph store is in graph_store.py,
+the inference server, which Phase 2 uses too, in shared/."""
 
 from importlib import resources
 from pathlib import Path
@@ -7,7 +8,20 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ..datagraph.quality import LabelledDocument, load_labelled_set
+from .documents import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
+from .quality import LabelledDocument, load_labelled_set
+
+
+class DocumentStreams(ConfigurableResource):
+    """The data root holding `transcripts/*.md`, `research/*.yaml|*.yml|*.md`, `contacts/*.json`."""
+
+    root: str = Field(description="Data root folder (absolute, or relative to the working dir).")
+    max_document_bytes: int = Field(default=DEFAULT_MAX_DOCUMENT_BYTES,
+                                    description="Larger documents are rejected, bytes.")
+
+    def scan(self, arrived_by: float) -> StreamScan:
+        """Documents that arrived by `arrived_by` (Unix seconds); see `scan_streams`."""
+        return scan_streams(Path(self.root), arrived_by, self.max_document_bytes)
 
 
 def demo_labelled_set() -> Path:

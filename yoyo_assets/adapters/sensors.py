@@ -1,37 +1,31 @@
-"""The nightly schedules (Phase 1 and the corpus buckets, for the night that just ended) and the
-corpus threshold sensors that launch Phase 2."""
-
-import os
+"""What launches Phase 2: the corpus buckets' nightly schedule, and one sensor per bucket that
+requests an adapter run when its bucket holds enough tuples no version has seen."""
 
 from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, DefaultScheduleStatus,
-                     DefaultSensorStatus, EventLogEntry, RunRequest, RunsFilter, SensorDefinition,
-                     SkipReason, asset_sensor, build_schedule_from_partitioned_job)
+                     DefaultSensorStatus, EventLogEntry, RunRequest, RunsFilter,
+                     ScheduleDefinition, SensorDefinition, SkipReason, asset_sensor,
+                     build_schedule_from_partitioned_job)
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from .jobs import UnresolvedAssetJobDefinition, datagraph_nightly
-from .settings import adapter_threshold
+from .recovery import unrecorded_version
+from .store import AdapterStore
 
-SCHEDULE_HOUR = int(os.environ.get("YOYO_SCHEDULE_HOUR", "2"))
-SCHEDULE_MINUTE = int(os.environ.get("YOYO_SCHEDULE_MINUTE", "0"))
 #: Run tag holding the pending set (SHA-256) that a Phase 2 run was requested for.
 PENDING_SET_TAG = "yoyo/pending_set"
 
-#: 02:00 in the nights' timezone by default: the night that just ended is the last partition.
-datagraph_nightly_schedule = build_schedule_from_partitioned_job(
-    datagraph_nightly, hour_of_day=SCHEDULE_HOUR, minute_of_hour=SCHEDULE_MINUTE,
-    default_status=DefaultScheduleStatus.RUNNING)
 
-
-def corpus_nightly_schedule(job: UnresolvedAssetJobDefinition):
+def corpus_nightly_schedule(job: UnresolvedAssetJobDefinition, hour: int,
+                            minute: int) -> ScheduleDefinition:
     """The corpus buckets of the night that just ended, at the same time as Phase 1."""
     return build_schedule_from_partitioned_job(
-        job, hour_of_day=SCHEDULE_HOUR, minute_of_hour=SCHEDULE_MINUTE,
+        job, hour_of_day=hour, minute_of_hour=minute,
         default_status=DefaultScheduleStatus.RUNNING)
 
 
 def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
                         event: EventLogEntry, threshold: int) -> RunRequest | SkipReason:
-    """The sensor's decision on one corpus bucket materialization: a run request for its night
-    when `pending_tuples` >= `threshold`, keyed by the pending set so that the same set is not
+    """The decision on one corpus bucket materialization: a run request for its night when
+    `pending_tuples` >= `threshold`, keyed by the pending set so that the same set is not
     requested again while a run for it is queued, running or has succeeded; else a skip reason
     that says why."""
     materialization = event.asset_materialization
@@ -57,15 +51,22 @@ def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
 def corpus_threshold_sensor(tenant: str, role: str,
                             job: UnresolvedAssetJobDefinition) -> SensorDefinition:
     """Watches `<tenant>/<role>/corpus_bucket` and launches `job` for the night whose bucket
-    reaches the threshold (YOYO_ADAPTER_THRESHOLD, read at each tick)."""
+    reaches the adapter store's threshold, or whose version a killed run saved but never
+    recorded (the run then records and publishes it without training)."""
 
     @asset_sensor(asset_key=AssetKey([tenant, role, "corpus_bucket"]), job=job,
                   name=f"{tenant}_{role}_corpus_threshold", minimum_interval_seconds=60,
                   default_status=DefaultSensorStatus.RUNNING,
                   description=f"Requests a new {role} adapter of {tenant} when its bucket holds "
                   "enough tuples that no adapter was trained on.")
-    def sensor(context, asset_event: EventLogEntry):
-        return adapter_run_request(context.instance, f"{role}-{tenant}", job.name, asset_event,
-                                   adapter_threshold())
+    def sensor(context, asset_event: EventLogEntry, adapter_store: AdapterStore):
+        decision = adapter_run_request(context.instance, f"{role}-{tenant}", job.name,
+                                       asset_event, adapter_store.adapter_threshold)
+        night = asset_event.asset_materialization.partition
+        saved = unrecorded_version(context.instance, adapter_store, tenant, role, night)
+        if isinstance(decision, SkipReason) and saved is not None:
+            return RunRequest(run_key=f"{role}-{tenant}:record:{saved.path.name}:{night}",
+                              partition_key=night)
+        return decision
 
     return sensor

@@ -1,0 +1,43 @@
+"""Phase 2's `Definitions`: per tenant and role, the corpus bucket, adapter (with its blocking
+checks) and published adapter assets, the adapter job and its threshold sensor; the corpus job
+and schedule; the adapter store."""
+
+from dagster import Definitions
+from dagster_gcp import GCSResource
+
+from ..shared.partitions import nights_partitions
+from ..shared.settings import Settings
+from .assets import build_bucket_assets
+from .checks import build_adapter_checks
+from .corpus import ROLES
+from .jobs import adapter_training, corpus_nightly
+from .sensors import corpus_nightly_schedule, corpus_threshold_sensor
+from .store import AdapterStore
+
+
+def adapter_store(settings: Settings) -> AdapterStore:
+    """The adapter store as `settings` configure it."""
+    return AdapterStore(
+        corpus_root=str(settings.data_root / "corpus"), adapters_root=str(settings.adapters_root),
+        models_dir=str(settings.models_dir), base_model_dir=settings.base_model_dir,
+        adapter_threshold=settings.adapter_threshold,
+        extraction_tenant=settings.extraction_tenant, gcs_bucket=settings.gcs_bucket,
+        gcs_prefix=settings.gcs_prefix, gcs_retry_timeout_s=settings.gcs_retry_timeout_s,
+        gcs=GCSResource(project=settings.gcs_project))
+
+
+def adapters_definitions(settings: Settings) -> Definitions:
+    """Phase 2 for the tenants in `settings`. Needs the shared `inference_server` (the serving
+    check) and Phase 1's `labelled_set` (the extraction gate) too."""
+    nights = nights_partitions(settings)
+    buckets = [(tenant, role) for tenant in settings.tenants for role in ROLES]
+    jobs = {bucket: adapter_training(*bucket, settings.phase2_budget_s) for bucket in buckets}
+    corpus_job = corpus_nightly(settings.tenants)
+    return Definitions(
+        assets=[a for bucket in buckets for a in build_bucket_assets(*bucket, nights)],
+        asset_checks=[c for bucket in buckets for c in build_adapter_checks(*bucket, nights)],
+        jobs=[corpus_job, *jobs.values()],
+        schedules=[corpus_nightly_schedule(corpus_job, settings.schedule_hour,
+                                           settings.schedule_minute)],
+        sensors=[corpus_threshold_sensor(*bucket, job) for bucket, job in jobs.items()],
+        resources={"adapter_store": adapter_store(settings)})

@@ -1,0 +1,161 @@
+"""One new adapter version of a bucket, end to end: split, train (resuming a crashed run's
+checkpoint), serve it as an overlay, judge it, and commit it atomically as the next `v<N>`.
+
+`train_version` is plain Python: the `adapter` asset wires Dagster's context, resources and
+budget into it and reports what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata as package_metadata
+from pathlib import Path
+
+from .corpus import CorpusTuple
+from .manifest import BaseModelRef, Manifest, OverlayReport, QualityGate, TrainingFigures
+from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
+                       staging_folder)
+from .training import BudgetSpent, TrainingConfig, TrainingResult, split_tuples, train_adapter
+
+#: The adapter's blocking asset checks, which the manifest's quality gate sums up.
+QUALITY_CHECK = "beats_base_model"
+OVERLAY_CHECK = "serves_as_overlay"
+LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "dagster")
+
+#: (staged adapter folder, held-out tuples, training tuples) -> the overlay check's report.
+OverlayCheck = Callable[[Path, list[CorpusTuple], list[CorpusTuple]], OverlayReport]
+
+
+class TrainingFailed(RuntimeError):
+    """No version was made: the budget was spent (a checkpoint was kept for the next run) or the
+    tuples cannot train (none fits max_length, fewer than two)."""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Whose adapter: tenant, role (engineering, apprenticeship, extraction), kind (sft, dpo)."""
+
+    tenant: str
+    role: str
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """The corpus bucket's name, `<role>-<tenant>`."""
+        return f"{self.role}-{self.tenant}"
+
+
+def pending_set_sha256(hashes: list[str]) -> str:
+    """Identity of a set of tuples: SHA-256 of their sorted hashes, one per line. The sensor's
+    run key is derived from the pending set, the training's work folder from the whole set."""
+    return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
+
+
+def gate_rule(role: str) -> str:
+    """The quality gate of `role`'s versions, in words."""
+    rule = ("eval_loss < base_eval_loss; served as a vLLM LoRA overlay, answers differing from "
+            "the base's")
+    if role == "extraction":
+        rule += "; F1 on the labelled set above the serving extractor's"
+    return rule
+
+
+def loss_curve_png(result: TrainingResult) -> bytes:
+    """Train and held-out loss by step, with the base's held-out loss as a line (PNG bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 3.2), dpi=100)
+    for key, style in (("train_loss", "-"), ("eval_loss", "o-")):
+        rows = [r for r in result.loss_history if key in r]
+        axes.plot([r["step"] for r in rows], [r[key] for r in rows], style, label=key)
+    axes.axhline(result.base_eval_loss, color="grey", linestyle="--", label="base eval_loss")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot.close(figure)
+    return buffer.getvalue()
+
+
+def _manifest(bucket: Bucket, night: str, base_dir: Path, train: list[CorpusTuple],
+              held_out: list[CorpusTuple], config: TrainingConfig, result: TrainingResult,
+              overlay: OverlayReport, run_id: str) -> Manifest:
+    return Manifest(
+        tenant=bucket.tenant, role=bucket.role, kind=bucket.kind, bucket=bucket.name,
+        night=night, base_model=BaseModelRef(path=str(base_dir), sha256=folder_sha256(base_dir)),
+        trained_tuples=sorted(t.sha256 for t in train),
+        eval_tuples=sorted(t.sha256 for t in held_out),
+        hyperparameters=config.model_dump(),
+        libraries={name: package_metadata.version(name) for name in LIBRARIES},
+        loss_history=result.loss_history, base_eval_loss=result.base_eval_loss,
+        eval_loss=result.eval_loss,
+        quality_gate=QualityGate(
+            passed=result.eval_loss < result.base_eval_loss and overlay.passed,
+            checks=[QUALITY_CHECK, OVERLAY_CHECK], rule=gate_rule(bucket.role)),
+        serving_check=overlay,
+        training=TrainingFigures(
+            steps=result.steps, train_tokens=result.train_tokens,
+            tokens_per_s=result.tokens_per_s, peak_memory_bytes=result.peak_memory_bytes,
+            peak_memory_kind=result.peak_memory_kind, duration_s=result.duration_s,
+            resumed_from_checkpoint=result.resumed_from),
+        dagster_run_id=run_id, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def discard_checkpoints(folder: Path, night: str) -> None:
+    """Remove the night's training work folders in `folder` (a dead run's checkpoints, once its
+    version was found saved)."""
+    for leftover in (folder / ".work").glob(f"{night}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingConfig,
+                  base_dir: Path, folder: Path, night: str, run_id: str, deadline: float,
+                  check_overlay: OverlayCheck, log: Callable[[str], None],
+                  progress: Callable[[int, int], None] | None = None) -> AdapterVersion:
+    """Train a version of `bucket` on all `tuples` (split by hash into train and held-out) over
+    the base model in `base_dir`, check it with `check_overlay`, and commit it into `folder`
+    (`<adapters root>/<tenant>/<role>`) as the next `v<N>`, with its manifest and loss curve.
+
+    Checkpoints live in `folder/.work/<night>-<training id>`, the id a hash of the tuple set,
+    the config and the base: a re-run after a crash resumes there. `deadline` is Unix seconds;
+    `progress(step, max_steps)` is called after each optimizer step.
+
+    Raises:
+        TrainingFailed: the budget was spent (checkpoint kept) or the tuples cannot train.
+    """
+    train, held_out = split_tuples(tuples, config.eval_fraction)
+    training_id = hashlib.sha256(json.dumps(
+        [pending_set_sha256([t.sha256 for t in tuples]), config.model_dump(), str(base_dir)],
+        sort_keys=True).encode()).hexdigest()[:16]
+    work_dir = folder / ".work" / f"{night}-{training_id}"
+    remove_stale_staging(folder)
+    staged = staging_folder(folder)
+    try:
+        result = train_adapter(bucket.kind, train, held_out, config, base_dir, work_dir, staged,
+                               deadline=deadline, log=log, progress=progress)
+        (staged / "loss_curve.png").write_bytes(loss_curve_png(result))
+        overlay = check_overlay(staged, held_out, train)
+    except (BudgetSpent, ValueError) as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise TrainingFailed(str(exc)) from None
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    version = commit_version(folder, staged, _manifest(bucket, night, base_dir, train, held_out,
+                                                       config, result, overlay, run_id))
+    shutil.rmtree(work_dir, ignore_errors=True)
+    log(f"{bucket.name}: v{version.number} at {version.path}, eval loss "
+        f"{result.base_eval_loss:.4f} -> {result.eval_loss:.4f} "
+        f"({result.eval_loss - result.base_eval_loss:+.4f})")
+    return version

@@ -1,0 +1,154 @@
+"""`python -m yoyo_assets night`: one night in this process, as the daemon would run it.
+
+Phase 1 (`datagraph_nightly`), then the corpus buckets (`corpus_nightly`), then one tick of each
+corpus sensor against the instance and the runs it requests, then a summary. `--demo` first
+copies the shipped demo documents and corpus buckets into the data root, dated to that night.
+Scheduled and backfilled runs go through the daemon (scripts/dagster-dev.sh) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+
+from dagster import (DagsterInstance, Definitions, ExecuteInProcessResult, RunRequest,
+                     build_sensor_context)
+from rich.console import Console
+
+from ..adapters.registry import AdapterVersion, version_for_night
+from ..datagraph.graph_store import open_graph
+from ..shared.partitions import nights_partitions
+from ..shared.run_health import fail_dead_runs, process_tags
+from ..shared.settings import REPO_ROOT, Settings, dagster_home
+from .console import StepDisplay, run_loggers
+from .summary import print_summary
+
+#: Files of demo_data/ that are not documents: notes, and the demo's own labelled set (gold.json,
+#: read in place by the extraction quality check).
+NOT_DATA = {"README.md", "gold.json"}
+
+
+@dataclass
+class NightRuns:
+    """What one night ran: Phase 1's result, each adapter run's bucket and version, failures."""
+
+    phase1: ExecuteInProcessResult | None = None
+    adapters: list[tuple[str, AdapterVersion | None, bool]] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+
+
+def prepare_dagster_home() -> Path:
+    """$DAGSTER_HOME (default ./var/dagster_home), created and seeded with dagster.yaml."""
+    home = dagster_home()
+    os.environ["DAGSTER_HOME"] = str(home)  # DagsterInstance.get() reads it
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").is_file():
+        shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def install_demo_data(data_root: Path, arrived_at: float) -> int:
+    """Copy the shipped demo documents (`<stream>/`) and corpus buckets (`corpus/<bucket>/`),
+    not the files in NOT_DATA, into `data_root` (files already there are left alone) with
+    modification time `arrived_at` (Unix seconds). Returns how many files were copied."""
+    copied = 0
+    source = resources.files("yoyo_assets") / "demo_data"
+    for item in Path(str(source)).rglob("*"):
+        target = data_root / item.relative_to(Path(str(source)))
+        if item.is_file() and item.name not in NOT_DATA and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(item, target)
+            os.utime(target, (arrived_at, arrived_at))
+            copied += 1
+    return copied
+
+
+class NightRunner:
+    """Runs jobs of `defs` in this process on `instance`, reporting steps on `display`."""
+
+    def __init__(self, defs: Definitions, instance: DagsterInstance, display: StepDisplay,
+                 console: Console, verbose: bool, training_config: dict):
+        self.defs, self.instance, self.display = defs, instance, display
+        self.console, self.verbose, self.training_config = console, verbose, training_config
+        self.tags = process_tags()
+
+    def run(self, job_name: str, night: str, tags: dict | None = None,
+            run_config: dict | None = None) -> ExecuteInProcessResult:
+        """Execute `job_name` for `night` with the step display as its logger."""
+        job = self.defs.resolve_job_def(job_name)
+        job = job.with_logger_defs({**job.loggers, "progress": self.display.logger_def()})
+        self.console.print(f"[bold]{job_name}[/] night {night}", highlight=False)
+        return job.execute_in_process(
+            partition_key=night, instance=self.instance, raise_on_error=False,
+            tags={**self.tags, **(tags or {})},
+            run_config={**(run_config or {}), **run_loggers(self.verbose)})
+
+    def sensor_requests(self) -> list[tuple[str, RunRequest]]:
+        """One tick of each corpus threshold sensor: (job name, run request) pairs."""
+        requests = []
+        for sensor in self.defs.sensors:
+            if not sensor.name.endswith("_corpus_threshold"):
+                continue
+            context = build_sensor_context(instance=self.instance, definitions=self.defs)
+            result = self.defs.resolve_sensor_def(sensor.name).evaluate_tick(context)
+            for request in result.run_requests or []:
+                requests.append((request.job_name or sensor.job_name, request))
+            if result.skip_message:
+                self.console.print(f"  [dim]{sensor.name}: {result.skip_message}[/]",
+                                   highlight=False)
+        return requests
+
+    def adapter_run(self, job_name: str, request: RunRequest, night: str,
+                    store) -> tuple[str, AdapterVersion | None, bool]:
+        """Execute one requested adapter run; (bucket, the night's version, success)."""
+        tenant, role = job_name.removeprefix("adapter_").rsplit("_", 1)
+        config = {"ops": {f"{tenant}__{role}__adapter": {"config": self.training_config}}}
+        result = self.run(job_name, request.partition_key or night,
+                          tags={**request.tags, "dagster/run_key": request.run_key},
+                          run_config=config if self.training_config else None)
+        version = version_for_night(store.version_folder(tenant, role),
+                                    request.partition_key or night)
+        return f"{role}-{tenant}", version, result.success
+
+
+def run_night(night: str | None, demo: bool, training_config: dict, verbose: bool) -> int:
+    """The `night` command; returns the exit status (0: every run succeeded)."""
+    started = time.monotonic()
+    home = prepare_dagster_home()
+    settings = Settings.from_env()
+    from ..definitions import build_definitions
+
+    defs = build_definitions()
+    console = Console(highlight=False)
+    night = night or nights_partitions(settings).get_last_partition_key()
+    if demo:
+        window = nights_partitions(settings).time_window_for_partition_key(night)
+        copied = install_demo_data(settings.data_root,
+                                   (window.start + timedelta(hours=1)).timestamp())
+        console.print(f"demo: {copied} documents and corpus files copied into "
+                      f"{settings.data_root}")
+    instance = DagsterInstance.get()
+    for run_id in fail_dead_runs(instance):
+        console.print(f"run {run_id} had died (killed or preempted): marked failed")
+    display = StepDisplay(console)
+    runner = NightRunner(defs, instance, display, console, verbose, training_config)
+    runs = NightRuns(phase1=runner.run("datagraph_nightly", night))
+    corpus = runner.run("corpus_nightly", night)
+    runs.failed_runs += [r.run_id for r in (runs.phase1, corpus) if not r.success]
+    store = defs.resources["adapter_store"]
+    for job_name, request in runner.sensor_requests():
+        runs.adapters.append(runner.adapter_run(job_name, request, night, store))
+    with open_graph(defs.resources["graph_store"].path) as graph:
+        counts, totals = graph.counts(), graph.night_totals(night)
+    upcoming = store.extractor(defs.resources["inference_server"], logging.getLogger(__name__))
+    print_summary(console, night, runs, counts, totals, display.warnings, upcoming.label(),
+                  defs.resources["graph_store"].path, home, settings.log_dir,
+                  time.monotonic() - started)
+    ok = not runs.failed_runs and all(success for _, _, success in runs.adapters)
+    return 0 if ok else 1

@@ -1,0 +1,78 @@
+"""The closing summary of `python -m yoyo_assets night`: documents, entities by type, the
+quality check, failures with reasons, adapter versions with their eval deltas, where the graph
+and the logs are, and the command that opens the UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from ..datagraph.graph_store import NightTotals
+
+if TYPE_CHECKING:
+    from .night import NightRuns
+
+
+def _phase1_lines(runs: NightRuns) -> list[str]:
+    result = runs.phase1
+    extraction = result.asset_materializations_for_node("extracted_entities") if result else []
+    if not extraction:
+        return ["documents  Phase 1 extracted nothing (see the failures below)"]
+    meta = {k: v.value for k, v in extraction[0].metadata.items()}
+    lines = [f"documents  {meta['documents_ok']} extracted, {meta['documents_failed']} failed, "
+             f"{meta['documents_deferred']} deferred to the next run, by {meta['extractor']}"]
+    for failure in (meta.get("failures") or [])[:3]:
+        lines.append(f"           failed: {failure['file']}: {failure['reason'][:90]}")
+    for evaluation in result.get_asset_check_evaluations():
+        figures = {k: v.value for k, v in evaluation.metadata.items()}
+        if "any_f1" in figures:
+            lines.append(f"quality    F1 {figures['any_f1']:.3f} (P {figures['any_precision']:.3f}"
+                         f", R {figures['any_recall']:.3f}) on {figures['labelled_documents']} "
+                         "labelled documents" + (" (unchanged, measured before)"
+                                                 if "measured_in_run" in figures else ""))
+        else:
+            lines.append(f"quality    not measured: {figures.get('reason')}")
+    return lines
+
+
+def _adapter_lines(runs: NightRuns) -> list[str]:
+    lines = []
+    for bucket, version, success in runs.adapters:
+        if version is None:
+            lines.append(f"adapter    {bucket}: {'nothing to train' if success else 'FAILED'}")
+            continue
+        m = version.manifest
+        gate = "passed" if version.passed_quality_gate else "FAILED, kept local"
+        extra = ""
+        if m.serving_check.extraction is not None:
+            e = m.serving_check.extraction
+            extra = f", F1 {e.serving.f1:.3f} -> {e.candidate.f1:.3f}"
+        lines.append(f"adapter    {bucket} v{version.number}: eval loss {m.base_eval_loss:.3f} -> "
+                     f"{m.eval_loss:.3f} ({m.eval_loss_delta:+.3f}){extra}, gate {gate}")
+    return lines
+
+
+def print_summary(console: Console, night: str, runs: NightRuns, counts: dict,
+                  totals: NightTotals, warnings: list[str], next_extractor: str,
+                  graph_path: str, home: Path, server_logs: Path, seconds: float) -> None:
+    """Print the summary (about 12 lines, more with failures and adapters)."""
+    by_type = ", ".join(f"{t} {n}" for t, n in totals.entities_by_type.items() if n)
+    lines = [
+        "",
+        f"[bold]night {night}[/] in {seconds / 60:.1f} min"
+        + ("" if not runs.failed_runs else f", [red]{len(runs.failed_runs)} run(s) failed[/]"),
+        *_phase1_lines(runs),
+        f"entities   {totals.entities} in {totals.documents} documents of the night"
+        + (f" ({by_type})" if by_type else ""),
+        *_adapter_lines(runs),
+        f"warnings   {len(warnings)}" + (f"; first: {warnings[0][:100]}" if warnings else ""),
+        f"next       the next night extracts with {next_extractor}",
+        f"graph      {graph_path} ({counts['documents']} documents, {counts['entities']} "
+        f"entities, {counts['mentions']} MENTIONS)",
+        f"logs       runs: {home / 'storage'}; inference servers: {server_logs}",
+        "UI         bash scripts/dagster-dev.sh start   (then http://127.0.0.1:3000)",
+    ]
+    for line in lines:
+        console.print(line, highlight=False)

@@ -1,0 +1,46 @@
+"""The command line's small commands: `recover` and `extraction-tuples`."""
+
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from ..shared.run_health import fail_dead_runs
+from .night import prepare_dagster_home
+
+
+def recover_runs(after_boot: bool) -> int:
+    """`recover`: fail the dead runs of the instance in $DAGSTER_HOME; prints each."""
+    prepare_dagster_home()
+    failed = fail_dead_runs(DagsterInstance.get(), after_boot=after_boot)
+    for run_id in failed:
+        print(f"run {run_id}: marked failed, its slots freed (run retries relaunch it)")
+    print(f"{len(failed)} dead run(s)")
+    return 0
+
+
+def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
+                            limit: int = 0) -> int:
+    """`extraction-tuples`: one SFT tuple per chunk of each labelled document, cut as the
+    extractor cuts them (its tokenizer, context and default chunk size), written as a new file
+    `<name>.jsonl` of the tenant's extraction bucket; `limit` > 0: the first `limit`
+    documents only."""
+    from tokenizers import Tokenizer
+
+    from ..datagraph.extraction import EntityExtractor
+    from ..datagraph.extraction_config import ExtractionConfig
+    from ..datagraph.extraction_tuples import extraction_tuples, write_tuples
+    from ..datagraph.quality import load_labelled_set
+    from ..definitions import build_definitions
+
+    defs = build_definitions()
+    server, store = defs.resources["inference_server"], defs.resources["adapter_store"]
+    tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
+    extractor = EntityExtractor("unused", server.model, tokenizer, server.max_model_len,
+                                **ExtractionConfig().extractor_settings(adapter=True))
+    labelled = load_labelled_set(Path(labelled_dir))[:limit or None]
+    tuples = extraction_tuples(labelled, tokenizer, extractor.chunk_tokens,
+                               extractor.answer_format, extractor.few_shot)
+    target = store.bucket_folder("extraction", tenant or store.extraction_tenant) / f"{name}.jsonl"
+    write_tuples(tuples, target)
+    print(f"{len(tuples)} extraction tuples ({extractor.chunk_tokens}-token chunks) -> {target}")
+    return 0

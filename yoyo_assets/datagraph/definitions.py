@@ -1,0 +1,27 @@
+"""Phase 1's `Definitions`: its assets and check, job, schedule and resources."""
+
+from dagster import Definitions
+
+from ..shared.partitions import nights_partitions
+from ..shared.settings import Settings
+from .assets import build_datagraph_assets
+from .graph_store import GraphStore
+from .jobs import datagraph_nightly, datagraph_nightly_schedule
+from .resources import DocumentStreams, LabelledSet
+
+
+def datagraph_definitions(settings: Settings) -> Definitions:
+    """Documents -> extracted_entities -> datagraph under `settings.data_root`. Needs the
+    shared `inference_server` and Phase 2's `adapter_store` (the extraction adapter) too."""
+    job = datagraph_nightly(settings.phase1_budget_s)
+    return Definitions(
+        assets=build_datagraph_assets(nights_partitions(settings)),
+        jobs=[job],
+        schedules=[datagraph_nightly_schedule(job, settings.schedule_hour,
+                                              settings.schedule_minute)],
+        resources={
+            "document_streams": DocumentStreams(root=str(settings.data_root)),
+            "graph_store": GraphStore(path=str(settings.data_root / "graph" / "datagraph.lbug"),
+                                      write_batch_documents=settings.graph_write_batch),
+            "labelled_set": LabelledSet(path=settings.quality_set),
+        })

@@ -1,0 +1,266 @@
+"""The DataGraph in LadybugDB: its schema, its batched parameterised writes (Cypher), and the
+graph store resource that runs them on the process's one read-write `Database`.
+
+Node tables: `Document` (the ledger: one node per processed document hash) and `Entity`;
+relationship `MENTIONS` (Document -> Entity, with a mention count). Every statement takes its
+values as parameters, never as text pasted into the query.
+
+LadybugDB loses writes silently when one process opens two read-write `Database` objects on the
+same file (../shared/STACK.md), so every opener in the process goes through `open_graph`, which
+shares one `Database` per file and closes it when the last user leaves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import ladybug
+import pandas
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from ..shared.faults import crash_point
+from .extraction import ENTITY_TYPES, DocumentExtraction
+
+SCHEMA = (
+    "CREATE NODE TABLE IF NOT EXISTS Document(sha256 STRING PRIMARY KEY, path STRING, "
+    "stream STRING, night STRING, entity_count INT64, processed_at TIMESTAMP)",
+    "CREATE NODE TABLE IF NOT EXISTS Entity(key STRING PRIMARY KEY, name STRING, type STRING, "
+    "aliases STRING[], first_night STRING, last_night STRING, mention_count INT64)",
+    "CREATE REL TABLE IF NOT EXISTS MENTIONS(FROM Document TO Entity, count INT64)",
+    # Which extractor (model, and adapter version if any) produced the document's entities;
+    # added to graphs made before it existed.
+    "ALTER TABLE Document ADD IF NOT EXISTS extractor STRING DEFAULT ''",
+)
+
+KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
+KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
+
+# The writes scan a DataFrame parameter (`LOAD FROM $rows`): 4-8x the rate of `UNWIND` over a
+# list parameter here (docs/benchmarks.md), and still no value is pasted into query text.
+
+# One row per entity key. `mentions` counts the batch's documents that name the entity; nights
+# are 'YYYY-MM-DD' strings, so min/max compare as text.
+UPSERT_ENTITIES = """
+LOAD FROM $rows
+MERGE (e:Entity {key: key})
+ON CREATE SET e.name = name, e.type = type, e.aliases = aliases,
+              e.first_night = night, e.last_night = night, e.mention_count = mentions
+ON MATCH SET e.aliases = list_distinct(list_concat(e.aliases, aliases)),
+             e.first_night = CASE WHEN night < e.first_night THEN night ELSE e.first_night END,
+             e.last_night = CASE WHEN night > e.last_night THEN night ELSE e.last_night END,
+             e.mention_count = e.mention_count + mentions
+"""
+
+CREATE_DOCUMENTS = """
+LOAD FROM $rows
+CREATE (:Document {sha256: sha256, path: path, stream: stream, night: night,
+                   entity_count: entity_count, extractor: extractor,
+                   processed_at: current_timestamp()})
+"""
+
+# Entities that the night's documents mention, most mentioned first.
+NIGHT_ENTITIES = """
+MATCH (d:Document {night: $night})-[m:MENTIONS]->(e:Entity)
+RETURN e.name, e.type, sum(m.count) AS mentions ORDER BY mentions DESC, e.name
+"""
+
+# The documents are new in this transaction, so CREATE cannot duplicate a relationship.
+CREATE_MENTIONS = """
+LOAD FROM $rows
+MATCH (d:Document {sha256: sha256}), (e:Entity {key: key})
+CREATE (d)-[:MENTIONS {count: mention_count}]->(e)
+"""
+
+
+@dataclass
+class BatchRows:
+    """Parameter rows for one transaction: entity upserts (one per key), documents, mentions;
+    each list becomes the DataFrame that its statement loads."""
+
+    entities: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+    mentions: list[dict[str, Any]]
+
+
+def batch_rows(extractions: Iterable[DocumentExtraction], night: str) -> BatchRows:
+    """Turn documents' extractions into parameter rows, merging entities by key across documents.
+
+    `night` is the partition key ('YYYY-MM-DD') recorded on documents and entities.
+    """
+    entities: dict[str, dict[str, Any]] = {}
+    documents, mentions = [], []
+    for extraction in extractions:
+        documents.append({"sha256": extraction.sha256, "path": extraction.path,
+                          "stream": extraction.stream, "night": night,
+                          "entity_count": len(extraction.entities),
+                          "extractor": extraction.extractor})
+        for entity in extraction.entities:
+            row = entities.get(entity.key)
+            if row is None:
+                entities[entity.key] = {"key": entity.key, "name": entity.name,
+                                        "type": entity.type, "aliases": list(entity.aliases),
+                                        "night": night, "mentions": 1}
+            else:
+                row["mentions"] += 1
+                row["aliases"].extend(a for a in entity.aliases if a not in row["aliases"])
+            mentions.append({"sha256": extraction.sha256, "key": entity.key,
+                             "mention_count": entity.mentions})
+    return BatchRows(list(entities.values()), documents, mentions)
+
+
+_registry_lock = threading.Lock()
+_registry: dict[Path, list[Any]] = {}  # resolved path -> [Database, users]
+
+
+@dataclass
+class WriteStats:
+    """What one `write_extractions` call changed: entities created and updated, documents added
+    to the ledger, relationships written, and documents skipped as already in the ledger."""
+
+    entities_created: int = 0
+    entities_updated: int = 0
+    documents_recorded: int = 0
+    relationships_written: int = 0
+    documents_already_recorded: int = 0
+
+    def add(self, other: "WriteStats") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class NightTotals:
+    """A night in the graph: its documents, the distinct entities they mention and the mentions
+    (summed counts), entities by type, and a sample (name, type, mentions), most mentioned
+    first."""
+
+    documents: int
+    entities: int
+    mentions: int
+    entities_by_type: dict[str, int]
+    sample: list[tuple[str, str, int]]
+
+
+class GraphDatabase:
+    """A connection to the process's `Database` for one file, with the DataGraph's operations."""
+
+    def __init__(self, database: Any):
+        self._connection = ladybug.Connection(database)
+        for statement in SCHEMA:
+            self._connection.execute(statement)
+
+    def query(self, cypher: str, parameters: dict[str, Any] | None = None) -> list[list[Any]]:
+        """Rows of a parameterised query, each a list of column values."""
+        result = self._connection.execute(cypher, parameters or {})
+        rows = []
+        while result.has_next():
+            rows.append(result.get_next())
+        return rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One explicit transaction: committed when the block ends, rolled back on an error."""
+        self._connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    def known_documents(self, hashes: Iterable[str]) -> set[str]:
+        """The subset of `hashes` (SHA-256 hex) already in the ledger."""
+        hashes = list(hashes)
+        if not hashes:
+            return set()
+        return {row[0] for row in self.query(KNOWN_DOCUMENTS, {"hashes": hashes})}
+
+    def write_extractions(self, extractions: list[DocumentExtraction], night: str) -> WriteStats:
+        """Write the entities, ledger entries and `MENTIONS` of `extractions` in one transaction.
+
+        Documents already in the ledger are skipped, so a re-run adds nothing twice; the ledger
+        entries commit together with their entities or not at all.
+        """
+        stats = WriteStats()
+        with self.transaction():
+            known = self.known_documents(x.sha256 for x in extractions)
+            fresh = [x for x in extractions if x.sha256 not in known]
+            stats.documents_already_recorded = len(extractions) - len(fresh)
+            if not fresh:
+                return stats
+            rows = batch_rows(fresh, night)
+            existing = {r[0] for r in self.query(KNOWN_ENTITIES,
+                                                 {"keys": [e["key"] for e in rows.entities]})}
+            if rows.entities:
+                self.query(UPSERT_ENTITIES, {"rows": pandas.DataFrame(rows.entities)})
+            self.query(CREATE_DOCUMENTS, {"rows": pandas.DataFrame(rows.documents)})
+            if rows.mentions:
+                self.query(CREATE_MENTIONS, {"rows": pandas.DataFrame(rows.mentions)})
+            crash_point("graph.before_commit")
+        stats.entities_created = len(rows.entities) - len(existing)
+        stats.entities_updated = len(existing)
+        stats.documents_recorded = len(rows.documents)
+        stats.relationships_written = len(rows.mentions)
+        return stats
+
+    def night_totals(self, night: str, sample: int = 10) -> NightTotals:
+        """What the ledger holds for `night` (a partition key), whichever run wrote it."""
+        documents = self.query("MATCH (d:Document {night: $night}) RETURN count(d)",
+                               {"night": night})[0][0]
+        rows = self.query(NIGHT_ENTITIES, {"night": night})
+        by_type = Counter(row[1] for row in rows)
+        return NightTotals(documents, len(rows), sum(row[2] for row in rows),
+                           {t: by_type.get(t, 0) for t in ENTITY_TYPES},
+                           [(name, type_, n) for name, type_, n in rows[:sample]])
+
+    def counts(self) -> dict[str, int]:
+        """Node and relationship counts: documents, entities, mentions."""
+        return {
+            "documents": self.query("MATCH (d:Document) RETURN count(d)")[0][0],
+            "entities": self.query("MATCH (e:Entity) RETURN count(e)")[0][0],
+            "mentions": self.query("MATCH ()-[m:MENTIONS]->() RETURN count(m)")[0][0],
+        }
+
+
+@contextmanager
+def open_graph(path: str | Path) -> Iterator[GraphDatabase]:
+    """A `GraphDatabase` on the process's shared read-write `Database` for `path`.
+
+    The parent folder is created. Raises `RuntimeError` (from LadybugDB) when another process
+    holds the file's write lock.
+    """
+    path = Path(path).resolve()
+    with _registry_lock:
+        entry = _registry.get(path)
+        if entry is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            entry = _registry[path] = [ladybug.Database(str(path)), 0]
+        entry[1] += 1
+    try:
+        yield GraphDatabase(entry[0])
+    finally:
+        with _registry_lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _registry[path]
+                entry[0].close()
+
+
+class GraphStore(ConfigurableResource):
+    """The DataGraph's LadybugDB file. `open()` gives the process's one read-write handle."""
+
+    path: str = Field(description="LadybugDB database file (its folder is created if missing).")
+    write_batch_documents: int = Field(
+        default=256, description="Documents per write transaction (ledger + entities + MENTIONS).")
+
+    @contextmanager
+    def open(self) -> Iterator[GraphDatabase]:
+        """See `open_graph`."""
+        with open_graph(self.path) as graph:
+            yield graph

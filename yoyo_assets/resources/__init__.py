@@ -1,1 +1,0 @@
-"""Dagster resources: the inference server and the graph store."""

@@ -1,0 +1,147 @@
+"""Every environment variable the pipeline reads, in one place, each with the embedded default.
+
+`Settings.from_env()` reads them all at once; nothing else in the package reads the environment.
+The code location reads them when it loads (`definitions.py`), the command line when it starts.
+
+| variable | default | meaning |
+|---|---|---|
+| YOYO_DATA_ROOT | ./var/data | documents (transcripts/, research/, contacts/), graph/, corpus/, models/, logs/ |
+| YOYO_TIMEZONE | UTC | IANA timezone in which a night starts and ends |
+| YOYO_FIRST_NIGHT | 2026-01-01 | first night that can be materialized or backfilled |
+| YOYO_SCHEDULE_HOUR / YOYO_SCHEDULE_MINUTE | 2 / 0 | nightly schedule time, in the nights' timezone |
+| YOYO_PHASE1_BUDGET_S | 7200 | Phase 1 run budget, seconds (the run's dagster/max_runtime) |
+| YOYO_PHASE2_BUDGET_S | 7200 | Phase 2 run budget, seconds (the run's dagster/max_runtime) |
+| YOYO_INFERENCE_MODE | managed | managed (start vLLM per run) or external |
+| YOYO_INFERENCE_URL | http://127.0.0.1:9080 | external mode: base URL (Yo-Yo gateway) |
+| YOYO_EXTRACTION_MODEL_DIR | (embedded SmolLM2) | model folder to serve / tokenizer to count with |
+| YOYO_EXTRACTION_TOKENIZER | (the model folder's) | tokenizer.json of the served model (external mode) |
+| YOYO_REASONING_PARSER | (none) | vLLM --reasoning-parser for a Think model |
+| YOYO_VLLM_PYTHON | .venv-vllm/bin/python | Python of the managed vLLM server's environment |
+| YOYO_VLLM_MEMORY_SHARE | (vLLM's 0.92) | managed servers' --gpu-memory-utilization (CPU: share of RAM) |
+| YOYO_TENANTS | pointsav | comma-separated tenants; each gets engineering-, apprenticeship- and extraction-<t> |
+| YOYO_EXTRACTION_TENANT | (first tenant) | whose extraction adapter Phase 1 serves (managed mode) |
+| YOYO_EXTRACTION_ADAPTER | (none) | external mode: the adapter name requests use (the gateway serves it) |
+| YOYO_QUALITY_SET | (demo documents + gold) | labelled set of the extraction_quality check and the extraction gate |
+| YOYO_GRAPH_WRITE_BATCH | 256 | documents per graph write transaction |
+| YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
+| YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
+| YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
+| YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | publication target; none: not published |
+| YOYO_GCS_PROJECT | (from credentials) | GCS project of the client |
+| YOYO_GCS_RETRY_TIMEOUT_S | 120 | seconds one GCS request is retried before publication fails |
+| YOYO_CRASH_POINTS | (none) | fault-injection tests only: crash points that SIGKILL the process |
+| DAGSTER_HOME | ./var/dagster_home | command line: the Dagster instance (seeded with dagster.yaml) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Run tag that dagster.yaml limits to one run at a time: every run that needs the whole GPU.
+GPU_TAG_KEY = "yoyo/gpu"
+GPU_TAG_VALUE = "exclusive"
+#: Dagster pool of the assets that use the GPU (limit 1, see dagster.yaml).
+GPU_POOL = "gpu"
+#: The repository checkout (scripts/setup.sh puts .venv-vllm here).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's settings (see the table above); paths are absolute."""
+
+    data_root: Path
+    timezone: str = "UTC"
+    first_night: str = "2026-01-01"
+    schedule_hour: int = 2
+    schedule_minute: int = 0
+    phase1_budget_s: int = 7200
+    phase2_budget_s: int = 7200
+    inference_mode: str = "managed"
+    inference_url: str = "http://127.0.0.1:9080"
+    extraction_model_dir: str = ""
+    extraction_tokenizer: str = ""
+    reasoning_parser: str = ""
+    vllm_python: str = str(REPO_ROOT / ".venv-vllm" / "bin" / "python")
+    vllm_memory_share: float | None = None
+    tenants: tuple[str, ...] = ("pointsav",)
+    extraction_tenant: str = ""
+    extraction_adapter: str = ""
+    quality_set: str = ""
+    graph_write_batch: int = 256
+    adapter_threshold: int = 50
+    adapters_root: Path | None = None
+    base_model_dir: str = ""
+    gcs_bucket: str = ""
+    gcs_prefix: str = "adapters"
+    gcs_project: str | None = None
+    gcs_retry_timeout_s: float = 120.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ,
+                 data_root: Path | None = None) -> Settings:
+        """Settings from `environ` (default: this process's environment); `data_root`, if
+        given, replaces YOYO_DATA_ROOT.
+
+        Raises:
+            ValueError: a number that does not parse, naming the variable.
+        """
+        def get(name: str, default: str = "") -> str:
+            return environ.get(f"YOYO_{name}", "") or default
+
+        def number(name: str, default: str, kind: type = int):
+            try:
+                return kind(get(name, default))
+            except ValueError:
+                raise ValueError(f"YOYO_{name}={get(name)!r} is not a {kind.__name__}") from None
+
+        root = Path(data_root or get("DATA_ROOT", "var/data")).resolve()
+        tenants = tuple(t.strip() for t in get("TENANTS", "pointsav").split(",") if t.strip())
+        share = get("VLLM_MEMORY_SHARE")
+        return cls(
+            data_root=root, timezone=get("TIMEZONE", "UTC"),
+            first_night=get("FIRST_NIGHT", "2026-01-01"),
+            schedule_hour=number("SCHEDULE_HOUR", "2"),
+            schedule_minute=number("SCHEDULE_MINUTE", "0"),
+            phase1_budget_s=number("PHASE1_BUDGET_S", "7200"),
+            phase2_budget_s=number("PHASE2_BUDGET_S", "7200"),
+            inference_mode=get("INFERENCE_MODE", "managed"),
+            inference_url=get("INFERENCE_URL", "http://127.0.0.1:9080"),
+            extraction_model_dir=get("EXTRACTION_MODEL_DIR"),
+            extraction_tokenizer=get("EXTRACTION_TOKENIZER"),
+            reasoning_parser=get("REASONING_PARSER"),
+            vllm_python=get("VLLM_PYTHON", cls.vllm_python),
+            vllm_memory_share=number("VLLM_MEMORY_SHARE", "0", float) if share else None,
+            tenants=tenants, extraction_tenant=get("EXTRACTION_TENANT", tenants[0]),
+            extraction_adapter=get("EXTRACTION_ADAPTER"), quality_set=get("QUALITY_SET"),
+            graph_write_batch=number("GRAPH_WRITE_BATCH", "256"),
+            adapter_threshold=number("ADAPTER_THRESHOLD", "50"),
+            adapters_root=Path(get("ADAPTERS_ROOT", str(root / "adapters"))).resolve(),
+            base_model_dir=get("BASE_MODEL_DIR"),
+            gcs_bucket=get("GCS_BUCKET"), gcs_prefix=get("GCS_PREFIX", "adapters"),
+            gcs_project=get("GCS_PROJECT") or None,
+            gcs_retry_timeout_s=number("GCS_RETRY_TIMEOUT_S", "120", float),
+        )
+
+    @property
+    def models_dir(self) -> Path:
+        """Where the embedded model is converted once and reused."""
+        return self.data_root / "models"
+
+    @property
+    def log_dir(self) -> Path:
+        """Where managed inference servers write their output."""
+        return self.data_root / "logs"
+
+
+def crash_points() -> set[str]:
+    """YOYO_CRASH_POINTS, read at each crash point (a test sets it for one child process)."""
+    return {p for p in os.environ.get("YOYO_CRASH_POINTS", "").split(",") if p}
+
+
+def dagster_home() -> Path:
+    """$DAGSTER_HOME, else ./var/dagster_home (absolute); the command line's instance."""
+    return Path(os.environ.get("DAGSTER_HOME") or "var/dagster_home").resolve()
