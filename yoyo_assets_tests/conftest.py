@@ -15,20 +15,45 @@ import json
 import logging
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from yoyo_assets.shared.embedded_model import ensure_embedded_model
 from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.processes import stop_process_group
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TEST_CACHE = Path(os.environ.get("YOYO_TEST_CACHE", REPO_ROOT / "var" / "test-cache"))
-CORPORA = Path(os.environ.get("YOYO_CORPORA", REPO_ROOT.parent / "shared" / "corpora"))
+from .helpers import CORPORA, REPO_ROOT, TEST_CACHE, Emulator, free_port, timeout
+
+
+#: Fixtures whose tests are `slow` (a server or a training), `corpora` (../shared/corpora).
+SLOW_FIXTURES = {"vllm_server", "external_server", "emulator"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests by the fixtures they use; modules mark what fixtures cannot tell."""
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+        if "corpora" in item.fixturenames:
+            item.add_marker(pytest.mark.corpora)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite():
+    """After the session: every process the suite started and left running is stopped
+    (SIGTERM, then SIGKILL) and reaped, and the session fails naming them."""
+    yield
+    leftovers, names = psutil.Process().children(recursive=True), []
+    for process in leftovers:
+        try:
+            names.append(f"{process.pid} {' '.join(process.cmdline())[:80]}")
+            stop_process_group(os.getpgid(process.pid), timeout(10))
+        except (ProcessLookupError, psutil.Error):
+            pass
+    psutil.wait_procs(leftovers, timeout=timeout(10))
+    assert not names, f"processes left running by the suite (now killed): {names}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,7 +92,7 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
     YOYO_TEST_VLLM_URL points the session at a server already running (development only)."""
     url = os.environ.get("YOYO_TEST_VLLM_URL", "")
     server = InferenceServer(mode="external" if url else "managed", url=url or "unused",
-                             model_dir=str(model_dir), health_timeout_s=600, memory_share=0.25,
+                             model_dir=str(model_dir), health_timeout_s=timeout(600), memory_share=0.25,
                              log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
     with server.serving(logging.getLogger("vllm_server")) as running:
         pid_file = Path(server.log_dir) / "inference-server.pid"
@@ -95,59 +120,10 @@ def dagster_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-def copy_documents(sources: list[Path], data_root: Path, stream: str, mtime: float) -> list[Path]:
-    """Copy `sources` into `data_root/stream/` with modification time `mtime` (Unix seconds)."""
-    folder = data_root / stream
-    folder.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for source in sources:
-        target = folder / source.name
-        shutil.copyfile(source, target)
-        os.utime(target, (mtime, mtime))
-        copies.append(target)
-    return copies
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Emulator:
-    """gcp-storage-emulator on a loopback port, in memory or (with `data_dir`) on disk, so that
-    objects outlive a stop; `start()` / `stop()`."""
-
-    def __init__(self, port: int, data_dir: Path | None = None):
-        self.port, self.process, self.data_dir = port, None, data_dir
-        self.url = f"http://127.0.0.1:{port}"
-
-    def start(self) -> None:
-        storage = ["--in-memory"] if self.data_dir is None else []
-        env = {**os.environ, "STORAGE_BASE": str(self.data_dir or ".")}
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host",
-             "127.0.0.1", "--port", str(self.port), *storage],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("gcp-storage-emulator did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def emulator(monkeypatch):
     server = Emulator(free_port())
     server.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
     yield server
-    if server.process.poll() is None:
-        server.stop()
+    server.stop()

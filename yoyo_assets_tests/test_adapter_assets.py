@@ -2,62 +2,20 @@
 50: one run request; same state: none; 50 new after v1: v2), the adapter run with its blocking
 quality check, publication to a real GCS emulator and its retry alone, and a bad base model."""
 
-import json
-import os
-from importlib import resources
-from pathlib import Path
-
+import pytest
 from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
                      build_sensor_context)
 from dagster_gcp import GCSResource
 
 from yoyo_assets.adapters.registry import versions
-from yoyo_assets.definitions import build_definitions
-from yoyo_assets.adapters.store import AdapterStore
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .test_pipeline import arrived_during
+from .helpers import JOB, PUBLISHED, TINY, make_defs, sft_lines, write_bucket_file
 
-JOB = "adapter_pointsav_engineering"
+pytestmark = pytest.mark.slow
+
 SENSOR = "pointsav_engineering_corpus_threshold"
 ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
-PUBLISHED = AssetKey(["pointsav", "engineering", "published_adapter"])
-#: Small enough for a CPU test: one epoch, batches of 16 short sequences; a learning rate high
-#: enough that the few steps change the adapter's greedy answers (the overlay check).
-TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
-    "max_length": 48, "num_train_epochs": 1, "per_device_train_batch_size": 16, "gradient_checkpointing": False,
-    "sft_learning_rate": 1e-3}}}}
-
-
-def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> None:
-    folder = root / "corpus" / "engineering-pointsav"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.utime(path, (arrived_during(night), arrived_during(night)))
-
-
-def sft_lines(corpora: Path) -> list[str]:
-    """100 short SFT tuples (fast to train on a CPU): the 60 shipped demo examples, then the
-    shortest hh-rlhf dialogues as prompt/completion (prompt and chosen reply)."""
-    demo = resources.files("yoyo_assets") / "demo_data" / "corpus" / "engineering-pointsav"
-    lines = [line for f in demo.iterdir() for line in f.read_text().splitlines()]
-    pairs = (corpora / "apprenticeship" / "hh-rlhf-helpful-base-test.dpo.jsonl").read_text()
-    for line in sorted(pairs.splitlines(), key=len)[:100 - len(lines)]:
-        pair = json.loads(line)
-        lines.append(json.dumps({"prompt": pair["prompt"], "completion": pair["chosen"]}))
-    assert len(set(lines)) == 100
-    return lines
-
-
-def make_defs(root: Path, model_dir: Path, gcs_bucket: str = "",
-              gcs_retry_timeout_s: float = 120.0, threshold: int = 50):
-    store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
-                         models_dir=str(root / "models"), base_model_dir=str(model_dir),
-                         adapter_threshold=threshold,
-                         gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"),
-                         gcs_retry_timeout_s=gcs_retry_timeout_s)
-    return build_definitions(root, adapter_store=store)
 
 
 def materialize_buckets(defs, instance, night: str) -> None:
@@ -67,8 +25,9 @@ def materialize_buckets(defs, instance, night: str) -> None:
 
 
 def tick(defs, instance, cursor):
-    context = build_sensor_context(instance=instance, definitions=defs, cursor=cursor)
-    return defs.resolve_sensor_def(SENSOR).evaluate_tick(context)
+    with build_sensor_context(instance=instance, definitions=defs, cursor=cursor,
+                              resources=defs.resources) as context:
+        return defs.resolve_sensor_def(SENSOR).evaluate_tick(context)
 
 
 def run_requested(defs, instance, request, run_config=TINY):

@@ -10,7 +10,7 @@ from dagster import AssetKey, DagsterInstance
 from yoyo_assets.definitions import build_definitions
 
 from .test_documents import BILLION_LAUGHS
-from .test_pipeline import NIGHT, arrived_during
+from .helpers import NIGHT, arrived_during
 
 #: file under the data root -> (bytes, reason substring, line or None)
 BAD_DOCUMENTS = {
@@ -73,8 +73,6 @@ def test_every_bad_document_kind_is_in_the_run_metadata_and_the_rest_go_on(dagst
         partition_key=NIGHT, instance=DagsterInstance.get(),
         asset_selection=[AssetKey("documents")])
     assert result.success
-    [document_list] = [e.step_output_data for e in result.all_node_events
-                       if e.event_type_value == "STEP_OUTPUT"]
     meta = result.asset_materializations_for_node("documents")[0].metadata
     rejections = {r["file"]: r for r in meta["rejections"].value}
     assert meta["rejected"].value == len(BAD_DOCUMENTS)
@@ -82,7 +80,9 @@ def test_every_bad_document_kind_is_in_the_run_metadata_and_the_rest_go_on(dagst
         rejection = rejections[str(root / relative)]
         assert reason in rejection["reason"] and rejection["line"] == line, rejection
     assert meta["documents"].value == len(GOOD_DOCUMENTS)
-    assert document_list is not None
+    # The good documents, and only they, go on to extraction.
+    passed_on = result.output_for_node("documents")
+    assert sorted(d.path for d in passed_on) == sorted(str(root / r) for r in GOOD_DOCUMENTS)
 
 
 def test_every_bad_tuple_kind_is_in_the_run_metadata_and_the_rest_are_kept(dagster_home,

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import jsonschema
+import pytest
 from dagster import DagsterInstance
 from dagster_gcp import GCSResource
 from tokenizers import Tokenizer
@@ -25,8 +26,10 @@ from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.shared.inference_server import InferenceServer
 from yoyo_assets.datagraph.resources import LabelledSet
 
-from .conftest import copy_documents
-from .test_pipeline import NIGHT, arrived_during
+from .helpers import copy_documents
+from .helpers import NIGHT, arrived_during
+
+pytestmark = pytest.mark.slow
 
 #: Training small enough for a CPU test; the learning rate of ../shared/STACK.md's extraction try.
 TRAINING = {"num_train_epochs": 1.0, "sft_learning_rate": 1e-3, "per_device_train_batch_size": 8}

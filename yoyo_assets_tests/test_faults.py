@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from dagster_gcp import GCSResource
 
@@ -16,9 +17,11 @@ from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.faults import on_crash_point
 from yoyo_assets.shared.inference_server import InferenceServer
 
-from .conftest import Emulator, free_port
-from .test_adapter_assets import JOB, PUBLISHED, TINY, make_defs, sft_lines, write_bucket_file
-from .test_pipeline import NIGHT, check_graph_invariants, corpus_night, run_night_process
+from .helpers import Emulator, free_port
+from .helpers import (JOB, NIGHT, PUBLISHED, TINY, check_graph_invariants, corpus_night,
+                      make_defs, run_night_process, sft_lines, write_bucket_file)
+
+pytestmark = pytest.mark.slow
 
 #: Two epochs of a few steps each, so that there is a step, a checkpoint and a resume to hit.
 SMALL = {"max_length": 64, "num_train_epochs": 2, "per_device_train_batch_size": 2, "gradient_checkpointing": False}

@@ -33,6 +33,13 @@ def test_writes_are_idempotent_and_count_documents_once(tmp_path):
         assert ada[:3] == [3, "2026-11-20", "2026-11-22"]
         assert sorted(ada[3]) == ["Ada Lovelace", "ada lovelace"]
         assert graph.known_documents(["a" * 64, "d" * 64]) == {"a" * 64}
+        # Mention counts: Ada 1 in a, 1 in b; London 2 in a; Acme 2 in b.
+        first_night = graph.night_totals("2026-11-20", sample=2)
+        assert (first_night.documents, first_night.entities, first_night.mentions) == (2, 3, 6)
+        assert first_night.entities_by_type == {"person": 1, "company": 1, "project": 0,
+                                                "account": 0, "location": 1}
+        assert first_night.sample == [("Acme", "company", 2), ("Ada Lovelace", "person", 2)]
+        assert graph.night_totals("2026-11-21").documents == 0  # written again: counted once
 
 
 def test_hostile_names_are_stored_as_data(tmp_path):

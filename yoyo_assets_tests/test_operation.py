@@ -22,8 +22,10 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .conftest import REPO_ROOT, copy_documents, free_port
-from .test_pipeline import arrived_during
+from .helpers import REPO_ROOT, copy_documents, free_port
+from .helpers import arrived_during
+
+pytestmark = [pytest.mark.slow, pytest.mark.ops]
 
 BACKFILL_NIGHTS = ["2026-11-17", "2026-11-18", "2026-11-19"]
 SINGLE_NIGHT = "2026-11-20"

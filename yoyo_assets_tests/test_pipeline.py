@@ -3,61 +3,17 @@ real corpora. Re-running adds nothing; SIGKILL at any point loses and double-cou
 
 import os
 import signal
-import subprocess
-import sys
-from datetime import timedelta
-from pathlib import Path
 
+import pytest
 from dagster import AssetKey, DagsterInstance
 
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.shared.partitions import nights_partitions
-from yoyo_assets.shared.settings import Settings
 from yoyo_assets.datagraph.graph_store import open_graph
 
-from .conftest import REPO_ROOT, copy_documents
+from .helpers import (NIGHT, REPO_ROOT, arrived_during, check_graph_invariants, copy_documents,
+                      corpus_night, metadata, run_night_process)
 
-NIGHT = "2026-11-20"
-
-
-def arrived_during(night: str) -> float:
-    nights = nights_partitions(Settings.from_env())
-    return (nights.time_window_for_partition_key(night).start + timedelta(hours=3)).timestamp()
-
-
-def corpus_night(corpora: Path, root: Path, transcripts=1, research=2, contacts=3) -> int:
-    """Copy a few real documents into `root`, arrived during NIGHT; returns how many."""
-    when = arrived_during(NIGHT)
-    by_size = sorted((corpora / "transcripts").glob("*.md"), key=lambda p: p.stat().st_size)
-    copied = copy_documents(by_size[:transcripts], root, "transcripts", when)
-    copied += copy_documents(sorted((corpora / "research").glob("*.md"))[:research], root,
-                             "research", when)
-    copied += copy_documents(sorted((corpora / "contacts").glob("*.json"))[:contacts], root,
-                             "contacts", when)
-    return len(copied)
-
-
-def metadata(result, asset: str) -> dict:
-    [materialization] = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in materialization.metadata.items()}
-
-
-def check_graph_invariants(graph_path: Path) -> dict:
-    """Nothing counted twice: one MENTIONS per (document, entity), mention_count equal to the
-    entity's MENTIONS, each document's entity_count equal to its MENTIONS."""
-    with open_graph(graph_path) as graph:
-        pairs = graph.query("MATCH (d:Document)-[:MENTIONS]->(e:Entity) "
-                            "RETURN d.sha256, e.key, count(*) AS n ORDER BY n DESC LIMIT 1")
-        assert not pairs or pairs[0][2] == 1, pairs
-        wrong_entities = graph.query(
-            "MATCH (d:Document)-[:MENTIONS]->(e:Entity) WITH e, count(d) AS n "
-            "WHERE n <> e.mention_count RETURN e.key, n, e.mention_count")
-        assert wrong_entities == []
-        wrong_documents = graph.query(
-            "MATCH (d:Document) OPTIONAL MATCH (d)-[m:MENTIONS]->(:Entity) "
-            "WITH d, count(m) AS n WHERE n <> d.entity_count RETURN d.path, n, d.entity_count")
-        assert wrong_documents == []
-        return graph.counts()
+pytestmark = pytest.mark.slow
 
 
 def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster_home, tmp_path):
@@ -114,26 +70,6 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     # The materializations are recorded per night in the instance.
     records = instance.fetch_materializations(AssetKey("datagraph"), limit=10).records
     assert {r.partition_key for r in records} == {NIGHT}
-
-
-def run_night_process(env: dict, log: Path, crash_at: str = "",
-                      extra_args: list[str] = ()) -> int:
-    """Run one night in a child process (the README's command, with `extra_args`), killed at
-    crash point `crash_at` if given; returns its exit status."""
-    env = {**env, "YOYO_CRASH_POINTS": crash_at}
-    with open(log, "a") as out:
-        # Own session: after a SIGKILL, the group kill also ends the `tail` processes that
-        # Dagster's compute-log capture leaves behind.
-        process = subprocess.Popen([sys.executable, "-m", "yoyo_assets", "night", "--night",
-                                    NIGHT, *extra_args], cwd=REPO_ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            return process.wait(timeout=600)
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_sigkill_mid_night_loses_nothing_and_counts_nothing_twice(

@@ -3,7 +3,6 @@ a real Dagster run against the real vLLM server."""
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, RunConfig
@@ -15,8 +14,8 @@ from yoyo_assets.datagraph.quality import (GoldEntity, LabelledSetError, Quality
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.datagraph.resources import LabelledSet, demo_labelled_set
 
-from .conftest import copy_documents
-from .test_pipeline import NIGHT, arrived_during
+from .helpers import copy_documents
+from .helpers import NIGHT, arrived_during
 
 
 def extraction(*entities: tuple[str, str]) -> DocumentExtraction:

@@ -12,7 +12,7 @@ from dagster._core.test_utils import create_run_for_test
 from yoyo_assets.shared.run_health import HOST_TAG, PID_TAG, dead_run_reaper, fail_dead_runs
 from yoyo_assets.shared.settings import GPU_POOL
 
-from .conftest import REPO_ROOT
+from .helpers import REPO_ROOT
 
 
 def dead_pid() -> int:

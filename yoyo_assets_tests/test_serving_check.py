@@ -10,6 +10,8 @@ from yoyo_assets.adapters.serving_check import check_overlay
 from yoyo_assets.shared.inference_server import vllm_lora_rank
 from yoyo_assets.shared.inference_server import InferenceServer
 
+pytestmark = pytest.mark.slow
+
 PROMPTS = [[{"role": "user", "content": "Name the capital of France."}],
            [{"role": "user", "content": "Write one word about the sea."}]]
 

@@ -38,6 +38,7 @@ def reloaded_logprob_change(model_dir: Path, adapter_dir: Path, text: str) -> fl
     return sequence_logprob(tuned, tokenizer, text) - before
 
 
+@pytest.mark.slow
 def test_sft_stops_at_budget_resumes_and_lowers_eval_loss(corpora, model_dir, tmp_path):
     tuples = shortest(corpora / "engineering", "sft", 20)
     train, held_out = split_tuples(tuples, 0.2)
@@ -61,6 +62,7 @@ def test_sft_stops_at_budget_resumes_and_lowers_eval_loss(corpora, model_dir, tm
     assert abs(change) > 1e-3
 
 
+@pytest.mark.slow
 def test_dpo_lowers_loss_on_its_pairs_and_reloads(corpora, model_dir, tmp_path):
     # 16 short hh-rlhf pairs: a 135M model does not generalise a preference from 12 pairs (the
     # held-out loss is reported, not asserted); what DPO must do is separate the pairs it saw.
@@ -80,6 +82,7 @@ def test_dpo_lowers_loss_on_its_pairs_and_reloads(corpora, model_dir, tmp_path):
     assert abs(change) > 1e-3
 
 
+@pytest.mark.slow
 def test_lora_gradients_survive_an_evaluation_forward(model_dir):
     """The bitsandbytes AVX512-BF16 bug (../shared/STACK.md): after a no-grad eval forward, a
     4-bit model trained zero gradients through its base layers. Guard: every target module of
@@ -129,6 +132,7 @@ def test_split_is_deterministic_and_never_empty(corpora):
         split_tuples(tuples[:1], 0.1)
 
 
+@pytest.mark.slow
 def test_tuples_with_no_answer_token_within_max_length_are_a_clear_failure(corpora, model_dir,
                                                                            tmp_path):
     # A 16-token window holds the chat template's prompt at most: no completion token is left.

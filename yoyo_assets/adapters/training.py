@@ -349,6 +349,7 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     """
     check_base_model(base_dir)
     from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
 
     started = time.time()
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -357,6 +358,7 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     trainer = _trainer(kind, train, held_out, config, base_dir, work_dir, tokenizer)
     _check_examples_fit(trainer, train, held_out, config.max_length, log)
     stopped: list[int] = []
+    trainer.remove_callback(PrinterCallback)  # loss rows go to the manifest, not to stdout
     trainer.add_callback(_budget_callback(deadline, stopped, progress))
     _crash_point_inside_checkpoint_saves(trainer)
 

@@ -21,7 +21,10 @@ def quiet_libraries() -> None:
     """Silence third-party deprecation warnings, `datasets` map bars and transformers' info
     logs in this process (the command line without --verbose; never in tests)."""
     warnings.simplefilter("ignore")
-    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"  # set for this process, not read
+    # Library loggers without handlers of their own (bitsandbytes' kernel notices, ...) would
+    # reach Python's last-resort stderr handler; Dagster's loggers have their own.
+    logging.getLogger().addHandler(logging.NullHandler())
+    os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar: model conversion, datasets.map (set, not read)
     os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
 
@@ -47,23 +50,26 @@ class StepDisplay(logging.Handler):
             self.progress.update(self.tasks[step][0], completed=done, total=total,
                                  description=f"  {step} ({unit})")
         elif event is not None and event.event_type_value == "STEP_START":
-            self.progress.start()
+            if not self.tasks and self.console.is_terminal:  # bars only where they redraw
+                self.progress.start()
             self.tasks[step] = (self.progress.add_task(f"  {step}", total=None), time.monotonic())
-        elif event is not None and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            self._step_ended(step, event.event_type_value == "STEP_SUCCESS", meta)
+        elif event is not None and event.event_type_value == "STEP_SUCCESS":
+            self._step_ended(step, "")
+        elif event is not None and event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            self._step_ended(step, error.message.strip().splitlines()[0] if error else "failed")
         elif record.levelno >= logging.WARNING and event is None:
             self.warnings.append(f"{step}: {meta.get('orig_message', record.getMessage())}")
 
-    def _step_ended(self, step: str, ok: bool, meta: dict) -> None:
+    def _step_ended(self, step: str, failure: str) -> None:
         task, started = self.tasks.pop(step, (None, time.monotonic()))
         if task is not None:
             self.progress.remove_task(task)
-        if not self.tasks:
+        if not self.tasks and self.progress.live.is_started:
             self.progress.stop()
-        elapsed = time.monotonic() - started
-        mark = "[green]ok[/]" if ok else "[red]FAILED[/]"
-        why = "" if ok else f": {meta.get('orig_message', '')[:150]}"
-        self.console.print(f"  {mark:>6} {step:<48} {elapsed:7.1f} s{why}", highlight=False)
+        mark = "[red]FAILED[/]" if failure else "[green]ok[/]    "
+        self.console.print(f"  {mark} {step:<44} {time.monotonic() - started:7.1f} s"
+                           + (f"  {failure[:160]}" if failure else ""), highlight=False)
 
     def logger_def(self) -> LoggerDefinition:
         """A Dagster logger (`progress`) that hands every record to this display."""

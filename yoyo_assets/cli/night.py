@@ -95,8 +95,9 @@ class NightRunner:
         for sensor in self.defs.sensors:
             if not sensor.name.endswith("_corpus_threshold"):
                 continue
-            context = build_sensor_context(instance=self.instance, definitions=self.defs)
-            result = self.defs.resolve_sensor_def(sensor.name).evaluate_tick(context)
+            with build_sensor_context(instance=self.instance, definitions=self.defs,
+                                      resources=self.defs.resources) as context:
+                result = self.defs.resolve_sensor_def(sensor.name).evaluate_tick(context)
             for request in result.run_requests or []:
                 requests.append((request.job_name or sensor.job_name, request))
             if result.skip_message:
@@ -125,7 +126,7 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
     from ..definitions import build_definitions
 
     defs = build_definitions()
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     night = night or nights_partitions(settings).get_last_partition_key()
     if demo:
         window = nights_partitions(settings).time_window_for_partition_key(night)

@@ -213,11 +213,12 @@ class GraphDatabase:
         """What the ledger holds for `night` (a partition key), whichever run wrote it."""
         documents = self.query("MATCH (d:Document {night: $night}) RETURN count(d)",
                                {"night": night})[0][0]
-        rows = self.query(NIGHT_ENTITIES, {"night": night})
-        by_type = Counter(row[1] for row in rows)
-        return NightTotals(documents, len(rows), sum(row[2] for row in rows),
-                           {t: by_type.get(t, 0) for t in ENTITY_TYPES},
-                           [(name, type_, n) for name, type_, n in rows[:sample]])
+        # sum() of INT64 comes back as a Decimal (INT128): counts go back to int.
+        rows = [(name, type_, int(n)) for name, type_, n in
+                self.query(NIGHT_ENTITIES, {"night": night})]
+        by_type = Counter(type_ for _, type_, _ in rows)
+        return NightTotals(documents, len(rows), sum(n for _, _, n in rows),
+                           {t: by_type.get(t, 0) for t in ENTITY_TYPES}, rows[:sample])
 
     def counts(self) -> dict[str, int]:
         """Node and relationship counts: documents, entities, mentions."""
