@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yoyo_assets.datagraph import graph_store as graph_writes  # noqa: E402
+from yoyo_assets.datagraph import graph_store  # noqa: E402
 from yoyo_assets.datagraph.documents import read_document  # noqa: E402
 from yoyo_assets.datagraph.extraction import (DocumentExtraction, EntityExtractor,  # noqa: E402
                                               ExtractedEntity, build_messages,
@@ -100,15 +100,15 @@ def graph_figures(n=10_000):
             t = time.monotonic()
             graph.write_extractions(extractions, "2026-11-20")
             writer = n / (time.monotonic() - t)
-            rows = graph_writes.batch_rows(
+            rows = graph_store.batch_rows(
                 [DocumentExtraction(x.sha256[:-1] + "z", x.stream, x.path, x.entities, 1)
                  for x in extractions], "2026-11-21").entities
             t = time.monotonic()  # the same 10,000 keys again: all updates
             with graph.transaction():
-                graph.query(graph_writes.UPSERT_ENTITIES, {"rows": pandas.DataFrame(rows)})
+                graph.query(graph_store.UPSERT_ENTITIES, {"rows": pandas.DataFrame(rows)})
             upsert_only = n / (time.monotonic() - t)
         with open_graph(Path(folder) / "naive.lbug") as graph:
-            rows = graph_writes.batch_rows(extractions, "2026-11-20").entities
+            rows = graph_store.batch_rows(extractions, "2026-11-20").entities
             t = time.monotonic()
             for row in rows:
                 graph.query(NAIVE_UPSERT, row)

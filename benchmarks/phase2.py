@@ -45,7 +45,7 @@ def main() -> None:
     tuples = sorted(scan.tuples, key=lambda t: (len(str(t.record)), t.sha256))[:args.tuples]
     train, held_out = split_tuples(tuples, 0.1)
     base = args.base_model or ensure_embedded_model(REPO / "var" / "test-cache" / "models")
-    config = TrainingConfig(max_length=args.max_length, quantization=args.quantization,
+    config = TrainingConfig(max_length=args.max_length, load_in_4bit=args.quantization == "nf4",
                             packing=args.packing)
     with tempfile.TemporaryDirectory() as scratch:
         result = train_adapter(args.kind, train, held_out, config, base, Path(scratch) / "work",

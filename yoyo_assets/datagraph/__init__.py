@@ -1,1 +1,3 @@
-"""Phase 1: the nightly DataGraph rebuild (documents, entity extraction, graph writes)."""
+"""Phase 1: the nightly DataGraph rebuild: documents, entity extraction with its quality check,
+and the LadybugDB graph; the assets, job, schedule and `Definitions` that run them
+(`definitions.py`)."""

@@ -116,20 +116,9 @@ def _alias_bomb(root: yaml.Node | None) -> tuple[str, int] | None:
     return None
 
 
-def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Document:
-    """Read and check one document file.
-
-    Checks, in order: readable, at most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
-    and for `.json` / `.yaml` / `.yml` that it parses (YAML with the safe loader only; a JSON
-    contact record must be an object).
-
-    Raises:
-        DocumentError: naming the file, the line where the parser gives one, and the reason.
-    """
-
-    def reject(reason: str, line: int | None = None) -> DocumentError:
-        return DocumentError(Rejection(str(path), stream, reason, line))
-
+def _read_text(path: Path, max_bytes: int, reject) -> tuple[bytes, str, float]:
+    """The file's bytes, its text and its modification time, or a rejection: unreadable,
+    oversized, not UTF-8, empty, binary."""
     try:
         stat = path.stat()
         if stat.st_size > max_bytes:
@@ -149,49 +138,68 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
     nul = data.find(b"\x00")
     if nul >= 0:
         raise reject(f"binary content: NUL byte at offset {nul}", _line_of_offset(data, nul))
+    return data, text, stat.st_mtime
 
+
+def _json_record_as_lines(text: str, reject) -> str:
+    """A JSON contact record (an object) as YAML block text, one field per line: chunks end at
+    line breaks, and a small model reads `city: Cullman` better than JSON punctuation
+    (docs/benchmarks.md)."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise reject(f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno) from exc
+    if not isinstance(record, dict):
+        raise reject(f"expected a JSON object, found {type(record).__name__}", 1)
+    return yaml.safe_dump(record, allow_unicode=True, sort_keys=False, width=2**31 - 1)
+
+
+def _check_yaml(text: str, reject) -> None:
+    """Parse once, as yaml.load does it, with the alias check between composing and building;
+    the safe loader builds only plain data, so a `!!python/...` tag is an error here."""
+    loader = _YAML_LOADER(text)
+    try:
+        root = loader.get_single_node()
+        bomb = _alias_bomb(root)
+        if bomb is not None:
+            raise reject(*bomb)
+        if root is not None:
+            loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise reject(f"malformed YAML: {exc.problem or exc.context}",
+                     mark.line + 1 if mark else None) from exc
+    except yaml.YAMLError as exc:
+        raise reject(f"malformed YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+
+
+def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Document:
+    """Read and check one document file.
+
+    Checks, in order: readable, at most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
+    and for `.json` / `.yaml` / `.yml` that it parses (YAML with the safe loader only; a JSON
+    contact record must be an object).
+
+    Raises:
+        DocumentError: naming the file, the line where the parser gives one, and the reason.
+    """
+
+    def reject(reason: str, line: int | None = None) -> DocumentError:
+        return DocumentError(Rejection(str(path), stream, reason, line))
+
+    data, text, modified_at = _read_text(path, max_bytes, reject)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise reject(f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno) from exc
-        if not isinstance(record, dict):
-            raise reject(f"expected a JSON object, found {type(record).__name__}", 1)
-        # One field per line (YAML block style): chunks end at line breaks, and a small model
-        # reads `city: Cullman` better than JSON punctuation (docs/benchmarks.md).
-        text = yaml.safe_dump(record, allow_unicode=True, sort_keys=False, width=2**31 - 1)
+        text = _json_record_as_lines(text, reject)
     elif suffix in (".yaml", ".yml"):
-        # One parse, as yaml.load does it, with the alias check between composing and building.
-        loader = _YAML_LOADER(text)
-        try:
-            root = loader.get_single_node()
-            bomb = _alias_bomb(root)
-            if bomb is not None:
-                raise reject(*bomb)
-            if root is not None:
-                # The safe loader builds only plain data: a `!!python/...` tag is an error here.
-                loader.construct_document(root)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            reason = f"malformed YAML: {exc.problem or exc.context}"
-            raise reject(reason, mark.line + 1 if mark else None) from exc
-        except yaml.YAMLError as exc:
-            raise reject(f"malformed YAML: {exc}") from exc
-        finally:
-            loader.dispose()
+        _check_yaml(text, reject)
     elif stream == "transcripts" and not _SPEAKER_TURN.search(text):
         raise reject("transcript has no speaker turns (no line like '**Name**: words' or "
                      "'Name: words')")
-
-    return Document(
-        sha256=hashlib.sha256(data).hexdigest(),
-        stream=stream,
-        path=str(path),
-        size_bytes=len(data),
-        modified_at=stat.st_mtime,
-        text=text,
-    )
+    return Document(sha256=hashlib.sha256(data).hexdigest(), stream=stream, path=str(path),
+                    size_bytes=len(data), modified_at=modified_at, text=text)
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""The package layout keeps its rules: the import contracts of pyproject.toml
+([tool.importlinter], checked by import-linter's own command), no function of 60 lines or
+more, and no module of the package reading the environment but shared/settings.py."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from .helpers import REPO_ROOT, timeout
+
+PACKAGE = REPO_ROOT / "yoyo_assets"
+
+
+def test_import_contracts_are_kept():
+    lint = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint)], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=timeout(120))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout
+
+
+def test_every_function_is_shorter_than_60_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines >= 60:
+                    long.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} "
+                                f"({lines} lines)")
+    assert long == []
+
+
+def _reads_environment(node: ast.AST) -> bool:
+    """`os.getenv(...)`, `os.environ.get(...)` or `os.environ[...]` read (not written)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        target = ast.unparse(node.func)
+        return target in ("os.getenv", "os.environ.get", "os.environ.setdefault")
+    return isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ" \
+        and isinstance(node.ctx, ast.Load)
+
+
+def test_only_settings_reads_the_environment():
+    readers = [f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
+               for path in PACKAGE.rglob("*.py") if path.name != "settings.py"
+               for node in ast.walk(ast.parse(path.read_text())) if _reads_environment(node)]
+    assert readers == []
