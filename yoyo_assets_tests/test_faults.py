@@ -94,6 +94,10 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
         assert len(bucket_objects(client, prefix)) == 1
 
         assert run_night_process(env, log, "", extra) == 0, log.read_text()[-3000:]
+        # The command's own output: one screen, ending with its summary.
+        last_run = log.read_text().rsplit("datagraph_nightly night", 1)[1].splitlines()
+        assert len(last_run) <= 40 and last_run[-1].startswith("UI "), last_run
+        assert any("every run succeeded" in line for line in last_run), last_run
     finally:
         emulator.stop()
     emulator.start()  # on disk: the objects outlive the process

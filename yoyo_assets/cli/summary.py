@@ -21,8 +21,11 @@ def _phase1_lines(runs: NightRuns) -> list[str]:
     if not extraction:
         return ["documents  Phase 1 extracted nothing (see the failures below)"]
     meta = {k: v.value for k, v in extraction[0].metadata.items()}
+    tried = meta["documents_ok"] + meta["documents_failed"] + meta["documents_deferred"]
     lines = [f"documents  {meta['documents_ok']} extracted, {meta['documents_failed']} failed, "
-             f"{meta['documents_deferred']} deferred to the next run, by {meta['extractor']}"]
+             f"{meta['documents_deferred']} deferred to the next run, by {meta['extractor']}"
+             if tried else "documents  nothing new: what arrived by the night's end is in the "
+             "graph already"]
     for failure in (meta.get("failures") or [])[:3]:
         lines.append(f"           failed: {failure['file']}: {failure['reason'][:90]}")
     for evaluation in result.get_asset_check_evaluations():
@@ -59,10 +62,11 @@ def print_summary(console: Console, night: str, runs: NightRuns, counts: dict,
                   graph_path: str, home: Path, server_logs: Path, seconds: float) -> None:
     """Print the summary (about 12 lines, more with failures and adapters)."""
     by_type = ", ".join(f"{t} {n}" for t, n in totals.entities_by_type.items() if n)
+    failed = len(runs.failed_runs) + sum(not ok for _, _, ok in runs.adapters)
     lines = [
         "",
         f"[bold]night {night}[/] in {seconds / 60:.1f} min"
-        + ("" if not runs.failed_runs else f", [red]{len(runs.failed_runs)} run(s) failed[/]"),
+        + (f", [red]{failed} run(s) failed[/]" if failed else ", every run succeeded"),
         *_phase1_lines(runs),
         f"entities   {totals.entities} in {totals.documents} documents of the night"
         + (f" ({by_type})" if by_type else ""),
