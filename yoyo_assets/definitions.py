@@ -7,9 +7,9 @@ from pathlib import Path
 
 from dagster import Definitions
 
-from .adapters.definitions import adapters_definitions
+from .adapters.definitions import adapters_definitions, configured_store
 from .adapters.store import AdapterStore
-from .datagraph.definitions import datagraph_definitions
+from .datagraph.definitions import datagraph_definitions, datagraph_resources
 from .datagraph.resources import LabelledSet
 from .shared.inference_server import InferenceServer
 from .shared.run_health import dead_run_reaper
@@ -34,13 +34,11 @@ def build_definitions(root: Path | None = None, inference_server: InferenceServe
     settings = Settings.from_env(data_root=root)
     given = {"inference_server": inference_server, "adapter_store": adapter_store,
              "labelled_set": labelled_set}
-    resources = {key: value for key, value in given.items() if value is not None}
-    merged = Definitions.merge(
-        datagraph_definitions(settings), adapters_definitions(settings),
-        Definitions(sensors=[dead_run_reaper],
-                    resources={"inference_server": configured_server(settings)}))
-    # Definitions.merge refuses two resources under one key: a replacement goes in by hand.
-    return merged._replace(resources={**merged.resources, **resources}) if resources else merged
+    resources = {**datagraph_resources(settings), "adapter_store": configured_store(settings),
+                 "inference_server": configured_server(settings),
+                 **{key: value for key, value in given.items() if value is not None}}
+    return Definitions.merge(datagraph_definitions(settings), adapters_definitions(settings),
+                             Definitions(sensors=[dead_run_reaper], resources=resources))
 
 
 defs = build_definitions()

@@ -91,9 +91,9 @@ def test_lora_gradients_survive_an_evaluation_forward(model_dir):
     from transformers import AutoTokenizer
 
     config = TrainingConfig()
-    model = load_base_model(model_dir, "nf4", gradient_checkpointing=True)
+    model = load_base_model(model_dir, config)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                                             target_modules=config.target_modules,
+                                             target_modules=config.lora_target_modules,
                                              task_type="CAUSAL_LM"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     batch = tokenizer(["The harbour sync moved to Thursday at noon."], return_tensors="pt")
@@ -103,7 +103,7 @@ def test_lora_gradients_survive_an_evaluation_forward(model_dir):
     model.train()
     model(**batch, labels=batch.input_ids).loss.backward()
     grads = {name: param.grad for name, param in model.named_parameters() if "lora_B" in name}
-    assert len(grads) == 30 * len(config.target_modules)  # SmolLM2-135M: 30 layers
+    assert len(grads) == 30 * len(config.lora_target_modules)  # SmolLM2-135M: 30 layers
     zero = [name for name, grad in grads.items() if grad is None or not grad.abs().sum() > 0]
     assert zero == []
 

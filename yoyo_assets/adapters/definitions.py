@@ -1,6 +1,6 @@
 """Phase 2's `Definitions`: per tenant and role, the corpus bucket, adapter (with its blocking
 checks) and published adapter assets, the adapter job and its threshold sensor; the corpus job
-and schedule; the adapter store."""
+and schedule; and the adapter store resource."""
 
 from dagster import Definitions
 from dagster_gcp import GCSResource
@@ -15,7 +15,7 @@ from .sensors import corpus_nightly_schedule, corpus_threshold_sensor
 from .store import AdapterStore
 
 
-def adapter_store(settings: Settings) -> AdapterStore:
+def configured_store(settings: Settings) -> AdapterStore:
     """The adapter store as `settings` configure it."""
     return AdapterStore(
         corpus_root=str(settings.data_root / "corpus"), adapters_root=str(settings.adapters_root),
@@ -27,8 +27,9 @@ def adapter_store(settings: Settings) -> AdapterStore:
 
 
 def adapters_definitions(settings: Settings) -> Definitions:
-    """Phase 2 for the tenants in `settings`. Needs the shared `inference_server` (the serving
-    check) and Phase 1's `labelled_set` (the extraction gate) too."""
+    """Phase 2 for the tenants in `settings`. Its `adapter_store`, the shared `inference_server`
+    (the serving check) and Phase 1's `labelled_set` (the extraction gate) are bound where the
+    definitions are merged."""
     nights = nights_partitions(settings)
     buckets = [(tenant, role) for tenant in settings.tenants for role in ROLES]
     jobs = {bucket: adapter_training(*bucket, settings.phase2_budget_s) for bucket in buckets}
@@ -39,5 +40,4 @@ def adapters_definitions(settings: Settings) -> Definitions:
         jobs=[corpus_job, *jobs.values()],
         schedules=[corpus_nightly_schedule(corpus_job, settings.schedule_hour,
                                            settings.schedule_minute)],
-        sensors=[corpus_threshold_sensor(*bucket, job) for bucket, job in jobs.items()],
-        resources={"adapter_store": adapter_store(settings)})
+        sensors=[corpus_threshold_sensor(*bucket, job) for bucket, job in jobs.items()])

@@ -156,8 +156,10 @@ def split_tuples(tuples: list[CorpusTuple], eval_fraction: float
     return [t for t in tuples if t.sha256 not in held_hashes], held
 
 
-def _as_messages(value: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:
-    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+def _as_messages(value: str | list[dict[str, str]], speaker: str) -> list[dict[str, str]]:
+    """A string as one chat message from `speaker` (user, assistant); a message list as is.
+    ("role" is the chat format's key; in this package a role is a corpus bucket's.)"""
+    return [{"role": speaker, "content": value}] if isinstance(value, str) else list(value)
 
 
 def sft_example(record: dict[str, Any]) -> dict[str, list[dict[str, str]]]:

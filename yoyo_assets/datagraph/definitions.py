@@ -1,4 +1,4 @@
-"""Phase 1's `Definitions`: its assets and check, job, schedule and resources."""
+"""Phase 1's `Definitions` (assets and check, job, schedule) and its resources."""
 
 from dagster import Definitions
 
@@ -10,18 +10,23 @@ from .jobs import datagraph_nightly, datagraph_nightly_schedule
 from .resources import DocumentStreams, LabelledSet
 
 
+def datagraph_resources(settings: Settings) -> dict:
+    """Phase 1's own resources as `settings` configure them."""
+    return {
+        "document_streams": DocumentStreams(root=str(settings.data_root)),
+        "graph_store": GraphStore(path=str(settings.data_root / "graph" / "datagraph.lbug"),
+                                  write_batch_documents=settings.graph_write_batch),
+        "labelled_set": LabelledSet(path=settings.quality_set),
+    }
+
+
 def datagraph_definitions(settings: Settings) -> Definitions:
-    """Documents -> extracted_entities -> datagraph under `settings.data_root`. Needs the
-    shared `inference_server` and Phase 2's `adapter_store` (the extraction adapter) too."""
+    """Documents -> extracted_entities -> datagraph, partitioned by night. Its resources
+    (`datagraph_resources`), the shared `inference_server` and Phase 2's `adapter_store` (the
+    extraction adapter) are bound where the definitions are merged."""
     job = datagraph_nightly(settings.phase1_budget_s)
     return Definitions(
         assets=build_datagraph_assets(nights_partitions(settings)),
         jobs=[job],
         schedules=[datagraph_nightly_schedule(job, settings.schedule_hour,
-                                              settings.schedule_minute)],
-        resources={
-            "document_streams": DocumentStreams(root=str(settings.data_root)),
-            "graph_store": GraphStore(path=str(settings.data_root / "graph" / "datagraph.lbug"),
-                                      write_batch_documents=settings.graph_write_batch),
-            "labelled_set": LabelledSet(path=settings.quality_set),
-        })
+                                              settings.schedule_minute)])
