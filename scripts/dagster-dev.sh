@@ -2,14 +2,15 @@
 # Starts and stops `dagster dev` (webserver, daemon, code server) in the background, cleanly.
 #
 #   scripts/dagster-dev.sh start    # returns once the UI answers; prints its address
-#   scripts/dagster-dev.sh stop     # SIGTERM to the whole process group, SIGKILL after 60 s
+#   scripts/dagster-dev.sh stop     # SIGTERM to the whole process group, SIGKILL after the grace
 #   scripts/dagster-dev.sh status
 #
 # Environment: DAGSTER_HOME (default ./var/dagster_home, seeded with dagster.yaml),
 # YOYO_WEBSERVER_HOST (default 127.0.0.1: the UI can launch runs, so it is not exposed unless
 # asked), YOYO_WEBSERVER_PORT (default 3000), YOYO_DEV_STATE (pid and log folder, default
-# $DAGSTER_HOME). Why job control (`set -m`): a script's bare `cmd &` starts `cmd` with SIGINT
-# ignored, which its children inherit, and `dagster dev` stops them with SIGINT, so it never stops
+# $DAGSTER_HOME), YOYO_DEV_STOP_GRACE_S (seconds between SIGTERM and SIGKILL, default 60).
+# Why job control (`set -m`): a script's bare `cmd &` starts `cmd` with SIGINT ignored, which
+# its children inherit, and `dagster dev` stops them with SIGINT, so it never stops
 # (STACK.md); as a job it gets its own process group, signalled as a whole.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ PORT=${YOYO_WEBSERVER_PORT:-3000}
 STATE=${YOYO_DEV_STATE:-$DAGSTER_HOME}
 PID_FILE=$STATE/dagster-dev.pid
 LOG=$STATE/dagster-dev.log
+GRACE=${YOYO_DEV_STOP_GRACE_S:-60}
 
 # Live (not zombie) members of a process group: a zombie is dead, only not yet reaped.
 group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {f = 1} END {exit !f}'; }
@@ -48,13 +50,13 @@ case "${1:-}" in
     if ! running; then echo "not running"; rm -f "$PID_FILE"; exit 0; fi
     pgid=$(cat "$PID_FILE")
     kill -TERM -- "-$pgid"
-    for _ in $(seq 1 60); do
+    for _ in $(seq 1 "$GRACE"); do
       if ! group_alive "$pgid"; then rm -f "$PID_FILE"; echo "stopped"; exit 0; fi
       sleep 1
     done
     kill -KILL -- "-$pgid" 2>/dev/null || true
     rm -f "$PID_FILE"
-    echo "stopped (SIGKILL after 60 s)"
+    echo "stopped (SIGKILL after $GRACE s)"
     ;;
   status)
     if running; then echo "running (process group $(cat "$PID_FILE"))"; else echo "not running"; exit 3; fi

@@ -7,6 +7,8 @@ from dagster import DagsterInstance, Definitions, build_schedule_context
 from yoyo_assets.definitions import defs
 from yoyo_assets.shared.settings import GPU_POOL, GPU_TAG_KEY
 
+from .helpers import timeout
+
 
 def test_all_definitions_load():
     Definitions.validate_loadable(defs)
@@ -72,6 +74,6 @@ def test_workspace_validates_with_the_dagster_cli(dagster_home):
     repo = Path(__file__).resolve().parents[1]
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-                            cwd=repo, capture_output=True, text=True, timeout=120)
+                            cwd=repo, capture_output=True, text=True, timeout=timeout(120))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stderr + result.stdout

@@ -14,6 +14,8 @@ from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, AnswerError, EntityE
                                               build_messages, entity_key, entity_schema,
                                               merge_entities, parse_answer, split_into_chunks)
 
+from .helpers import timeout
+
 
 @pytest.fixture(scope="module")
 def tokenizer(model_dir) -> Tokenizer:
@@ -136,7 +138,7 @@ def test_a_document_that_orders_the_model_around_yields_only_schema_valid_entiti
     extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
                                 external_server.context_tokens())
     # The raw answer, as the server sends it: JSON of the schema (guided decoding), not prose.
-    reply = httpx.post(f"{external_server.url}/v1/chat/completions", timeout=600,
+    reply = httpx.post(f"{external_server.url}/v1/chat/completions", timeout=timeout(600),
                        json=extractor._payload(build_messages("research", document.text, 1, 1)))
     content = reply.json()["choices"][0]["message"]["content"]
     jsonschema.validate(json.loads(content), extractor.schema)

@@ -14,16 +14,17 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg2
 import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.shared.processes import group_members
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .helpers import REPO_ROOT, copy_documents, free_port
-from .helpers import arrived_during
+from .helpers import REPO_ROOT, arrived_during, copy_documents, free_port, timeout
 
 pytestmark = [pytest.mark.slow, pytest.mark.ops]
 
@@ -49,7 +50,8 @@ class PostgresServer:
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True,
+                       timeout=timeout(120))
 
     def start(self) -> None:
         (self.data / "pw").write_text(PG_PASSWORD)
@@ -80,8 +82,16 @@ class PostgresServer:
             connection.close()
 
     def stop(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data / "cluster"), "-m", "fast",
-                  "-w", "stop")
+        """Fast shutdown; if that fails or hangs, SIGKILL the postmaster (its first pid line)."""
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data / "cluster"), "-m", "fast",
+                      "-w", "stop")
+        except (subprocess.SubprocessError, OSError):
+            pid_file = self.data / "cluster" / "postmaster.pid"
+            if pid_file.is_file():
+                postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+                for process in [postmaster, *postmaster.children(recursive=True)]:
+                    process.kill()
         shutil.rmtree(self.data, ignore_errors=True)
 
     def env(self, db: str) -> dict[str, str]:
@@ -145,7 +155,8 @@ class DevStack:
 
     def script(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", "scripts/dagster-dev.sh", command], cwd=REPO_ROOT,
-                              env=self.env, capture_output=True, text=True, timeout=240)
+                              env=self.env, capture_output=True, text=True,
+                              timeout=timeout(240))
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         response = httpx.post(f"{self.url}/graphql", json={"query": query,
@@ -181,7 +192,8 @@ def dev_stack(postgres, corpora, vllm_server, model_dir, tmp_path_factory):
            "YOYO_DATA_ROOT": str(root), "YOYO_WEBSERVER_PORT": str(port),
            "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": vllm_server.base_url,
            "YOYO_EXTRACTION_TOKENIZER": str(model_dir / "tokenizer.json"),
-           "YOYO_BASE_MODEL_DIR": str(model_dir), "YOYO_ADAPTER_THRESHOLD": "4"}
+           "YOYO_BASE_MODEL_DIR": str(model_dir), "YOYO_ADAPTER_THRESHOLD": "4",
+           "YOYO_DEV_STOP_GRACE_S": str(int(timeout(60)))}
     env.pop("YOYO_WEBSERVER_HOST", None)
     stack = DevStack(env, f"http://127.0.0.1:{port}", root, home)
     started = stack.script("start")
@@ -192,20 +204,7 @@ def dev_stack(postgres, corpora, vllm_server, model_dir, tmp_path_factory):
     stopped = stack.script("stop")
     print(f"dagster-dev.sh stop: {time.monotonic() - started_stop:.1f} s")
     assert stopped.stdout.strip() == "stopped", stopped.stdout + stopped.stderr  # no SIGKILL
-    assert live_group_members(pgid) == []  # webserver, daemon, code server and runs all gone
-
-
-def live_group_members(pgid: int) -> list[int]:
-    """Processes of process group `pgid` that are alive (not zombies awaiting their reaper)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+    assert group_members(pgid) == []  # webserver, daemon, code server and runs all gone
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -271,7 +270,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
     for key in [k for k in stack.env if k.startswith("DAGSTER_PG_")] + ["DAGSTER_HOME"]:
         monkeypatch.setenv(key, stack.env[key])
     instance = DagsterInstance.get()
-    deadline = time.monotonic() + 540
+    deadline = time.monotonic() + timeout(540)
     while time.monotonic() < deadline:
         runs = instance.get_runs()
         if len(runs) >= 5 and all(r.is_finished for r in runs):
@@ -351,7 +350,7 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
                 assert in_graph, f"group {group} not drawn"
                 in_graph[0].dblclick()
                 for name in assets:
-                    page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+                    page.get_by_text(name, exact=True).first.wait_for(timeout=timeout(30_000))
             page.screenshot(path=str(ARTIFACTS / "asset-lineage.png"))
         finally:
             browser.close()

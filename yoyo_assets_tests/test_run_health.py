@@ -12,7 +12,7 @@ from dagster._core.test_utils import create_run_for_test
 from yoyo_assets.shared.run_health import HOST_TAG, PID_TAG, dead_run_reaper, fail_dead_runs
 from yoyo_assets.shared.settings import GPU_POOL
 
-from .helpers import REPO_ROOT
+from .helpers import REPO_ROOT, timeout
 
 
 def dead_pid() -> int:
@@ -56,7 +56,7 @@ def test_recover_command_after_boot(dagster_home):
     instance = DagsterInstance.get()
     run_id = started_run(instance, None)
     done = subprocess.run([sys.executable, "-m", "yoyo_assets", "recover", "--after-boot"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout(120))
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"run {run_id}: marked failed" in done.stdout
     failure = instance.get_run_by_id(run_id)

@@ -57,6 +57,8 @@ class StepDisplay(logging.Handler):
             self._step_ended(step, "")
         elif event is not None and event.event_type_value == "STEP_FAILURE":
             error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the user code's own error
+                error = error.cause
             self._step_ended(step, error.message.strip().splitlines()[0] if error else "failed")
         elif record.levelno >= logging.WARNING and event is None:
             self.warnings.append(f"{step}: {meta.get('orig_message', record.getMessage())}")
