@@ -181,7 +181,7 @@ PUBLISHED = AssetKey(["pointsav", "engineering", "published_adapter"])
 #: Small enough for a CPU test: one epoch, batches of 16 short sequences; a learning rate high
 #: enough that the few steps change the adapter's greedy answers (the overlay check).
 TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
-    "max_length": 48, "num_train_epochs": 1, "per_device_train_batch_size": 16, "gradient_checkpointing": False,
+    "max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 16, "gradient_checkpointing": False,
     "sft_learning_rate": 1e-3}}}}
 
 

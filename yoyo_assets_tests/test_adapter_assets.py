@@ -79,8 +79,15 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert manifest.base_model.sha256 and manifest.libraries["trl"]
     assert [r for r in manifest.loss_history if "train_loss" in r]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert checks["beats_base_model"].passed == \
-        (manifest.eval_loss < manifest.base_eval_loss) is True
+    heldout = manifest.heldout
+    assert len(heldout.tuples) == len(manifest.eval_tuples) == 8  # max(8, 10% of 50)
+    assert heldout.interval_low <= heldout.mean_difference <= heldout.interval_high
+    assert heldout.passed == (heldout.interval_high < 0)
+    assert checks["beats_base_model"].passed == heldout.passed is True
+    assert checks["beats_base_model"].metadata["heldout_tuples"].value == 8
+    assert manifest.fitting.dropped == {}
+    assert manifest.serving_check.answers.prompts == 8  # ROUGE-L of the held-out answers
+    assert "reference" in manifest.serving_check.samples[0]
     assert checks["serves_as_overlay"].passed and manifest.serving_check.served
     adapter_meta = result.asset_materializations_for_node("pointsav__engineering__adapter")[0] \
         .metadata

@@ -259,7 +259,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
             ("datagraph_nightly", SINGLE_NIGHT, {}),
             ("adapter_pointsav_engineering", SINGLE_NIGHT, {"ops": {
                 "pointsav__engineering__adapter": {"config": {
-                    "max_length": 48, "num_train_epochs": 1, "per_device_train_batch_size": 8,
+                    "max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 8,
                     "gradient_checkpointing": False, "sft_learning_rate": 1e-3}}}})):
         result = stack.graphql(LAUNCH_RUN, {"params": {
             "selector": {**REPOSITORY, "jobName": job}, "runConfigData": config,

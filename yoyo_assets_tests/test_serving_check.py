@@ -40,10 +40,16 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
                              health_timeout_s=600)
     log = logging.getLogger("overlay")
 
-    same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16)
+    same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
+                         references=["Paris."])
     assert same.served and same.prompts == 2, same.error
     assert same.differing == 0 and not same.passed
     assert same.samples[0]["base"] == same.samples[0]["adapter"] != ""
+    # The first prompt's answers scored against its reference: the same answer, the same score.
+    assert same.answers.prompts == 1
+    assert same.answers.base_rouge_l == same.answers.adapter_rouge_l
+    assert same.samples[0]["reference"] == "Paris."
+    assert same.samples[0]["base_rouge_l"] == same.samples[0]["adapter_rouge_l"]
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -122,27 +122,44 @@ def test_bad_base_model_fails_before_loading(tmp_path, corpora):
     assert not (tmp_path / "out").exists()
 
 
-def test_split_is_deterministic_and_never_empty(corpora):
-    tuples = shortest(corpora / "engineering", "sft", 40)
-    train, held_out = split_tuples(tuples, 0.1)
-    again = split_tuples(list(reversed(tuples)), 0.1)[1]
+def test_split_holds_out_at_least_eight_deterministically(corpora):
+    tuples = shortest(corpora / "engineering", "sft", 120)
+    train, held_out = split_tuples(tuples[:40], 0.1)
+    again = split_tuples(list(reversed(tuples[:40])), 0.1)[1]
     assert {t.sha256 for t in again} == {t.sha256 for t in held_out}
-    assert train and held_out and len(train) + len(held_out) == 40
+    assert len(held_out) == 8 and len(train) == 32  # max(8, 0.1 * 40)
+    assert len(split_tuples(tuples, 0.1)[1]) == 12  # max(8, ceil(0.1 * 120))
+    assert [len(side) for side in split_tuples(tuples[:10], 0.1)] == [5, 5]  # never over half
     with pytest.raises(ValueError, match="at least 2"):
         split_tuples(tuples[:1], 0.1)
 
 
-@pytest.mark.slow
-def test_tuples_with_no_answer_token_within_max_length_are_a_clear_failure(corpora, model_dir,
-                                                                           tmp_path):
-    # A 16-token window holds the chat template's prompt at most: no completion token is left.
+def test_tuples_that_cannot_fit_max_length_are_a_clear_failure(corpora, model_dir, tmp_path):
+    # A 16-token window holds less than the chat template's own tokens: nothing can fit.
     tuples = shortest(corpora / "engineering", "sft", 6)
     train, held_out = split_tuples(tuples, 0.3)
-    logged: list[str] = []
-    config = TrainingConfig(max_length=16, epochs=1, gradient_checkpointing=False)
-    with pytest.raises(ValueError, match="no training tuple fits max_length 16 tokens"):
+    config = TrainingConfig(max_length=16, num_train_epochs=1, gradient_checkpointing=False)
+    with pytest.raises(ValueError, match="no training tuple fits max_length 16 tokens "
+                       r"\(\{'prompt does not fit': 3\}\)"):
         train_adapter("sft", train, held_out, config, model_dir, tmp_path / "work",
-                      tmp_path / "out", log=logged.append)
-    assert logged == [f"{len(train)} training tuples have no answer token within max_length 16 "
-                      "and are left out"]
+                      tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_best_checkpoint_is_kept_and_training_stops_early(corpora, model_dir, tmp_path):
+    # A learning rate this high overfits 12 short tuples after one epoch: held-out loss rises
+    # in the second, patience 1 stops there, and the first epoch's adapter is the one kept.
+    tuples = shortest(corpora / "engineering", "sft", 20)
+    train, held_out = split_tuples(tuples, 0.1)
+    config = TrainingConfig(max_length=128, num_train_epochs=3, sft_learning_rate=3e-3,
+                            early_stopping_patience=1)
+    result = train_adapter("sft", train, held_out, config, model_dir, tmp_path / "work",
+                           tmp_path / "out")
+    evals = [(r["step"], r["eval_loss"]) for r in result.loss_history if "eval_loss" in r]
+    assert len(evals) == 2 and evals[1][1] > evals[0][1]  # the later epoch is worse
+    assert result.stopped_early and result.steps == evals[1][0] < 9
+    assert result.kept_step == evals[0][0]
+    # The saved adapter is the first epoch's: its per-tuple held-out loss is that evaluation's.
+    assert result.eval_loss == pytest.approx(evals[0][1], rel=1e-3)
+    assert len(result.heldout.adapter_losses) == len(held_out) == 8

@@ -23,13 +23,14 @@ from ..shared.budget import run_deadline
 from ..shared.inference_server import InferenceServer
 from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
+from .checks import heldout_metadata
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
 from .publication import publish_folder
 from .recovery import unrecorded_version
 from .registry import AdapterVersion, trained_hashes, version_for_night
 from .serving_check import SAMPLE_PROMPTS, ExtractionGate, OverlayReport, check_overlay
 from .store import AdapterStore
-from .training import BaseModelError, TrainingConfig, check_base_model, dpo_example, sft_example
+from .training import BaseModelError, TrainingConfig, check_base_model
 from .version_training import (QUALITY_CHECK, Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
 
@@ -86,6 +87,13 @@ def version_metadata(version: AdapterVersion) -> dict:
         "eval_loss": round(m.eval_loss, 4),
         "base_eval_loss": round(m.base_eval_loss, 4),
         "eval_loss_delta": round(m.eval_loss_delta, 4),
+        **(heldout_metadata(m.heldout) if m.heldout else {}),
+        "prompts_shortened": m.fitting.prompts_shortened,
+        "answers_cut": m.fitting.answers_cut,
+        "tuples_dropped": MetadataValue.json(m.fitting.dropped),
+        **({"base_rouge_l": round(m.serving_check.answers.base_rouge_l, 3),
+            "adapter_rouge_l": round(m.serving_check.answers.adapter_rouge_l, 3)}
+           if m.serving_check.answers else {}),
         "quality_gate_passed": version.passed_quality_gate,
         "served_as_overlay": m.serving_check.served,
         "loss_curve": MetadataValue.md(curve),
@@ -130,12 +138,15 @@ def _overlay_check(context, bucket: Bucket, base_dir, lora_r: int, server: Infer
                               Tokenizer.from_file(str(base_dir / "tokenizer.json")),
                               current.manifest.served_name if current else None,
                               current.path if current else None)
-    to_example = dpo_example if bucket.kind == "dpo" else sft_example
 
-    def check(staged, held_out, train) -> OverlayReport:
-        prompts = [to_example(t.record)["prompt"] for t in [*held_out, *train][:SAMPLE_PROMPTS]]
+    def check(staged, split) -> OverlayReport:
+        # The fitted prompts: what training saw, and within max_length of the server's context.
+        prompts = [e["prompt"] for e in [*split.held_out, *split.train][:SAMPLE_PROMPTS]]
+        references = [e["completion"][-1]["content"] for e in split.held_out[:SAMPLE_PROMPTS]
+                      if "completion" in e]
         gc.collect()  # the trained model's memory back before a server starts beside this one
-        report = check_overlay(server, base_dir, staged, prompts, context.log, lora_r, gate)
+        report = check_overlay(server, base_dir, staged, prompts, context.log, lora_r, gate,
+                               references)
         context.log.info(f"{bucket.name}: overlay check {'passed' if report.passed else 'failed'}"
                          f" ({report.differing}/{report.prompts} answers differ from the base's"
                          + (f"; {report.error}" if report.error else "") + ")")

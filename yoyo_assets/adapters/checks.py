@@ -1,5 +1,5 @@
 """The blocking asset checks of each adapter, read from the night's version's manifest:
-`beats_base_model` (held-out eval loss below the base's) and `serves_as_overlay` (vLLM serves it
+`beats_base_model` (per-tuple held-out loss below the base's, by the gate's interval) and `serves_as_overlay` (vLLM serves it
 as a LoRA overlay and its answers change; an extraction adapter must also raise F1)."""
 
 import warnings
@@ -7,7 +7,7 @@ import warnings
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetChecksDefinition,
                      AssetKey, MetadataValue, PartitionsDefinition, PreviewWarning, asset_check)
 
-from .manifest import OverlayReport
+from .manifest import HeldOutEvaluation, Manifest, OverlayReport
 from .registry import AdapterVersion, version_for_night
 from .store import AdapterStore
 from .version_training import OVERLAY_CHECK, QUALITY_CHECK
@@ -19,16 +19,34 @@ def _night_version(context: AssetCheckExecutionContext,
     return version_for_night(adapter_store.version_folder(tenant, role), context.partition_key)
 
 
+def _cell(value: str | float) -> str:
+    return " ".join(str(value).split())[-160:].replace("|", "\\|")
+
+
+def _samples_table(check: OverlayReport) -> str:
+    """Markdown: each sample prompt's end, the reference where there is one, both answers and
+    (scored SFT prompts) their ROUGE-L."""
+    columns = ["prompt", "reference", "base", "base_rouge_l", "adapter", "adapter_rouge_l"]
+    columns = [c for c in columns if any(c in s for s in check.samples)]
+    rows = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+            "|" + "---|" * len(columns)]
+    rows += ["| " + " | ".join(_cell(s.get(c, "")) for c in columns) + " |"
+             for s in check.samples]
+    return "\n".join(rows)
+
+
 def overlay_metadata(number: int, check: OverlayReport) -> dict:
-    """Metadata of a version's serving check, with a table of prompts and both answers."""
-    rows = ["| prompt (end) | base | adapter |", "|---|---|---|"]
-    for sample in check.samples:
-        cells = [" ".join(sample[k].split())[-160:].replace("|", "\\|")
-                 for k in ("prompt", "base", "adapter")]
-        rows.append("| " + " | ".join(cells) + " |")
+    """Metadata of a version's serving check, with a table of prompts and answers."""
     metadata = {"version": number, "served": check.served, "answers_differing": check.differing,
                 "prompts": check.prompts, "seconds": round(check.seconds, 1),
-                "samples": MetadataValue.md("\n".join(rows))}
+                "samples": MetadataValue.md(_samples_table(check))}
+    if check.answers is not None:
+        a = check.answers
+        metadata.update({"scored_prompts": a.prompts,
+                         "base_rouge_l": round(a.base_rouge_l, 3),
+                         "adapter_rouge_l": round(a.adapter_rouge_l, 3),
+                         "base_exact_match": round(a.base_exact_match, 3),
+                         "adapter_exact_match": round(a.adapter_exact_match, 3)})
     if check.error:
         metadata["error"] = check.error
     if check.extraction is not None:
@@ -42,18 +60,48 @@ def overlay_metadata(number: int, check: OverlayReport) -> dict:
     return metadata
 
 
+def heldout_metadata(h: HeldOutEvaluation) -> dict:
+    """The gate's evidence as metadata: the paired difference, its interval, how it was kept."""
+    metadata = {
+        "heldout_tuples": len(h.tuples),
+        "loss_difference_mean": round(h.mean_difference, 4),
+        "loss_difference_interval": f"[{h.interval_low:.4f}, {h.interval_high:.4f}] "
+                                    f"({h.confidence:.0%}, bootstrap)",
+        "gate_statistic": h.statistic, "gate_weak": h.weak,
+        "kept_step": h.kept_step, "stopped_early": h.stopped_early}
+    if h.reward_accuracy is not None:
+        metadata.update({"reward_accuracy": round(h.reward_accuracy, 3),
+                         "reward_margin": round(h.reward_margin, 4),
+                         "base_preference_accuracy": round(h.base_preference_accuracy, 3),
+                         "adapter_preference_accuracy": round(h.adapter_preference_accuracy, 3)})
+    return metadata
+
+
+def _gate_description(m: Manifest) -> str | None:
+    h = m.heldout
+    if h is None:
+        return None
+    words = "passed" if h.passed else "failed"
+    weak = " Weak gate: fewer than 8 held-out or 16 tuples in all." if h.weak else ""
+    return (f"{words}: held-out loss adapter - base {h.mean_difference:+.4f}, "
+            f"{h.confidence:.0%} interval [{h.interval_low:+.4f}, {h.interval_high:+.4f}] over "
+            f"{len(h.tuples)} tuples ({h.statistic} must be < 0).{weak}")
+
+
 def beats_base_model(context: AssetCheckExecutionContext,
                      adapter_store: AdapterStore) -> AssetCheckResult:
-    """Passes when the night's version has a held-out eval loss below the base model's."""
+    """Passes when the night's version's per-tuple held-out loss is below the base's by the
+    gate's rule (the bootstrap interval's upper bound below 0, or the mean; see gate.py)."""
     version = _night_version(context, adapter_store)
     if version is None:
         return AssetCheckResult(passed=False, description="no version for the night")
     m = version.manifest
     return AssetCheckResult(
-        passed=m.eval_loss < m.base_eval_loss,
+        passed=m.beats_base, description=_gate_description(m),
         metadata={"version": version.number, "eval_loss": round(m.eval_loss, 4),
                   "base_eval_loss": round(m.base_eval_loss, 4),
-                  "eval_loss_delta": round(m.eval_loss_delta, 4)})
+                  "eval_loss_delta": round(m.eval_loss_delta, 4),
+                  **(heldout_metadata(m.heldout) if m.heldout else {})})
 
 
 def serves_as_overlay(context: AssetCheckExecutionContext,
@@ -78,8 +126,10 @@ def build_adapter_checks(tenant: str, role: str,
         return [
             asset_check(
                 asset=adapter_key, name=QUALITY_CHECK, blocking=True, partitions_def=nights,
-                description="The night's adapter version has a held-out eval loss below the "
-                "base model's. Blocking: a version that fails is not published.",
+                description="The night's adapter version has a lower held-out loss than the "
+                "base model's, tuple by tuple: the upper bound of the paired difference's "
+                "bootstrap interval lies below 0 (or its mean, if configured). Blocking: a "
+                "version that fails is not published.",
             )(beats_base_model),
             asset_check(
                 asset=adapter_key, name=OVERLAY_CHECK, blocking=True, partitions_def=nights,

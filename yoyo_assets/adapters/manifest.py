@@ -49,11 +49,24 @@ class ExtractionComparison(_Model):
     passed: bool
 
 
+class AnswerQuality(_Model):
+    """Served answers of base and adapter to held-out SFT prompts against the tuples' reference
+    answers (answer_scores.py): mean ROUGE-L F-measure and exact-match rate, 0..1."""
+
+    prompts: int
+    base_rouge_l: float
+    adapter_rouge_l: float
+    base_exact_match: float
+    adapter_exact_match: float
+
+
 class OverlayReport(BaseModel):
     """A version served as a vLLM LoRA overlay. `served`: the server started with it, listed it
     under /v1/models and answered through it; `error` says why not. `differing`: held-out
     prompts whose adapter answer differs from the base's (greedy decoding); `samples`: prompt,
-    base answer and adapter answer of the first three; `seconds`: the whole check."""
+    base answer and adapter answer of the first three (with the reference answer and each
+    side's ROUGE-L where scored); `answers`: ROUGE-L and exact match of the held-out SFT
+    prompts; `seconds`: the whole check."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -62,7 +75,8 @@ class OverlayReport(BaseModel):
     prompts: int = 0
     differing: int = 0
     seconds: float = 0.0
-    samples: list[dict[str, str]] = Field(default_factory=list)
+    samples: list[dict[str, str | float]] = Field(default_factory=list)
+    answers: AnswerQuality | None = None
     extraction: ExtractionComparison | None = None
 
     @property
@@ -78,6 +92,43 @@ class QualityGate(_Model):
     passed: bool
     checks: list[str]
     rule: str
+
+
+class FitCounts(_Model):
+    """How the tuples were fitted into max_length (fitting.py): kept as they were, prompt
+    shortened, answer cut, and dropped by reason."""
+
+    unchanged: int = 0
+    prompts_shortened: int = 0
+    answers_cut: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+
+class HeldOutEvaluation(_Model):
+    """The gate's evidence. Per held-out tuple (`tuples`, hashes), the base's and the adapter's
+    loss; their paired difference (adapter - base) as a mean and a bootstrap interval at
+    `confidence`; whether it passed under `statistic` ("upper_bound" or "mean"); `weak` when
+    fewer than 8 tuples were held out or fewer than 16 exist in all. `kept_step`: the
+    checkpoint kept (best held-out loss), `stopped_early` when patience ran out. DPO only:
+    reward accuracy and mean margin of the adapter (trl's definitions) and, for both sides,
+    the share of pairs whose chosen answer is the more likely one."""
+
+    tuples: list[str]
+    base_losses: list[float]
+    adapter_losses: list[float]
+    mean_difference: float
+    interval_low: float
+    interval_high: float
+    confidence: float
+    statistic: str
+    passed: bool
+    weak: bool
+    kept_step: int
+    stopped_early: bool = False
+    reward_accuracy: float | None = None
+    reward_margin: float | None = None
+    base_preference_accuracy: float | None = None
+    adapter_preference_accuracy: float | None = None
 
 
 class TrainingFigures(_Model):
@@ -119,6 +170,8 @@ class Manifest(_Model):
     quality_gate: QualityGate
     serving_check: OverlayReport = OverlayReport(served=False, error="not checked")
     training: TrainingFigures = TrainingFigures()
+    fitting: FitCounts = FitCounts()
+    heldout: HeldOutEvaluation | None = None
     dagster_run_id: str = ""
     created_at: str = ""
 
@@ -143,6 +196,14 @@ class Manifest(_Model):
                           if f"{side}_{k}" in flat} for side in ("serving", "candidate")}}
             data["serving_check"] = check
         return data
+
+    @property
+    def beats_base(self) -> bool:
+        """The held-out gate: the paired difference's test where recorded (versions trained
+        before it: mean eval loss below the base's)."""
+        if self.heldout is not None:
+            return self.heldout.passed
+        return self.eval_loss < self.base_eval_loss
 
     @property
     def eval_loss_delta(self) -> float:

@@ -21,7 +21,8 @@ from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
 from ..shared.inference_server import InferenceServer, ServerError, vllm_lora_rank
-from .manifest import ExtractionComparison, ExtractorScore, OverlayReport
+from .answer_scores import score_answers
+from .manifest import AnswerQuality, ExtractionComparison, ExtractorScore, OverlayReport
 
 #: Answer tokens per held-out prompt: enough to tell two answers apart, cheap on a CPU.
 SAMPLE_TOKENS = 48
@@ -49,10 +50,11 @@ def _listed_models(base_url: str) -> set[str]:
     return {entry["id"] for entry in response.json().get("data", [])}
 
 
-def ask_base_and_adapter(server: InferenceServer, adapter: str,
-                         prompts: list[list[dict]]) -> OverlayReport:
+def ask_base_and_adapter(server: InferenceServer, adapter: str, prompts: list[list[dict]],
+                         references: list[str] = ()) -> OverlayReport:
     """Through a live `server` that serves `adapter` as an overlay: the held-out `prompts`
-    (chat message lists) asked of the base and of the adapter.
+    (chat message lists) asked of the base and of the adapter. The first prompts' answers are
+    scored against `references` (ROUGE-L, exact match), when given.
 
     Raises:
         ServerError: the adapter is not listed or a request is refused.
@@ -62,10 +64,18 @@ def ask_base_and_adapter(server: InferenceServer, adapter: str,
         raise ServerError(f"the server does not list adapter {adapter!r} under /v1/models")
     base = asyncio.run(_answers(server.base_url, server.model, prompts))
     tuned = asyncio.run(_answers(server.base_url, adapter, prompts))
-    return OverlayReport(
-        served=True, prompts=len(prompts), differing=sum(b != t for b, t in zip(base, tuned)),
-        samples=[{"prompt": m[-1]["content"][:300], "base": b, "adapter": t}
-                 for m, b, t in list(zip(prompts, base, tuned))[:3]])
+    samples = [{"prompt": m[-1]["content"][:300], "base": b, "adapter": t}
+               for m, b, t in list(zip(prompts, base, tuned))[:3]]
+    answers = None
+    if references:
+        n = len(references)
+        scores = score_answers(list(references), base[:n], tuned[:n])
+        answers = AnswerQuality(**{k: v for k, v in vars(scores).items() if k != "per_prompt"})
+        for sample, reference, (b, t) in zip(samples, references, scores.per_prompt):
+            sample.update(reference=reference, base_rouge_l=round(b, 3),
+                          adapter_rouge_l=round(t, 3))
+    return OverlayReport(served=True, prompts=len(prompts), answers=answers, samples=samples,
+                         differing=sum(b != t for b, t in zip(base, tuned)))
 
 
 def compare_extractors(server: InferenceServer, candidate: str, serving: str,
@@ -104,9 +114,11 @@ class ExtractionGate:
 
 def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                   prompts: list[list[dict]], log: Any, lora_r: int,
-                  extraction: ExtractionGate | None = None) -> OverlayReport:
+                  extraction: ExtractionGate | None = None,
+                  references: list[str] = ()) -> OverlayReport:
     """Start a managed server (`server`'s settings) with `base_dir` and the adapter in
-    `adapter_folder` as an overlay, ask `prompts`, and with `extraction` compare F1; the server
+    `adapter_folder` as an overlay, ask `prompts` (the first scored against `references`, see
+    `ask_base_and_adapter`), and with `extraction` compare F1; the server
     is stopped before returning. Never raises for a server or adapter problem: `served` is
     False and `error` says why."""
     started = time.monotonic()
@@ -119,7 +131,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                                         "max_lora_rank": vllm_lora_rank(lora_r)})
     try:
         with overlay.serving(log) as live:
-            report = ask_base_and_adapter(live, candidate, prompts)
+            report = ask_base_and_adapter(live, candidate, prompts, references)
             if extraction is not None:
                 report.extraction = compare_extractors(
                     live, candidate, extraction.serving_name or live.model, extraction.labelled,

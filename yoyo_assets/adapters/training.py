@@ -1,11 +1,14 @@
 """QLoRA adapter training through trl + peft + bitsandbytes: SFT for `engineering`, DPO for
 `apprenticeship`.
 
-The base model is loaded in 4-bit NF4 (or unquantised), LoRA adapters are trained on it, and the
-held-out eval loss of the adapter and of the base (the same model before the first step: LoRA's B
-matrices start at zero, so the untrained adapter is the identity) are measured with the same
-trainer. Checkpoints go to a work folder each epoch; a re-run with the same training set resumes
-from the last complete one. Figures quoted below come from ../shared/STACK.md.
+The base model is loaded in 4-bit NF4 (or unquantised) and a LoRA adapter is trained on it.
+Examples are fitted into max_length first, shortening prompts and keeping answers (fitting.py).
+The held-out split is evaluated each epoch (or every `eval_steps`), a checkpoint is saved with
+each evaluation, training stops early when held-out loss stops improving, and the best
+checkpoint is the one kept (transformers' `load_best_model_at_end`). Then each held-out tuple is
+scored with the adapter and with it disabled (the base), for the gate (heldout.py, gate.py). A
+re-run with the same training set resumes from the last complete checkpoint. Figures quoted
+below come from ../shared/STACK.md.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from pydantic import Field
 
 from ..shared.faults import crash_point
 from .corpus import CorpusTuple
+from .fitting import FitReport, fit_examples
+from .gate import GateStatistic
+from .heldout import DpoScores, SftScores, score_dpo, score_sft
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -34,10 +40,13 @@ class TrainingConfig(Config):
 
     Parameters that control the model: `base_model_dir`, `load_in_4bit`, `bnb_4bit_quant_type`,
     `bnb_4bit_use_double_quant`, `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`.
-    Parameters that control the data: `max_length`, `packing`, `eval_fraction`.
+    Parameters that control the data: `max_length`, `packing`, `eval_fraction`,
+    `min_eval_tuples`.
     Parameters that control the training: `num_train_epochs`, `per_device_train_batch_size`,
     `gradient_accumulation_steps`, `sft_learning_rate`, `dpo_learning_rate`, `beta`,
-    `gradient_checkpointing`, `seed`, `budget_reserve_s`.
+    `gradient_checkpointing`, `eval_steps`, `early_stopping_patience`, `seed`,
+    `budget_reserve_s`.
+    Parameters of the quality gate: `gate_statistic`, `gate_confidence`.
     """
 
     # Model
@@ -58,13 +67,17 @@ class TrainingConfig(Config):
         default=TARGET_MODULES, description="Linear layers that get adapters (attention and MLP).")
     # Data
     max_length: int = Field(
-        default=512, description="Longest training sequence in tokens; longer ones are "
-        "truncated (trl default 1024).")
+        default=512, description="Longest training sequence in tokens (trl default 1024). A "
+        "longer tuple is fitted by cutting the middle of its longest prompt message, marked in "
+        "the text; its answer is cut only when it alone does not fit.")
     packing: bool = Field(default=False, description="SFT only: pack short examples into "
                           "max_length sequences.")
     eval_fraction: float = Field(
         default=0.1, description="Share of tuples held out for evaluation, chosen by tuple hash "
-        "so the split is the same on every run (at least one tuple each side).")
+        "so the split is the same on every run.")
+    min_eval_tuples: int = Field(
+        default=8, description="Held-out tuples at least (fewer only when the bucket has under "
+        "twice as many tuples: then half; the gate is then called weak).")
     # Training
     num_train_epochs: float = Field(default=2.0, description="Passes over the training split "
                                     "(trl default 3).")
@@ -82,10 +95,23 @@ class TrainingConfig(Config):
     gradient_checkpointing: bool = Field(
         default=True, description="Recompute activations in the backward pass: less memory, "
         "about a third more compute.")
-    seed: int = Field(default=0, description="Seed of shuffling and LoRA initialisation.")
+    eval_steps: int = Field(
+        default=0, description="0: evaluate held-out loss and save a checkpoint after each "
+        "epoch; N: every N optimizer steps.")
+    early_stopping_patience: int = Field(
+        default=2, description="Stop after this many evaluations without a better held-out "
+        "loss (0: never); the best checkpoint is kept either way.")
+    seed: int = Field(default=0, description="Seed of shuffling, LoRA initialisation and the "
+                      "gate's bootstrap.")
     budget_reserve_s: float = Field(
         default=300.0, description="Seconds of the phase budget kept for the final evaluation "
         "and the version write: training checkpoints and stops at budget - reserve.")
+    # Quality gate
+    gate_statistic: GateStatistic = Field(
+        default="upper_bound", description="The held-out loss difference (adapter - base, per "
+        "tuple) must be below 0 at the upper bound of its bootstrap interval, or (\"mean\") on "
+        "average only.")
+    gate_confidence: float = Field(default=0.95, description="Confidence of that interval.")
 
 
 class BaseModelError(ValueError):
@@ -98,8 +124,10 @@ class BudgetSpent(RuntimeError):
 
 @dataclass
 class TrainingResult:
-    """What a training produced. Losses are mean token cross-entropy (SFT, nats) or DPO loss;
-    `loss_history` rows are `{"step", "epoch", "train_loss" | "eval_loss"}`."""
+    """What a training produced. Losses are per held-out tuple answer cross-entropy (SFT, nats
+    per token) or DPO loss, averaged over tuples: `heldout` holds them tuple by tuple (in
+    `split.held_out_tuples` order; `split` holds the fitted examples); `loss_history` rows are `{"step", "epoch", "train_loss" |
+    "eval_loss"}`; `kept_step` is the checkpoint kept (best held-out loss)."""
 
     adapter_dir: Path
     base_eval_loss: float
@@ -107,6 +135,11 @@ class TrainingResult:
     train_examples: int
     eval_examples: int
     steps: int
+    fit: FitReport
+    heldout: SftScores | DpoScores
+    split: "FittedSplit"
+    kept_step: int
+    stopped_early: bool
     train_tokens: int
     train_seconds: float
     duration_s: float
@@ -136,22 +169,19 @@ def check_base_model(path: Path) -> None:
         raise BaseModelError(f"base model folder {path} is unreadable: {exc}") from None
 
 
-def split_tuples(tuples: list[CorpusTuple], eval_fraction: float
+def split_tuples(tuples: list[CorpusTuple], eval_fraction: float, min_eval_tuples: int = 8
                  ) -> tuple[list[CorpusTuple], list[CorpusTuple]]:
-    """(train, eval): a tuple is held out when the first 8 hex digits of its hash, as a fraction
-    of 16**8, fall below `eval_fraction`. Deterministic, and stable as the bucket grows. With two
-    or more tuples each side gets at least one.
+    """(train, held-out): the tuples with the lowest hashes are held out, max(min_eval_tuples,
+    ceil(eval_fraction * n)) of them, but never more than half. Deterministic, and stable as
+    the bucket grows (a held-out tuple leaves only when one with a lower hash arrives).
 
     Raises:
         ValueError: fewer than two tuples.
     """
     if len(tuples) < 2:
         raise ValueError(f"need at least 2 tuples to train and evaluate, got {len(tuples)}")
-    held = [t for t in tuples if int(t.sha256[:8], 16) / 16**8 < eval_fraction]
-    if not held:
-        held = [min(tuples, key=lambda t: t.sha256)]
-    if len(held) == len(tuples):
-        held = held[:-1]
+    count = min(max(min_eval_tuples, math.ceil(eval_fraction * len(tuples))), len(tuples) // 2)
+    held = sorted(tuples, key=lambda t: t.sha256)[:max(count, 1)]
     held_hashes = {t.sha256 for t in held}
     return [t for t in tuples if t.sha256 not in held_hashes], held
 
@@ -278,51 +308,89 @@ def _peak_memory() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
 
 
-def _trainer(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple],
-             config: TrainingConfig, base_dir: Path, work_dir: Path, tokenizer: Any) -> Any:
+@dataclass
+class FittedSplit:
+    """The examples trl will see, fitted into max_length, and the held-out tuples' hashes in
+    the order of `held_out` (tuples dropped by the fitting are left out of both)."""
+
+    train: list[dict]
+    held_out: list[dict]
+    held_out_tuples: list[str]
+    report: FitReport
+
+
+def fit_split(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple], tokenizer: Any,
+              max_length: int, log: Callable[[str], None]) -> FittedSplit:
+    """Both sides as trl examples, fitted into `max_length` (fitting.py).
+
+    Raises:
+        ValueError: no training or no held-out tuple is left.
+    """
+    to_example = sft_example if kind == "sft" else dpo_example
+    report = FitReport()
+    sides = []
+    for name, tuples in (("training", train), ("held-out", held_out)):
+        fitted, side_report = fit_examples(tokenizer, [to_example(t.record) for t in tuples],
+                                           max_length)
+        report.unchanged += side_report.unchanged
+        report.prompts_shortened += side_report.prompts_shortened
+        report.answers_cut += side_report.answers_cut
+        report.dropped.update(side_report.dropped)
+        kept = [(t, e) for t, e in zip(tuples, fitted) if e is not None]
+        if not kept:
+            raise ValueError(f"no {name} tuple fits max_length {max_length} tokens "
+                             f"({dict(side_report.dropped)})")
+        sides.append(kept)
+    if report.prompts_shortened or report.answers_cut or report.dropped:
+        log(f"max_length {max_length}: {report.prompts_shortened} prompts shortened, "
+            f"{report.answers_cut} answers cut, dropped {dict(report.dropped) or 'none'}")
+    return FittedSplit([e for _, e in sides[0]], [e for _, e in sides[1]],
+                       [t.sha256 for t, _ in sides[1]], report)
+
+
+def _schedule(config: TrainingConfig) -> dict[str, Any]:
+    """Evaluation, checkpoints and best-checkpoint settings of the trainer's arguments."""
+    every = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
+             "save_steps": config.eval_steps} if config.eval_steps else \
+        {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    # save_total_limit keeps the best checkpoint besides the newest (transformers' rule).
+    return {**every, "save_total_limit": 2, "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss", "greater_is_better": False,
+            # One tuple per evaluation batch: eval_loss is then the mean of per-tuple losses,
+            # the quantity the gate compares.
+            "per_device_eval_batch_size": 1}
+
+
+def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Path,
+             work_dir: Path, tokenizer: Any) -> Any:
     """trl's SFTTrainer or DPOTrainer over the base in `base_dir` with a fresh LoRA adapter."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers import EarlyStoppingCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules=config.lora_target_modules,
                       bias="none", task_type="CAUSAL_LM")
-    to_example = sft_example if kind == "sft" else dpo_example
-    datasets = {"train_dataset": Dataset.from_list([to_example(t.record) for t in train]),
-                "eval_dataset": Dataset.from_list([to_example(t.record) for t in held_out])}
     common = dict(
         output_dir=str(work_dir), num_train_epochs=config.num_train_epochs,
         per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, logging_steps=1,
-        include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True, seed=config.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
-    model = load_base_model(base_dir, config)
+        gradient_checkpointing_kwargs={"use_reentrant": False}, **_schedule(config),
+        logging_steps=1, include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True,
+        seed=config.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+    given = dict(model=load_base_model(base_dir, config), processing_class=tokenizer,
+                 peft_config=lora, train_dataset=Dataset.from_list(split.train),
+                 eval_dataset=Dataset.from_list(split.held_out),
+                 callbacks=[EarlyStoppingCallback(config.early_stopping_patience)]
+                 if config.early_stopping_patience else None)
     if kind == "sft":
-        args = SFTConfig(learning_rate=config.sft_learning_rate, packing=config.packing, **common)
-        return SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
-                          **datasets)
-    args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta, **common)
-    return DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
-                      **datasets)
-
-
-def _check_examples_fit(trainer: Any, train: list, held_out: list, max_length: int,
-                        log: Callable[[str], None]) -> None:
-    """trl drops examples whose completion (or chosen/rejected) lies wholly beyond max_length:
-    say how many, and raise ValueError when a side is left empty."""
-    for name, dataset, given in (("training", trainer.train_dataset, train),
-                                 ("held-out", trainer.eval_dataset, held_out)):
-        if len(dataset) < len(given):
-            log(f"{len(given) - len(dataset)} {name} tuples have no answer token within "
-                f"max_length {max_length} and are left out")
-        if len(dataset) == 0:
-            raise ValueError(f"no {name} tuple fits max_length {max_length} tokens")
+        return SFTTrainer(args=SFTConfig(learning_rate=config.sft_learning_rate,
+                                         packing=config.packing, **common), **given)
+    return DPOTrainer(args=DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta,
+                                     **common), **given)
 
 
 def _loss_history(log_history: list[dict]) -> list[dict[str, float]]:
@@ -336,17 +404,25 @@ def _loss_history(log_history: list[dict]) -> list[dict[str, float]]:
             for row in history]
 
 
+def _score_heldout(kind: str, trainer: Any, tokenizer: Any, split: FittedSplit,
+                   beta: float) -> SftScores | DpoScores:
+    if kind == "sft":
+        return score_sft(trainer.model, tokenizer, split.held_out)
+    return score_dpo(trainer.model, tokenizer, split.held_out, beta)
+
+
 def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple],
                   config: TrainingConfig, base_dir: Path, work_dir: Path, output_dir: Path,
                   deadline: float = math.inf, log: Callable[[str], None] = print,
                   progress: Callable[[int, int], None] | None = None) -> TrainingResult:
-    """Train a LoRA adapter of `kind` ("sft" or "dpo") and save it (PEFT adapter files and the
-    tokenizer) into `output_dir`. Checkpoints live in `work_dir`; the newest complete one is
-    resumed from. `progress(step, max_steps)` is called after each optimizer step.
+    """Train a LoRA adapter of `kind` ("sft" or "dpo") and save its best checkpoint (PEFT
+    adapter files and the tokenizer) into `output_dir`, then score each held-out tuple with and
+    without it. Checkpoints live in `work_dir`; the newest complete one is resumed from.
+    `progress(step, max_steps)` is called after each optimizer step.
 
     Raises:
         BaseModelError: `base_dir` is not a usable model folder (checked before loading).
-        ValueError: no training or no held-out tuple has an answer token within max_length.
+        ValueError: no training or no held-out tuple fits max_length.
         BudgetSpent: `deadline` (Unix seconds) passed; a checkpoint was saved first.
     """
     check_base_model(base_dir)
@@ -357,36 +433,40 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    trainer = _trainer(kind, train, held_out, config, base_dir, work_dir, tokenizer)
-    _check_examples_fit(trainer, train, held_out, config.max_length, log)
+    split = fit_split(kind, train, held_out, tokenizer, config.max_length, log)
+    trainer = _trainer(kind, split, config, base_dir, work_dir, tokenizer)
     stopped: list[int] = []
     trainer.remove_callback(PrinterCallback)  # loss rows go to the manifest, not to stdout
     trainer.add_callback(_budget_callback(deadline, stopped, progress))
     _crash_point_inside_checkpoint_saves(trainer)
 
-    # Before the first step the adapter is the identity (B = 0): this is the base model's loss.
-    base_eval_loss = float(trainer.evaluate()["eval_loss"])
     resume = last_complete_checkpoint(work_dir) if work_dir.is_dir() else None
-    log(f"{kind.upper()}: {len(train)} train / {len(held_out)} eval tuples, base eval loss "
-        f"{base_eval_loss:.4f}" + (f", resuming from {resume.name}" if resume else ""))
+    log(f"{kind.upper()}: {len(split.train)} train / {len(split.held_out)} held-out tuples"
+        + (f", resuming from {resume.name}" if resume else ""))
     train_started = time.time()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.time() - train_started
     if stopped:
         raise BudgetSpent(f"budget spent at step {stopped[0]} of {trainer.state.max_steps}; "
                           f"checkpoint saved in {work_dir}, the next run resumes from it")
-    eval_loss = float(trainer.evaluate()["eval_loss"])
+    state = trainer.state
+    kept_step = state.best_global_step or state.global_step
+    scores = _score_heldout(kind, trainer, tokenizer, split, config.beta)
+    base_loss, loss = (sum(v) / len(v) for v in (scores.base_losses, scores.adapter_losses))
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     peak, peak_kind = _peak_memory()
-    tokens = int(trainer.state.num_input_tokens_seen or 0)
-    log(f"{kind.upper()}: eval loss {base_eval_loss:.4f} -> {eval_loss:.4f} in "
-        f"{trainer.state.global_step} steps, {tokens / max(train_seconds, 1e-9):.0f} tokens/s")
+    tokens = int(state.num_input_tokens_seen or 0)
+    log(f"{kind.upper()}: held-out loss {base_loss:.4f} -> {loss:.4f}, kept step {kept_step} "
+        f"of {state.global_step}, {tokens / max(train_seconds, 1e-9):.0f} tokens/s")
     return TrainingResult(
-        adapter_dir=output_dir, base_eval_loss=base_eval_loss, eval_loss=eval_loss,
-        train_examples=len(train), eval_examples=len(held_out), steps=trainer.state.global_step,
+        adapter_dir=output_dir, base_eval_loss=base_loss, eval_loss=loss,
+        train_examples=len(split.train), eval_examples=len(split.held_out),
+        steps=state.global_step, fit=split.report, heldout=scores,
+        split=split, kept_step=kept_step,
+        stopped_early=state.global_step < state.max_steps,
         train_tokens=tokens, train_seconds=train_seconds, duration_s=time.time() - started,
         peak_memory_bytes=peak, peak_memory_kind=peak_kind,
         resumed_from=resume.name if resume else None,
-        loss_history=_loss_history(trainer.state.log_history))
+        loss_history=_loss_history(state.log_history))

@@ -18,18 +18,22 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 
 from .corpus import CorpusTuple
-from .manifest import BaseModelRef, Manifest, OverlayReport, QualityGate, TrainingFigures
+from .gate import WEAK_GATE_TUPLES, paired_difference
+from .heldout import DpoScores
+from .manifest import (BaseModelRef, FitCounts, HeldOutEvaluation, Manifest, OverlayReport,
+                       QualityGate, TrainingFigures)
 from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
                        staging_folder)
-from .training import BudgetSpent, TrainingConfig, TrainingResult, split_tuples, train_adapter
+from .training import (BudgetSpent, FittedSplit, TrainingConfig, TrainingResult, split_tuples,
+                       train_adapter)
 
 #: The adapter's blocking asset checks, which the manifest's quality gate sums up.
 QUALITY_CHECK = "beats_base_model"
 OVERLAY_CHECK = "serves_as_overlay"
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "dagster")
 
-#: (staged adapter folder, held-out tuples, training tuples) -> the overlay check's report.
-OverlayCheck = Callable[[Path, list[CorpusTuple], list[CorpusTuple]], OverlayReport]
+#: (staged adapter folder, the fitted examples) -> the overlay check's report.
+OverlayCheck = Callable[[Path, FittedSplit], OverlayReport]
 
 
 class TrainingFailed(RuntimeError):
@@ -57,10 +61,12 @@ def pending_set_sha256(hashes: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
 
 
-def gate_rule(role: str) -> str:
+def gate_rule(role: str, config: TrainingConfig) -> str:
     """The quality gate of `role`'s versions, in words."""
-    rule = ("eval_loss < base_eval_loss; served as a vLLM LoRA overlay, answers differing from "
-            "the base's")
+    where = (f"the upper bound of its {config.gate_confidence:.0%} bootstrap interval"
+             if config.gate_statistic == "upper_bound" else "its mean")
+    rule = (f"held-out loss, adapter - base per tuple: {where} below 0; served as a vLLM LoRA "
+            "overlay, answers differing from the base's")
     if role == "extraction":
         rule += "; F1 on the labelled set above the serving extractor's"
     return rule
@@ -78,6 +84,7 @@ def loss_curve_png(result: TrainingResult) -> bytes:
         rows = [r for r in result.loss_history if key in r]
         axes.plot([r["step"] for r in rows], [r[key] for r in rows], style, label=key)
     axes.axhline(result.base_eval_loss, color="grey", linestyle="--", label="base eval_loss")
+    axes.axvline(result.kept_step, color="green", linestyle=":", label="kept checkpoint")
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.legend()
@@ -88,9 +95,31 @@ def loss_curve_png(result: TrainingResult) -> bytes:
     return buffer.getvalue()
 
 
+def heldout_evaluation(result: TrainingResult, config: TrainingConfig,
+                       total_tuples: int) -> HeldOutEvaluation:
+    """The gate's evidence from a training's per-tuple held-out scores (see gate.py)."""
+    scores = result.heldout
+    diff = paired_difference(scores.base_losses, scores.adapter_losses, config.gate_confidence,
+                             seed=config.seed)
+    dpo = {}
+    if isinstance(scores, DpoScores):
+        n = len(scores.margins)
+        dpo = dict(reward_accuracy=scores.reward_accuracy, reward_margin=scores.reward_margin,
+                   base_preference_accuracy=sum(scores.base_prefers_chosen) / n,
+                   adapter_preference_accuracy=sum(scores.adapter_prefers_chosen) / n)
+    return HeldOutEvaluation(
+        tuples=result.split.held_out_tuples, base_losses=scores.base_losses,
+        adapter_losses=scores.adapter_losses, mean_difference=diff.mean,
+        interval_low=diff.low, interval_high=diff.high, confidence=diff.confidence,
+        statistic=config.gate_statistic, passed=diff.passes(config.gate_statistic),
+        weak=diff.n < config.min_eval_tuples or total_tuples < WEAK_GATE_TUPLES,
+        kept_step=result.kept_step, stopped_early=result.stopped_early, **dpo)
+
+
 def _manifest(bucket: Bucket, night: str, base_dir: Path, train: list[CorpusTuple],
               held_out: list[CorpusTuple], config: TrainingConfig, result: TrainingResult,
               overlay: OverlayReport, run_id: str) -> Manifest:
+    heldout = heldout_evaluation(result, config, len(train) + len(held_out))
     return Manifest(
         tenant=bucket.tenant, role=bucket.role, kind=bucket.kind, bucket=bucket.name,
         night=night, base_model=BaseModelRef(path=str(base_dir), sha256=folder_sha256(base_dir)),
@@ -101,14 +130,15 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, train: list[CorpusTupl
         loss_history=result.loss_history, base_eval_loss=result.base_eval_loss,
         eval_loss=result.eval_loss,
         quality_gate=QualityGate(
-            passed=result.eval_loss < result.base_eval_loss and overlay.passed,
-            checks=[QUALITY_CHECK, OVERLAY_CHECK], rule=gate_rule(bucket.role)),
+            passed=heldout.passed and overlay.passed,
+            checks=[QUALITY_CHECK, OVERLAY_CHECK], rule=gate_rule(bucket.role, config)),
         serving_check=overlay,
         training=TrainingFigures(
             steps=result.steps, train_tokens=result.train_tokens,
             tokens_per_s=result.tokens_per_s, peak_memory_bytes=result.peak_memory_bytes,
             peak_memory_kind=result.peak_memory_kind, duration_s=result.duration_s,
             resumed_from_checkpoint=result.resumed_from),
+        fitting=FitCounts(**result.fit.as_dict()), heldout=heldout,
         dagster_run_id=run_id, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
@@ -134,7 +164,7 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     Raises:
         TrainingFailed: the budget was spent (checkpoint kept) or the tuples cannot train.
     """
-    train, held_out = split_tuples(tuples, config.eval_fraction)
+    train, held_out = split_tuples(tuples, config.eval_fraction, config.min_eval_tuples)
     training_id = hashlib.sha256(json.dumps(
         [pending_set_sha256([t.sha256 for t in tuples]), config.model_dump(), str(base_dir)],
         sort_keys=True).encode()).hexdigest()[:16]
@@ -145,7 +175,7 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
         result = train_adapter(bucket.kind, train, held_out, config, base_dir, work_dir, staged,
                                deadline=deadline, log=log, progress=progress)
         (staged / "loss_curve.png").write_bytes(loss_curve_png(result))
-        overlay = check_overlay(staged, held_out, train)
+        overlay = check_overlay(staged, result.split)
     except (BudgetSpent, ValueError) as exc:
         shutil.rmtree(staged, ignore_errors=True)
         raise TrainingFailed(str(exc)) from None

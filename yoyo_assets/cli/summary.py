@@ -52,8 +52,17 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
         if m.serving_check.extraction is not None:
             e = m.serving_check.extraction
             extra = f", F1 {e.serving.f1:.3f} -> {e.candidate.f1:.3f}"
-        lines.append(f"adapter    {bucket} v{version.number}: eval loss {m.base_eval_loss:.3f} -> "
-                     f"{m.eval_loss:.3f} ({m.eval_loss_delta:+.3f}){extra}, gate {gate}")
+        h = m.heldout
+        spread = (f", {h.confidence:.0%} CI [{h.interval_low:+.3f}, {h.interval_high:+.3f}] on "
+                  f"{len(h.tuples)} tuples" + (", weak" if h.weak else "")) if h else ""
+        if m.serving_check.answers is not None:
+            a = m.serving_check.answers
+            extra += f", ROUGE-L {a.base_rouge_l:.2f} -> {a.adapter_rouge_l:.2f}"
+        if h is not None and h.reward_accuracy is not None:
+            extra += f", reward accuracy {h.reward_accuracy:.2f}"
+        lines.append(f"adapter    {bucket} v{version.number}: held-out loss "
+                     f"{m.base_eval_loss:.3f} -> {m.eval_loss:.3f} ({m.eval_loss_delta:+.3f}"
+                     f"{spread}){extra}, gate {gate}")
     return lines
 
 
