@@ -1,6 +1,10 @@
 """Phase 2 through Dagster with a real instance: the corpus threshold sensor (49 pending: skip;
 50: one run request; same state: none; 50 new after v1: v2), the adapter run with its blocking
-quality check, publication to a real GCS emulator and its retry alone, and a bad base model."""
+quality check, publication to a real GCS emulator and its retry alone, the published version
+loaded back by a gateway-like reader, and a bad base model."""
+
+import json
+from pathlib import Path
 
 import pytest
 from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
@@ -8,6 +12,7 @@ from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
 from dagster_gcp import GCSResource
 
 from yoyo_assets.adapters.registry import versions
+from yoyo_assets.shared.embedded_model import HUB_NAME
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
 from .helpers import JOB, PUBLISHED, TINY, make_defs, sft_lines, write_bucket_file
@@ -22,6 +27,21 @@ def materialize_buckets(defs, instance, night: str) -> None:
     result = defs.resolve_job_def("corpus_nightly").execute_in_process(
         partition_key=night, instance=instance)
     assert result.success
+
+
+def load_published(client, prefix: str, model_dir: Path, folder: Path):
+    """What a gateway elsewhere does: fetch a published version from the bucket into an empty
+    folder and load it with peft on the base (here from this machine's copy of that model)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    for blob in client.list_blobs("adapters", prefix=prefix):
+        target = folder / blob.name[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+    config = json.loads((folder / "adapter_config.json").read_text())
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    return config, PeftModel.from_pretrained(base, folder)
 
 
 def tick(defs, instance, cursor):
@@ -99,6 +119,11 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     published = {b.name for b in client.list_blobs("adapters")}
     assert published == {f"adapters/pointsav/engineering/v1/{p.name}"
                          for p in v1.path.iterdir()}
+    config, loaded = load_published(client, "adapters/pointsav/engineering/v1/", model_dir,
+                                    tmp_path / "gateway")
+    assert config["base_model_name_or_path"] == HUB_NAME == manifest.base_model.name
+    assert manifest.base_model.path == str(model_dir)  # the local copy, beside its public name
+    assert loaded.peft_config["default"].r == 16
 
     # A failed upload is retried by re-materializing the publication alone: no retraining.
     for blob in client.list_blobs("adapters"):

@@ -15,6 +15,7 @@ def test_all_definitions_load():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     phase2 = {f"pointsav/{role}/{name}" for role in ("engineering", "apprenticeship", "extraction")
               for name in ("corpus_bucket", "adapter", "published_adapter")}
+    phase2.add("pointsav/engineering/commit_tuples")  # upstream of the engineering bucket
     assert keys == {"documents", "extracted_entities", "datagraph"} | phase2
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()

@@ -2,6 +2,9 @@
 
     <tenant>/<role>/corpus_bucket -> <tenant>/<role>/adapter -> <tenant>/<role>/published_adapter
 
+and upstream of each engineering bucket, `<tenant>/engineering/commit_tuples` (tuples harvested
+from the tenant's git repositories).
+
 Each asset body is a module-level function that finds its bucket from its asset key
 (`[tenant, role, name]`); `build_bucket_assets` decorates them for one bucket. The work is in
 domain modules (corpus, version_training, publication); the assets wire and report.
@@ -9,6 +12,7 @@ domain modules (corpus, version_training, publication); the assets wire and repo
 
 import base64
 import gc
+from collections import Counter
 
 from dagster import (AssetExecutionContext, AssetKey, AssetsDefinition, Failure,
                      MaterializeResult, MetadataValue, PartitionsDefinition, asset)
@@ -24,6 +28,7 @@ from ..shared.inference_server import InferenceServer
 from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
 from .checks import heldout_metadata
+from .commit_harvest import HarvestError, harvest_repository, harvested_shas, write_night_file
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
 from .publication import publish_folder
 from .recovery import unrecorded_version
@@ -73,6 +78,34 @@ def corpus_bucket(context: AssetExecutionContext, adapter_store: AdapterStore) -
         "invalid": MetadataValue.json([{"file": i.path, "line": i.line, "reason": i.reason}
                                        for i in scan.invalid[:1000]]),
     })
+
+
+def commit_tuples(context: AssetExecutionContext, adapter_store: AdapterStore) -> MaterializeResult:
+    """Harvest the night's commits of the tenant's repositories (see the asset's description)."""
+    bucket = bucket_of(context)
+    window = context.partition_time_window
+    folder = adapter_store.bucket_folder(bucket.role, bucket.tenant)
+    night_file = folder / f"git-{context.partition_key}.jsonl"
+    already = harvested_shas(folder, night_file)
+    try:
+        harvests = [harvest_repository(path, window.start.timestamp(), window.end.timestamp(),
+                                       already) for path in adapter_store.repositories(bucket.tenant)]
+    except HarvestError as exc:
+        raise Failure(str(exc)) from None
+    tuples = [t for h in harvests for t in h.tuples]
+    if tuples:
+        write_night_file(night_file, tuples, window.end.timestamp() - 1)
+    skipped = sum((h.skipped for h in harvests), Counter())
+    rows = ["| repository | harvested | skipped |", "|---|---|---|"] + [
+        f"| {h.repository} | {len(h.tuples)} | "
+        + (", ".join(f"{reason} {n}" for reason, n in sorted(h.skipped.items())) or "none")
+        + " |" for h in harvests]
+    return MaterializeResult(metadata={
+        "repositories": len(harvests), "harvested_commits": len(tuples),
+        "skipped_commits": sum(skipped.values()),
+        "skipped_by_reason": MetadataValue.json(dict(sorted(skipped.items()))),
+        "by_repository": MetadataValue.md("\n".join(rows)),
+        "file": MetadataValue.path(str(night_file)) if tuples else "(nothing harvested)"})
 
 
 def version_metadata(version: AdapterVersion) -> dict:
@@ -177,9 +210,13 @@ def adapter(context: AssetExecutionContext, config: TrainingConfig, adapter_stor
     base_dir = _base_model(bucket.role, config, adapter_store, inference_server)
     check = _overlay_check(context, bucket, base_dir, config.lora_r, inference_server,
                            adapter_store, labelled_set)
+    base_name = adapter_store.public_base_name(bucket.role, base_dir)
+    if base_name == str(base_dir):
+        context.log.warning(f"no public name for the base {base_dir} (YOYO_BASE_MODEL_NAME / "
+                            "YOYO_EXTRACTION_MODEL_NAME): a gateway elsewhere cannot resolve it")
     try:
         version = train_version(
-            bucket, scan.tuples, config, base_dir,
+            bucket, scan.tuples, config, base_dir, base_name,
             adapter_store.version_folder(bucket.tenant, bucket.role), night, context.run.run_id,
             run_deadline(context, config.budget_reserve_s), check, context.log.info,
             progress=lambda step, steps: context.log.debug(
@@ -235,8 +272,16 @@ def build_bucket_assets(tenant: str, role: str,
     bucket = Bucket(tenant, role, ROLES[role])
     kind, prefix = bucket.kind.upper(), [tenant, role]
     common = dict(key_prefix=prefix, group_name=GROUP, partitions_def=nights)
+    harvest = [asset(name="commit_tuples", **common, description=(
+        "One SFT tuple per commit that landed on the default branch of the tenant's git "
+        "repositories (YOYO_GIT_REPOSITORIES) during the night: the diff under a fixed "
+        "instruction, the commit message as the answer, written as `git-<night>.jsonl` into "
+        f"`{bucket.name}`. Merges, bot authors, empty, binary-only and oversized diffs are "
+        "skipped and counted; a commit is harvested once."))(commit_tuples)] \
+        if role == "engineering" else []
     return [
-        asset(name="corpus_bucket", **common, description=(
+        *harvest,
+        asset(name="corpus_bucket", **common, deps=[h.key for h in harvest], description=(
             f"`{bucket.name}`: {kind} tuples that arrived by the night's end, validated line "
             "by line, exact duplicates dropped, pending = not yet trained on."))(corpus_bucket),
         asset(name="adapter", **common, deps=[AssetKey([*prefix, "corpus_bucket"])],

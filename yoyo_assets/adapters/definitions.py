@@ -20,6 +20,9 @@ def configured_store(settings: Settings) -> AdapterStore:
     return AdapterStore(
         corpus_root=str(settings.data_root / "corpus"), adapters_root=str(settings.adapters_root),
         models_dir=str(settings.models_dir), base_model_dir=settings.base_model_dir,
+        base_model_name=settings.base_model_name,
+        git_repositories=list(settings.git_repositories),
+        extraction_model_name=settings.extraction_model_name,
         adapter_threshold=settings.adapter_threshold,
         extraction_tenant=settings.extraction_tenant, gcs_bucket=settings.gcs_bucket,
         gcs_prefix=settings.gcs_prefix, gcs_retry_timeout_s=settings.gcs_retry_timeout_s,

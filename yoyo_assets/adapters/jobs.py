@@ -10,11 +10,13 @@ from .corpus import ROLES
 
 
 def corpus_nightly(tenants: tuple[str, ...]) -> UnresolvedAssetJobDefinition:
-    """Validates and counts every corpus bucket for a night (CPU only: no GPU tag)."""
+    """Harvests the night's commits, then validates and counts every corpus bucket for the
+    night (CPU only: no GPU tag)."""
     return define_asset_job(
         "corpus_nightly",
-        selection=AssetSelection.assets(*[AssetKey([t, r, "corpus_bucket"]) for t in tenants
-                                          for r in ROLES]),
+        selection=AssetSelection.assets(
+            *[AssetKey([t, r, "corpus_bucket"]) for t in tenants for r in ROLES],
+            *[AssetKey([t, "engineering", "commit_tuples"]) for t in tenants]),
         description="Phase 2 input: every corpus bucket as of the night's end.")
 
 

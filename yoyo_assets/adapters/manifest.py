@@ -21,10 +21,12 @@ class _Model(BaseModel):
 
 
 class BaseModelRef(_Model):
-    """The base model a version was trained on: its local folder and a SHA-256 over its files."""
+    """The base model a version was trained on: its public `name` (as adapter_config.json's
+    base_model_name_or_path says it), its local folder and a SHA-256 over its files."""
 
     path: str
     sha256: str
+    name: str = ""
 
 
 class ExtractorScore(_Model):

@@ -7,7 +7,7 @@ from dagster import ConfigurableResource
 from dagster_gcp import GCSResource
 from pydantic import Field
 
-from ..shared.embedded_model import ensure_embedded_model
+from ..shared.embedded_model import HUB_NAME, MODEL_NAME, ensure_embedded_model
 from ..shared.inference_server import InferenceServer, vllm_lora_rank
 from .corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
 from .registry import AdapterVersion, adapter_folder, serving_version
@@ -22,11 +22,20 @@ class AdapterStore(ConfigurableResource):
     models_dir: str = Field(description="Where the embedded model is converted on first use.")
     base_model_dir: str = Field(
         default="", description="Base model folder for training; empty: the embedded model.")
+    base_model_name: str = Field(
+        default="", description="Public name of the training base (e.g. allenai/Olmo-3-7B-Think),"
+        " written into each adapter's adapter_config.json; empty: the embedded model's.")
+    extraction_model_name: str = Field(
+        default="", description="Public name of the model Phase 1 serves, the base of "
+        "extraction adapters; empty: the embedded model's.")
     adapter_threshold: int = Field(
         default=50, description="Pending tuples (not yet seen by any version) at which a "
         "bucket's sensor requests, and its adapter asset trains, a new version.")
     extraction_tenant: str = Field(
         default="pointsav", description="Whose `extraction-<tenant>` adapter Phase 1 serves.")
+    git_repositories: list[str] = Field(
+        default_factory=list, description="`<tenant>=<path>` per git repository whose commits "
+        "become the tenant's engineering tuples.")
     gcs_bucket: str = Field(default="", description="GCS bucket to publish to; empty: none.")
     gcs_prefix: str = Field(default="adapters", description="Object name prefix in the bucket.")
     # Nested, so that its client (and credentials) is only created when something is published.
@@ -47,11 +56,25 @@ class AdapterStore(ConfigurableResource):
         """`adapters_root/<tenant>/<role>`; raises ValueError for unsafe names."""
         return adapter_folder(Path(self.adapters_root), tenant, role)
 
+    def repositories(self, tenant: str) -> list[Path]:
+        """The git repositories harvested into `tenant`'s engineering bucket."""
+        pairs = [entry.split("=", 1) for entry in self.git_repositories if "=" in entry]
+        return [Path(path).expanduser() for owner, path in pairs if owner.strip() == tenant]
+
     def base_model(self, override: str = "") -> Path:
         """The base model folder: `override` (run config), else `base_model_dir`, else the
         embedded SmolLM2 (converted from its GGUF on first use)."""
         chosen = override or self.base_model_dir
         return Path(chosen).resolve() if chosen else ensure_embedded_model(self.models_dir)
+
+    def public_base_name(self, role: str, base_dir: Path) -> str:
+        """The name a gateway resolves `base_dir` by: the configured name for `role`'s base,
+        else the embedded model's Hub name for the embedded folder, else the local path (which
+        only this machine can resolve)."""
+        configured = self.extraction_model_name if role == "extraction" else self.base_model_name
+        if configured:
+            return configured
+        return HUB_NAME if base_dir.name == MODEL_NAME else str(base_dir)
 
     def serving_extraction_version(self) -> AdapterVersion | None:
         """The newest `extraction-<extraction_tenant>` version that passed its quality gate."""

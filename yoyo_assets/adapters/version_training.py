@@ -116,13 +116,24 @@ def heldout_evaluation(result: TrainingResult, config: TrainingConfig,
         kept_step=result.kept_step, stopped_early=result.stopped_early, **dpo)
 
 
-def _manifest(bucket: Bucket, night: str, base_dir: Path, train: list[CorpusTuple],
+def name_the_base(adapter_dir: Path, name: str) -> None:
+    """Write `name` into the adapter's adapter_config.json as `base_model_name_or_path` (peft
+    writes the local folder the base was loaded from)."""
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
+              train: list[CorpusTuple],
               held_out: list[CorpusTuple], config: TrainingConfig, result: TrainingResult,
               overlay: OverlayReport, run_id: str) -> Manifest:
     heldout = heldout_evaluation(result, config, len(train) + len(held_out))
     return Manifest(
         tenant=bucket.tenant, role=bucket.role, kind=bucket.kind, bucket=bucket.name,
-        night=night, base_model=BaseModelRef(path=str(base_dir), sha256=folder_sha256(base_dir)),
+        night=night, base_model=BaseModelRef(path=str(base_dir), name=base_name,
+                                             sha256=folder_sha256(base_dir)),
         trained_tuples=sorted(t.sha256 for t in train),
         eval_tuples=sorted(t.sha256 for t in held_out),
         hyperparameters=config.model_dump(),
@@ -150,12 +161,13 @@ def discard_checkpoints(folder: Path, night: str) -> None:
 
 
 def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingConfig,
-                  base_dir: Path, folder: Path, night: str, run_id: str, deadline: float,
-                  check_overlay: OverlayCheck, log: Callable[[str], None],
+                  base_dir: Path, base_name: str, folder: Path, night: str, run_id: str,
+                  deadline: float, check_overlay: OverlayCheck, log: Callable[[str], None],
                   progress: Callable[[int, int], None] | None = None) -> AdapterVersion:
     """Train a version of `bucket` on all `tuples` (split by hash into train and held-out) over
-    the base model in `base_dir`, check it with `check_overlay`, and commit it into `folder`
-    (`<adapters root>/<tenant>/<role>`) as the next `v<N>`, with its manifest and loss curve.
+    the base model in `base_dir` (published as `base_name`), check it with `check_overlay`, and
+    commit it into `folder` (`<adapters root>/<tenant>/<role>`) as the next `v<N>`, with its
+    manifest and loss curve.
 
     Checkpoints live in `folder/.work/<night>-<training id>`, the id a hash of the tuple set,
     the config and the base: a re-run after a crash resumes there. `deadline` is Unix seconds;
@@ -174,6 +186,7 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     try:
         result = train_adapter(bucket.kind, train, held_out, config, base_dir, work_dir, staged,
                                deadline=deadline, log=log, progress=progress)
+        name_the_base(staged, base_name)
         (staged / "loss_curve.png").write_bytes(loss_curve_png(result))
         overlay = check_overlay(staged, result.split)
     except (BudgetSpent, ValueError) as exc:
@@ -182,8 +195,9 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    version = commit_version(folder, staged, _manifest(bucket, night, base_dir, train, held_out,
-                                                       config, result, overlay, run_id))
+    version = commit_version(folder, staged, _manifest(bucket, night, base_dir, base_name, train,
+                                                       held_out, config, result, overlay,
+                                                       run_id))
     shutil.rmtree(work_dir, ignore_errors=True)
     log(f"{bucket.name}: v{version.number} at {version.path}, eval loss "
         f"{result.base_eval_loss:.4f} -> {result.eval_loss:.4f} "

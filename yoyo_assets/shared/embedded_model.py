@@ -16,6 +16,8 @@ from filelock import FileLock
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
+#: The embedded model's public name (Hugging Face Hub): what a published adapter names as its base.
+HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def gguf_path() -> Path:

@@ -14,6 +14,7 @@ The code location reads them when it loads (`definitions.py`), the command line 
 | YOYO_INFERENCE_MODE | managed | managed (start vLLM per run) or external |
 | YOYO_INFERENCE_URL | http://127.0.0.1:9080 | external mode: base URL (Yo-Yo gateway) |
 | YOYO_EXTRACTION_MODEL_DIR | (embedded SmolLM2) | model folder to serve / tokenizer to count with |
+| YOYO_EXTRACTION_MODEL_NAME | (embedded: HuggingFaceTB/SmolLM2-135M-Instruct) | public name of that model, written into extraction adapters' adapter_config.json |
 | YOYO_EXTRACTION_TOKENIZER | (the model folder's) | tokenizer.json of the served model (external mode) |
 | YOYO_REASONING_PARSER | (none) | vLLM --reasoning-parser for a Think model |
 | YOYO_VLLM_PYTHON | .venv-vllm/bin/python | Python of the managed vLLM server's environment |
@@ -26,6 +27,8 @@ The code location reads them when it loads (`definitions.py`), the command line 
 | YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
 | YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
 | YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
+| YOYO_BASE_MODEL_NAME | (embedded: HuggingFaceTB/SmolLM2-135M-Instruct) | its public name (e.g. allenai/Olmo-3-7B-Think), written into adapter_config.json so a gateway elsewhere resolves the base |
+| YOYO_GIT_REPOSITORIES | (none) | `<tenant>=<path>,...`: git repositories whose night's commits become the tenant's engineering tuples |
 | YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | publication target; none: not published |
 | YOYO_GCS_PROJECT | (from credentials) | GCS project of the client |
 | YOYO_GCS_RETRY_TIMEOUT_S | 120 | seconds one GCS request is retried before publication fails |
@@ -63,6 +66,7 @@ class Settings:
     inference_mode: str = "managed"
     inference_url: str = "http://127.0.0.1:9080"
     extraction_model_dir: str = ""
+    extraction_model_name: str = ""
     extraction_tokenizer: str = ""
     reasoning_parser: str = ""
     vllm_python: str = str(REPO_ROOT / ".venv-vllm" / "bin" / "python")
@@ -75,6 +79,8 @@ class Settings:
     adapter_threshold: int = 50
     adapters_root: Path | None = None
     base_model_dir: str = ""
+    base_model_name: str = ""
+    git_repositories: tuple[str, ...] = ()
     gcs_bucket: str = ""
     gcs_prefix: str = "adapters"
     gcs_project: str | None = None
@@ -111,6 +117,7 @@ class Settings:
             inference_mode=get("INFERENCE_MODE", "managed"),
             inference_url=get("INFERENCE_URL", "http://127.0.0.1:9080"),
             extraction_model_dir=get("EXTRACTION_MODEL_DIR"),
+            extraction_model_name=get("EXTRACTION_MODEL_NAME"),
             extraction_tokenizer=get("EXTRACTION_TOKENIZER"),
             reasoning_parser=get("REASONING_PARSER"),
             vllm_python=get("VLLM_PYTHON", cls.vllm_python),
@@ -120,7 +127,9 @@ class Settings:
             graph_write_batch=number("GRAPH_WRITE_BATCH", "256"),
             adapter_threshold=number("ADAPTER_THRESHOLD", "50"),
             adapters_root=Path(get("ADAPTERS_ROOT", str(root / "adapters"))).resolve(),
-            base_model_dir=get("BASE_MODEL_DIR"),
+            base_model_dir=get("BASE_MODEL_DIR"), base_model_name=get("BASE_MODEL_NAME"),
+            git_repositories=tuple(r.strip() for r in get("GIT_REPOSITORIES").split(",")
+                                   if r.strip()),
             gcs_bucket=get("GCS_BUCKET"), gcs_prefix=get("GCS_PREFIX", "adapters"),
             gcs_project=get("GCS_PROJECT") or None,
             gcs_retry_timeout_s=number("GCS_RETRY_TIMEOUT_S", "120", float),
