@@ -207,11 +207,13 @@ def sft_lines(corpora: Path) -> list[str]:
 
 
 def make_defs(root: Path, model_dir: Path, gcs_bucket: str = "",
-              gcs_retry_timeout_s: float = 120.0, threshold: int = 50):
+              gcs_retry_timeout_s: float = 120.0, threshold: int = 50, **store_fields):
+    """The project's definitions over the data root `root`, training on `model_dir`;
+    `store_fields` set more AdapterStore fields (corpus_source, git_repositories, ...)."""
     store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
                          models_dir=str(root / "models"), base_model_dir=str(model_dir),
                          adapter_threshold=threshold,
                          gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"),
-                         gcs_retry_timeout_s=gcs_retry_timeout_s)
+                         gcs_retry_timeout_s=gcs_retry_timeout_s, **store_fields)
     return build_definitions(root, adapter_store=store)
 

@@ -116,7 +116,8 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
 
     # Published: every file of v1 in the bucket, manifest included.
     client = GCSResource(project="yoyo-test").get_client()
-    published = {b.name for b in client.list_blobs("adapters")}
+    # (The bucket also holds the corpus copy, under adapters/corpus/.)
+    published = {b.name for b in client.list_blobs("adapters", prefix="adapters/pointsav/")}
     assert published == {f"adapters/pointsav/engineering/v1/{p.name}"
                          for p in v1.path.iterdir()}
     config, loaded = load_published(client, "adapters/pointsav/engineering/v1/", model_dir,
@@ -126,13 +127,14 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert loaded.peft_config["default"].r == 16
 
     # A failed upload is retried by re-materializing the publication alone: no retraining.
-    for blob in client.list_blobs("adapters"):
+    for blob in client.list_blobs("adapters", prefix="adapters/pointsav/"):
         if blob.name.endswith(("manifest.json", ".safetensors")):
             blob.delete()
     retry = defs.resolve_job_def(JOB).execute_in_process(
         partition_key="2026-11-19", instance=instance, asset_selection=[PUBLISHED])
     assert retry.success
-    assert {b.name for b in client.list_blobs("adapters")} == published
+    assert {b.name for b in client.list_blobs("adapters", prefix="adapters/pointsav/")} == \
+        published
     assert retry.asset_materializations_for_node("pointsav__engineering__published_adapter")[0] \
         .metadata["objects_uploaded"].value == 2
     assert len(versions(root / "adapters" / "pointsav" / "engineering")) == 1

@@ -29,6 +29,7 @@ from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
 from .checks import heldout_metadata
 from .commit_harvest import HarvestError, harvest_repository, harvested_shas, write_night_file
+from .corpus_sync import CorpusNotSynced, corpus_prefix, mirror_corpus, upload_corpus
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
 from .publication import publish_folder
 from .recovery import unrecorded_version
@@ -49,15 +50,57 @@ def bucket_of(context: AssetExecutionContext) -> Bucket:
     return Bucket(tenant, role, ROLES[role])
 
 
-def _scan(context: AssetExecutionContext, store: AdapterStore,
-          bucket: Bucket) -> tuple[BucketScan, list[CorpusTuple]]:
+def _retry(store: AdapterStore):
+    return DEFAULT_RETRY.with_timeout(store.gcs_retry_timeout_s)
+
+
+def _corpus_folder(context: AssetExecutionContext, store: AdapterStore, bucket: Bucket,
+                   source: str):
+    """The folder to scan: the local bucket, or (source "gcs") a mirror of the night's GCS copy,
+    with the tuple hashes its manifest promises."""
+    if source == "local":
+        return store.bucket_folder(bucket.role, bucket.tenant), None
+    mirror = store.mirror_folder(bucket.role, bucket.tenant)
+    try:
+        promised = mirror_corpus(store.gcs.get_client(), store.gcs_bucket,
+                                 corpus_prefix(store.gcs_prefix, bucket.name),
+                                 context.partition_key, mirror, _retry(store))
+    except (CorpusNotSynced, GoogleAPIError) as exc:
+        raise Failure(f"the GCS copy of {bucket.name} for night {context.partition_key} is "
+                      f"unusable: {type(exc).__name__}: {str(exc)[:300]}") from None
+    return mirror, promised
+
+
+def _scan(context: AssetExecutionContext, store: AdapterStore, bucket: Bucket,
+          source: str = "local") -> tuple[BucketScan, list[CorpusTuple]]:
     """The bucket's valid tuples as of the night's end, and those no version has seen."""
-    scan = scan_bucket(store.bucket_folder(bucket.role, bucket.tenant), bucket.kind,
-                       context.partition_time_window.end.timestamp(),
+    folder, promised = _corpus_folder(context, store, bucket, source)
+    scan = scan_bucket(folder, bucket.kind, context.partition_time_window.end.timestamp(),
                        max_chars=store.max_tuple_chars)
+    if promised is not None and sorted(t.sha256 for t in scan.tuples) != promised:
+        raise Failure(f"the mirror {folder} does not hold the tuples its night's manifest lists")
     for invalid in scan.invalid:
         context.log.warning(f"skipped {invalid}")
     return scan, scan.pending(trained_hashes(store.version_folder(bucket.tenant, bucket.role)))
+
+
+def _copy_to_gcs(context: AssetExecutionContext, store: AdapterStore, bucket: Bucket,
+                 scan: BucketScan) -> dict:
+    """Upload the night's files and manifest (corpus_sync.py); metadata of the copy."""
+    if not store.gcs_bucket:
+        return {"gcs_copy": "none (no YOYO_GCS_BUCKET)"}
+    try:
+        upload = upload_corpus(store.gcs.get_client(), store.gcs_bucket,
+                               corpus_prefix(store.gcs_prefix, bucket.name), scan.files,
+                               [t.sha256 for t in scan.tuples], context.partition_key,
+                               _retry(store))
+    except GoogleAPIError as exc:
+        raise Failure(f"copying {bucket.name} to gs://{store.gcs_bucket}/ failed: "
+                      f"{type(exc).__name__}: {str(exc)[:300]}. The night's manifest was not "
+                      "written; re-materialize corpus_bucket to send what is missing") from None
+    return {"gcs_copy": MetadataValue.url(upload.manifest_uri),
+            "gcs_files_uploaded": len(upload.uploaded),
+            "gcs_files_already_present": len(upload.already_present)}
 
 
 def corpus_bucket(context: AssetExecutionContext, adapter_store: AdapterStore) -> MaterializeResult:
@@ -65,6 +108,7 @@ def corpus_bucket(context: AssetExecutionContext, adapter_store: AdapterStore) -
     bucket = bucket_of(context)
     scan, pending = _scan(context, adapter_store, bucket)
     return MaterializeResult(metadata={
+        **_copy_to_gcs(context, adapter_store, bucket, scan),
         "bucket": bucket.name,
         "bucket_path": MetadataValue.path(str(adapter_store.bucket_folder(bucket.role,
                                                                           bucket.tenant))),
@@ -194,7 +238,7 @@ def adapter(context: AssetExecutionContext, config: TrainingConfig, adapter_stor
     version that a killed run saved; else nothing (see the asset's description)."""
     tag_run_process(context)
     bucket, night = bucket_of(context), context.partition_key
-    scan, pending = _scan(context, adapter_store, bucket)
+    scan, pending = _scan(context, adapter_store, bucket, adapter_store.corpus_source)
     if len(pending) < adapter_store.adapter_threshold:
         saved = unrecorded_version(context.instance, adapter_store, bucket.tenant, bucket.role,
                                    night)
@@ -244,7 +288,7 @@ def published_adapter(context: AssetExecutionContext,
             "published": False, "version": version.number,
             "reason": "no GCS bucket configured (YOYO_GCS_BUCKET)"})
     name = f"{adapter_store.gcs_prefix}/{bucket.tenant}/{bucket.role}/v{version.number}"
-    retry = DEFAULT_RETRY.with_timeout(adapter_store.gcs_retry_timeout_s)
+    retry = _retry(adapter_store)
     try:
         report = publish_folder(adapter_store.gcs.get_client(), adapter_store.gcs_bucket, name,
                                 version.path, retry=retry)

@@ -95,9 +95,10 @@ class InvalidLine:
 
 @dataclass
 class BucketScan:
-    """A bucket as of a night: valid unique tuples (file order), invalid lines, exact duplicates
-    dropped, and near-duplicate pairs reported as `(path:line, path:line)`."""
+    """A bucket as of a night: the files read, valid unique tuples (file order), invalid lines,
+    exact duplicates dropped, and near-duplicate pairs reported as `(path:line, path:line)`."""
 
+    files: list[Path] = field(default_factory=list)
     tuples: list[CorpusTuple] = field(default_factory=list)
     invalid: list[InvalidLine] = field(default_factory=list)
     duplicates: int = 0
@@ -153,6 +154,7 @@ def scan_bucket(folder: Path, kind: str, arrived_by: float,
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         if path.stat().st_mtime > arrived_by:
             continue
+        scan.files.append(path)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:

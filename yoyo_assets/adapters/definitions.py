@@ -25,7 +25,9 @@ def configured_store(settings: Settings) -> AdapterStore:
         extraction_model_name=settings.extraction_model_name,
         adapter_threshold=settings.adapter_threshold,
         extraction_tenant=settings.extraction_tenant, gcs_bucket=settings.gcs_bucket,
-        gcs_prefix=settings.gcs_prefix, gcs_retry_timeout_s=settings.gcs_retry_timeout_s,
+        gcs_prefix=settings.gcs_prefix, corpus_source=settings.corpus_source,
+        corpus_mirror_root=str(settings.data_root / "corpus-gcs"),
+        gcs_retry_timeout_s=settings.gcs_retry_timeout_s,
         gcs=GCSResource(project=settings.gcs_project))
 
 

@@ -42,6 +42,28 @@ def md5_base64(path: Path) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
+def upload_checked(target: storage.Bucket, name: str, path: Path, retry: Retry) -> bool:
+    """Upload `path` as object `name` unless an object with the same MD5 is there; verify the
+    MD5 after upload. Returns whether it was sent.
+
+    Raises:
+        ChecksumMismatch: the object's MD5 after upload differs from the file's.
+        google.api_core.exceptions.GoogleAPIError: a request failed and `retry` gave up.
+    """
+    local_md5 = md5_base64(path)
+    blob = target.get_blob(name, retry=retry)
+    if blob is not None and blob.md5_hash == local_md5:
+        return False
+    blob = target.blob(name)
+    blob.upload_from_filename(str(path), retry=retry)
+    crash_point("publication.after_first_object")
+    blob.reload(retry=retry)
+    if blob.md5_hash != local_md5:
+        raise ChecksumMismatch(f"gs://{target.name}/{name}: MD5 {blob.md5_hash} after upload, "
+                               f"local {path} has {local_md5}")
+    return True
+
+
 def publish_folder(client: storage.Client, bucket: str, prefix: str, folder: Path,
                    retry: Retry = DEFAULT_RETRY) -> PublishReport:
     """Upload every file under `folder` to `gs://bucket/prefix/...`, manifest last, each verified
@@ -60,18 +82,9 @@ def publish_folder(client: storage.Client, bucket: str, prefix: str, folder: Pat
     report = PublishReport(f"gs://{bucket}/{prefix}/", [], [], 0)
     for path in files:
         name = f"{prefix}/{path.relative_to(folder).as_posix()}"
-        local_md5 = md5_base64(path)
-        blob = target.get_blob(name, retry=retry)
-        if blob is not None and blob.md5_hash == local_md5:
+        if not upload_checked(target, name, path, retry):
             report.already_present.append(name)
             continue
-        blob = target.blob(name)
-        blob.upload_from_filename(str(path), retry=retry)
-        crash_point("publication.after_first_object")
-        blob.reload(retry=retry)
-        if blob.md5_hash != local_md5:
-            raise ChecksumMismatch(f"gs://{bucket}/{name}: MD5 {blob.md5_hash} after upload, "
-                                   f"local {path} has {local_md5}")
         report.uploaded.append(name)
         report.bytes += path.stat().st_size
     return report

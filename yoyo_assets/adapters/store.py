@@ -2,6 +2,7 @@
 publishes them, and which extraction adapter Phase 1 serves."""
 
 from pathlib import Path
+from typing import Literal
 
 from dagster import ConfigurableResource
 from dagster_gcp import GCSResource
@@ -36,7 +37,13 @@ class AdapterStore(ConfigurableResource):
     git_repositories: list[str] = Field(
         default_factory=list, description="`<tenant>=<path>` per git repository whose commits "
         "become the tenant's engineering tuples.")
-    gcs_bucket: str = Field(default="", description="GCS bucket to publish to; empty: none.")
+    gcs_bucket: str = Field(default="", description="GCS bucket to publish adapters and copy "
+                            "the corpus to; empty: none.")
+    corpus_source: Literal["local", "gcs"] = Field(
+        default="local", description="Where the adapter asset reads a bucket: the local folder, "
+        "or the GCS copy of the night (mirrored into `corpus_mirror_root`).")
+    corpus_mirror_root: str = Field(
+        default="", description="Local mirror of the GCS corpus; empty: `<corpus_root>-gcs`.")
     gcs_prefix: str = Field(default="adapters", description="Object name prefix in the bucket.")
     # Nested, so that its client (and credentials) is only created when something is published.
     gcs: GCSResource = Field(
@@ -51,6 +58,11 @@ class AdapterStore(ConfigurableResource):
     def bucket_folder(self, role: str, tenant: str) -> Path:
         """`corpus_root/<role>-<tenant>`; raises ValueError for unsafe names."""
         return Path(self.corpus_root) / bucket_name(role, tenant)
+
+    def mirror_folder(self, role: str, tenant: str) -> Path:
+        """Where the GCS copy of a bucket is mirrored for training."""
+        root = self.corpus_mirror_root or f"{self.corpus_root.rstrip('/')}-gcs"
+        return Path(root) / bucket_name(role, tenant)
 
     def version_folder(self, tenant: str, role: str) -> Path:
         """`adapters_root/<tenant>/<role>`; raises ValueError for unsafe names."""

@@ -29,7 +29,8 @@ The code location reads them when it loads (`definitions.py`), the command line 
 | YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
 | YOYO_BASE_MODEL_NAME | (embedded: HuggingFaceTB/SmolLM2-135M-Instruct) | its public name (e.g. allenai/Olmo-3-7B-Think), written into adapter_config.json so a gateway elsewhere resolves the base |
 | YOYO_GIT_REPOSITORIES | (none) | `<tenant>=<path>,...`: git repositories whose night's commits become the tenant's engineering tuples |
-| YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | publication target; none: not published |
+| YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | adapters published and the corpus copied to gs://<bucket>/<prefix>/; none: neither |
+| YOYO_CORPUS_SOURCE | local | local, or gcs: the adapter asset trains from the night's GCS copy of the corpus |
 | YOYO_GCS_PROJECT | (from credentials) | GCS project of the client |
 | YOYO_GCS_RETRY_TIMEOUT_S | 120 | seconds one GCS request is retried before publication fails |
 | YOYO_CRASH_POINTS | (none) | fault-injection tests only: crash points that SIGKILL the process |
@@ -82,6 +83,7 @@ class Settings:
     base_model_name: str = ""
     git_repositories: tuple[str, ...] = ()
     gcs_bucket: str = ""
+    corpus_source: str = "local"
     gcs_prefix: str = "adapters"
     gcs_project: str | None = None
     gcs_retry_timeout_s: float = 120.0
@@ -131,6 +133,7 @@ class Settings:
             git_repositories=tuple(r.strip() for r in get("GIT_REPOSITORIES").split(",")
                                    if r.strip()),
             gcs_bucket=get("GCS_BUCKET"), gcs_prefix=get("GCS_PREFIX", "adapters"),
+            corpus_source=get("CORPUS_SOURCE", "local"),
             gcs_project=get("GCS_PROJECT") or None,
             gcs_retry_timeout_s=number("GCS_RETRY_TIMEOUT_S", "120", float),
         )
