@@ -61,7 +61,11 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
                                                emulator, monkeypatch):
     GCSResource(project="yoyo-test").get_client().create_bucket("adapters")
     root = tmp_path / "data"
-    defs = make_defs(root, model_dir, gcs_bucket="adapters")
+    # Training reads the GCS copy of the corpus (mirrored elsewhere), never the local folder:
+    # Phase 2 as it runs on a machine that did not see it.
+    mirror = tmp_path / "trainer" / "corpus-gcs"
+    defs = make_defs(root, model_dir, gcs_bucket="adapters", corpus_source="gcs",
+                     corpus_mirror_root=str(mirror))
     instance = DagsterInstance.get()
     lines = sft_lines(corpora)
 
@@ -95,6 +99,11 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     manifest = v1.manifest
     assert v1.path.name == "v1" and manifest.night == "2026-11-19"
     assert len(manifest.trained_tuples) + len(manifest.eval_tuples) == 50
+    copy = json.loads(GCSResource(project="yoyo-test").get_client().bucket("adapters").blob(
+        "adapters/corpus/engineering-pointsav/manifests/2026-11-19.json").download_as_bytes())
+    assert sorted(manifest.trained_tuples + manifest.eval_tuples) == copy["tuples"]
+    assert sorted(p.name for p in (mirror / "engineering-pointsav").iterdir()) == \
+        ["n1.jsonl", "n2.jsonl"]
     assert manifest.lora_r == 16 and manifest.hyperparameters["load_in_4bit"] is True
     assert manifest.base_model.sha256 and manifest.libraries["trl"]
     assert [r for r in manifest.loss_history if "train_loss" in r]
