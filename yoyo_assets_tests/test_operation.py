@@ -143,7 +143,7 @@ def test_production_instance_keeps_the_limits_and_stores_in_postgres(postgres, t
         assert cursor.fetchone() == ("SUCCESS",)
         cursor.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND "
                        "dagster_event_type = 'ASSET_MATERIALIZATION'", (result.run_id,))
-        assert cursor.fetchone()[0] == 3  # the tenant's three corpus buckets
+        assert cursor.fetchone()[0] == 4  # three corpus buckets and the git harvest
 
 
 # --- the UI stack: dagster dev on the production instance --------------------------------------
