@@ -34,14 +34,22 @@ class FitReport:
     answers_cut: int = 0
     dropped: Counter = field(default_factory=Counter)
 
+    def add(self, other: "FitReport") -> None:
+        """Count `other`'s examples too."""
+        self.unchanged += other.unchanged
+        self.prompts_shortened += other.prompts_shortened
+        self.answers_cut += other.answers_cut
+        self.dropped.update(other.dropped)
+
     def as_dict(self) -> dict[str, Any]:
         """For a manifest and metadata."""
         return {"unchanged": self.unchanged, "prompts_shortened": self.prompts_shortened,
                 "answers_cut": self.answers_cut, "dropped": dict(self.dropped)}
 
 
-def _ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False
-         ) -> list[int]:
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False
+             ) -> list[int]:
+    """Token ids of `messages` through the chat template, as trl tokenises conversations."""
     return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                          add_generation_prompt=generation_prompt)["input_ids"]
 
@@ -53,7 +61,7 @@ def _answers(example: dict[str, list]) -> list[str]:
 
 def sequence_length(tokenizer: Any, example: dict[str, list]) -> int:
     """Tokens of the longest prompt + answer sequence trl will build from `example`."""
-    return max(len(_ids(tokenizer, example["prompt"] + example[key]))
+    return max(len(chat_ids(tokenizer, example["prompt"] + example[key]))
                for key in _answers(example))
 
 
@@ -106,7 +114,7 @@ def fit_example(tokenizer: Any, example: dict[str, list], max_length: int
     outcome = "prompt shortened"
     # Room for an answer beside the prompt with its longest message reduced to the marker,
     # less the template's tokens that close the answer's turn.
-    prompt_floor = len(_ids(tokenizer, [{**m, "content": MARKER.format(n=100000)}
+    prompt_floor = len(chat_ids(tokenizer, [{**m, "content": MARKER.format(n=100000)}
                                         for m in example["prompt"]], True))
     room = budget - prompt_floor - ANSWER_TURN_TOKENS
     for key in _answers(example):

@@ -17,8 +17,11 @@ tuple's loss here is what trl's eval loss is for a batch of one.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
+
+from .fitting import chat_ids
 
 
 @dataclass
@@ -50,16 +53,10 @@ class DpoScores:
 
 
 def _answer_ids(tokenizer: Any, prompt: list[dict], answer: list[dict]) -> tuple[list[int], int]:
-    """(prompt + answer token ids, index of the first answer token)."""
-    def ids(messages, generation_prompt=False):
-        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                             add_generation_prompt=generation_prompt)["input_ids"]
-
-    prompt_ids, full = ids(prompt, True), ids(prompt + answer)
-    start = 0
-    while start < min(len(prompt_ids), len(full)) and prompt_ids[start] == full[start]:
-        start += 1
-    return full, start
+    """(prompt + answer token ids, index of the first answer token: where the tokenised prompt
+    and prompt + answer first differ, as trl finds it)."""
+    full = chat_ids(tokenizer, prompt + answer)
+    return full, len(os.path.commonprefix([chat_ids(tokenizer, prompt, True), full]))
 
 
 def answer_logprob(model: Any, tokenizer: Any, prompt: list[dict], answer: list[dict]

@@ -332,10 +332,7 @@ def fit_split(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple], 
     for name, tuples in (("training", train), ("held-out", held_out)):
         fitted, side_report = fit_examples(tokenizer, [to_example(t.record) for t in tuples],
                                            max_length)
-        report.unchanged += side_report.unchanged
-        report.prompts_shortened += side_report.prompts_shortened
-        report.answers_cut += side_report.answers_cut
-        report.dropped.update(side_report.dropped)
+        report.add(side_report)
         kept = [(t, e) for t, e in zip(tuples, fitted) if e is not None]
         if not kept:
             raise ValueError(f"no {name} tuple fits max_length {max_length} tokens "
