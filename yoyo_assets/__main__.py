@@ -1,5 +1,6 @@
 """Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo] [--verbose]`,
-`python -m yoyo_assets recover [--after-boot]`, `python -m yoyo_assets extraction-tuples DIR`.
+`python -m yoyo_assets recover [--after-boot]`, `python -m yoyo_assets extraction-tuples DIR`,
+`python -m yoyo_assets graph-service [--graph FILE] [--host H] [--port P]`.
 
 `night` runs one night in this process against the instance in $DAGSTER_HOME (default
 ./var/dagster_home, seeded with the project's dagster.yaml): Phase 1, the corpus buckets, one
@@ -38,6 +39,14 @@ def parser() -> argparse.ArgumentParser:
     tuples.add_argument("--tenant", help="default: YOYO_EXTRACTION_TENANT or the first tenant")
     tuples.add_argument("--name", default="labelled", help="file name in the bucket (no .jsonl)")
     tuples.add_argument("--limit", type=int, default=0, help="first N documents only")
+    service = commands.add_parser(
+        "graph-service", help="serve the graph's mutate and read endpoints over its LadybugDB "
+        "file (the reference graph service, docs/graph-service.md) until interrupted")
+    service.add_argument("--graph", help="LadybugDB file (default: <data root>/graph/datagraph.lbug)")
+    service.add_argument("--host", default="127.0.0.1")
+    service.add_argument("--port", type=int, default=9081)
+    service.add_argument("--max-batch-documents", type=int, default=1024,
+                         help="documents one mutate request may carry (more: 413)")
     return main
 
 
@@ -49,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_libraries()  # before dagster, transformers and datasets are imported
     from .cli.night import run_night
-    from .cli.tools import recover_runs, write_extraction_tuples
+    from .cli.tools import recover_runs, serve_graph, write_extraction_tuples
 
+    if args.command == "graph-service":
+        return serve_graph(args.graph, args.host, args.port, args.max_batch_documents)
     if args.command == "recover":
         return recover_runs(args.after_boot)
     if args.command == "extraction-tuples":

@@ -10,7 +10,7 @@ from dagster import Definitions
 from .adapters.definitions import adapters_definitions, configured_store
 from .adapters.store import AdapterStore
 from .datagraph.definitions import datagraph_definitions, datagraph_resources
-from .datagraph.resources import LabelledSet
+from .datagraph.resources import GraphStore, LabelledSet
 from .shared.inference_server import InferenceServer
 from .shared.run_health import dead_run_reaper
 from .shared.settings import Settings
@@ -28,12 +28,13 @@ def configured_server(settings: Settings) -> InferenceServer:
 
 def build_definitions(root: Path | None = None, inference_server: InferenceServer | None = None,
                       adapter_store: AdapterStore | None = None,
-                      labelled_set: LabelledSet | None = None) -> Definitions:
+                      labelled_set: LabelledSet | None = None,
+                      graph_store: GraphStore | None = None) -> Definitions:
     """Definitions for the environment's settings, with the data root `root` if given; the
     resources given replace the configured ones."""
     settings = Settings.from_env(data_root=root)
     given = {"inference_server": inference_server, "adapter_store": adapter_store,
-             "labelled_set": labelled_set}
+             "labelled_set": labelled_set, "graph_store": graph_store}
     resources = {**datagraph_resources(settings), "adapter_store": configured_store(settings),
                  "inference_server": configured_server(settings),
                  **{key: value for key, value in given.items() if value is not None}}

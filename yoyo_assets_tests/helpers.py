@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 from dagster import AssetKey
 from dagster_gcp import GCSResource
 
@@ -124,6 +125,41 @@ class Emulator:
             stop_process_group(self.process.pid, timeout(5), self.process)
 
 
+class GraphService:
+    """The reference graph service (`python -m yoyo_assets graph-service`) over `graph_path` on
+    a loopback port; `start(crash_at)` (a crash point of the service process) / `stop()`."""
+
+    def __init__(self, graph_path: Path, log: Path, max_batch_documents: int = 1024):
+        self.graph_path, self.log, self.process = graph_path, log, None
+        self.max_batch_documents = max_batch_documents
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, crash_at: str = "") -> None:
+        env = {**os.environ, "YOYO_CRASH_POINTS": crash_at}
+        with open(self.log, "a") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "yoyo_assets", "graph-service", "--graph",
+                 str(self.graph_path), "--port", str(self.port), "--max-batch-documents",
+                 str(self.max_batch_documents)],
+                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout(60)
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                httpx.get(f"{self.url}/healthz", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"graph service did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process.pid, timeout(10), self.process)
+            self.process = None
+
+
 def corpus_night(corpora: Path, root: Path, transcripts=1, research=2, contacts=3) -> int:
     """Copy a few real documents into `root`, arrived during NIGHT; returns how many."""
     when = arrived_during(NIGHT)
@@ -157,6 +193,22 @@ def check_graph_invariants(graph_path: Path) -> dict:
             "WITH d, count(m) AS n WHERE n <> d.entity_count RETURN d.path, n, d.entity_count")
         assert wrong_documents == []
         return graph.counts()
+
+
+def graph_snapshot(graph_path: Path) -> dict:
+    """Every node and relationship of a graph file, by key, with its properties (all but the
+    time a document was processed)."""
+    with open_graph(graph_path) as graph:
+        return {
+            "documents": sorted(graph.query(
+                "MATCH (d:Document) RETURN d.sha256, d.path, d.stream, d.night, "
+                "d.entity_count, d.extractor")),
+            "entities": sorted(graph.query(
+                "MATCH (e:Entity) RETURN e.key, e.name, e.type, list_sort(e.aliases), "
+                "e.first_night, e.last_night, e.mention_count")),
+            "mentions": sorted(graph.query(
+                "MATCH (d:Document)-[m:MENTIONS]->(e:Entity) RETURN d.sha256, e.key, m.count")),
+        }
 
 
 def run_night_process(env: dict, log: Path, crash_at: str = "",

@@ -1,5 +1,6 @@
 """A night of Phase 1 end to end: real Dagster instance, real vLLM server, real LadybugDB file,
-real corpora. Re-running adds nothing; SIGKILL at any point loses and double-counts nothing."""
+real corpora. Re-running adds nothing; SIGKILL at any point loses and double-counts nothing;
+the same holds through the reference graph service (the `service` sink), down or killed."""
 
 import os
 import signal
@@ -8,10 +9,12 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from yoyo_assets.definitions import build_definitions
+from yoyo_assets.datagraph.graph_client import GraphServiceClient
 from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.resources import GraphStore
 
-from .helpers import (NIGHT, REPO_ROOT, arrived_during, check_graph_invariants, copy_documents,
-                      corpus_night, metadata, run_night_process)
+from .helpers import (NIGHT, REPO_ROOT, GraphService, arrived_during, check_graph_invariants,
+                      copy_documents, corpus_night, graph_snapshot, metadata, run_night_process)
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +52,19 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     graph_path = root / "graph" / "datagraph.lbug"
     counts = check_graph_invariants(graph_path)
     assert counts["documents"] == extracted["documents_ok"]
+    # The same extractions written through the reference graph service give the same graph.
+    service = GraphService(tmp_path / "service.lbug", tmp_path / "service.log")
+    service.start()
+    try:
+        through = build_definitions(root, external_server, graph_store=GraphStore(
+            path=str(tmp_path / "unused.lbug"), sink="service", service_url=service.url))
+        served = through.resolve_job_def("datagraph_nightly").execute_in_process(
+            partition_key=NIGHT, instance=instance, asset_selection=[AssetKey("datagraph")])
+    finally:
+        service.stop()
+    assert served.success
+    assert metadata(served, "datagraph")["run_documents_recorded"] == counts["documents"]
+    assert graph_snapshot(service.graph_path) == graph_snapshot(graph_path)
 
     second = job.execute_in_process(partition_key=NIGHT, instance=instance)
     assert second.success
@@ -111,3 +127,59 @@ def test_sigkill_mid_night_loses_nothing_and_counts_nothing_twice(
     # No document lost: every one is in the ledger, unless the model failed it (retried later).
     assert len(paths) == counts["documents"] >= total - 1
     assert paths <= {str(p) for p in root.glob("*/*")}
+
+
+def latest_datagraph(instance: DagsterInstance) -> dict:
+    [record] = instance.fetch_materializations(AssetKey("datagraph"), limit=1).records
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def test_through_the_graph_service_crashes_and_outages_lose_and_double_nothing(
+        corpora, external_server, dagster_home, tmp_path):
+    root = tmp_path / "data"
+    total = corpus_night(corpora, root, transcripts=0, research=1, contacts=3)
+    service = GraphService(tmp_path / "service" / "datagraph.lbug", tmp_path / "service.log")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "YOYO_DATA_ROOT": str(root),
+           "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": external_server.url,
+           "YOYO_EXTRACTION_TOKENIZER": str(external_server.tokenizer_file()),
+           "YOYO_GRAPH_SINK": "service", "YOYO_GRAPH_SERVICE_URL": service.url,
+           "YOYO_GRAPH_SERVICE_ATTEMPTS": "2", "YOYO_GRAPH_WRITE_BATCH": "1"}
+    log = tmp_path / "runs.log"
+    instance = DagsterInstance.get()
+
+    def ledger() -> int:
+        return GraphServiceClient(service.url).counts()["documents"]
+
+    def service_killed_at(point: str) -> None:
+        """Restart the service so that it SIGKILLs itself at `point`; run a night into it."""
+        service.stop()
+        service.start(crash_at=point)
+        assert run_night_process(env, log) == 1  # no summary: the graph is gone
+        assert service.process.wait(timeout=60) == -signal.SIGKILL
+        service.start()
+
+    service.start()
+    try:
+        # The run killed before its first mutate request: nothing reaches the graph.
+        assert run_night_process(env, log, "graph.before_request") == -signal.SIGKILL
+        assert ledger() == 0
+        # Killed after the service committed the first batch, before the run recorded it.
+        assert run_night_process(env, log, "graph.after_commit") == -signal.SIGKILL
+        assert ledger() == 1
+        # The service killed inside its transaction (mid-batch): nothing of that batch is
+        # written; the night defers what it could not write, with the reason.
+        service_killed_at("graph.before_commit")
+        assert ledger() == 1
+        deferred = latest_datagraph(instance)
+        assert deferred["run_documents_deferred"] >= total - 2  # a model failure at most
+        assert "unreachable after 2 attempts" in deferred["deferred_batches"][0]["reason"]
+        # Killed after committing, before answering: the answer is lost, the batch is not.
+        service_killed_at("graph_service.before_response")
+        assert ledger() == 2
+        # The next run writes what was deferred, and nothing twice.
+        assert run_night_process(env, log) == 0, log.read_text()[-3000:]
+        assert latest_datagraph(instance)["run_documents_already_recorded"] == 0
+        written = ledger()
+    finally:
+        service.stop()
+    assert check_graph_invariants(service.graph_path)["documents"] == written >= total - 1

@@ -22,7 +22,7 @@ from dagster import (DagsterInstance, Definitions, ExecuteInProcessResult, RunRe
 from rich.console import Console
 
 from ..adapters.registry import AdapterVersion, version_for_night
-from ..datagraph.graph_store import open_graph
+from ..datagraph.graph_client import GraphServiceUnavailable
 from ..shared.partitions import nights_partitions
 from ..shared.run_health import fail_dead_runs, process_tags
 from ..shared.settings import REPO_ROOT, Settings, dagster_home
@@ -145,11 +145,15 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
     store = defs.resources["adapter_store"]
     for job_name, request in runner.sensor_requests():
         runs.adapters.append(runner.adapter_run(job_name, request, night, store))
-    with open_graph(defs.resources["graph_store"].path) as graph:
-        counts, totals = graph.counts(), graph.night_totals(night)
+    graph_store = defs.resources["graph_store"]
+    try:
+        with graph_store.open() as graph:
+            counts, totals = graph.counts(), graph.night_totals(night)
+    except GraphServiceUnavailable as exc:
+        console.print(f"[red]no summary[/]: {exc}")
+        return 1
     upcoming = store.extractor(defs.resources["inference_server"], logging.getLogger(__name__))
     print_summary(console, night, runs, counts, totals, display.warnings, upcoming.label(),
-                  defs.resources["graph_store"].path, home, settings.log_dir,
-                  time.monotonic() - started)
+                  graph_store.location(), home, settings.log_dir, time.monotonic() - started)
     ok = not runs.failed_runs and all(success for _, _, success in runs.adapters)
     return 0 if ok else 1

@@ -1,10 +1,11 @@
-"""The command line's small commands: `recover` and `extraction-tuples`."""
+"""The command line's small commands: `recover`, `extraction-tuples` and `graph-service`."""
 
 from pathlib import Path
 
 from dagster import DagsterInstance
 
 from ..shared.run_health import fail_dead_runs
+from ..shared.settings import Settings
 from .night import prepare_dagster_home
 
 
@@ -43,4 +44,18 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
     target = store.bucket_folder("extraction", tenant or store.extraction_tenant) / f"{name}.jsonl"
     write_tuples(tuples, target)
     print(f"{len(tuples)} extraction tuples ({extractor.chunk_tokens}-token chunks) -> {target}")
+    return 0
+
+
+def serve_graph(graph: str | None, host: str, port: int, max_batch_documents: int) -> int:
+    """`graph-service`: the reference graph service over `graph` (default: the data root's
+    graph file) on `host:port`, until interrupted; see `graph_service.serve`. Logs to
+    standard error."""
+    import logging
+
+    from ..datagraph.graph_service import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve(Path(graph) if graph else Settings.from_env().graph_path, host, port,
+          max_batch_documents)
     return 0

@@ -7,9 +7,10 @@ night partitions. The work is in domain modules (documents, extraction, checks, 
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
-from dagster import (AssetCheckSpec, AssetExecutionContext, AssetsDefinition, MaterializeResult,
-                     MetadataValue, Output, PartitionsDefinition, asset)
+from dagster import (AssetCheckSpec, AssetExecutionContext, AssetsDefinition, Failure,
+                     MaterializeResult, MetadataValue, Output, PartitionsDefinition, asset)
 from tokenizers import Tokenizer
 
 from ..adapters.store import AdapterStore
@@ -20,10 +21,12 @@ from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
 from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
 from .documents import STREAM_PATTERNS, Document
-from .extraction import ENTITY_TYPES, EntityExtractor, ExtractionReport
+from .extraction import ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport
 from .extraction_config import ExtractionConfig
-from .graph_store import GraphStore, NightTotals, WriteStats
-from .resources import DocumentStreams, LabelledSet
+from .graph_client import GraphServiceRejected, GraphServiceUnavailable
+from .graph_store import DataGraph, NightTotals, WriteStats
+from .graph_wire import request_id
+from .resources import DocumentStreams, GraphStore, LabelledSet
 
 GROUP = "datagraph"
 
@@ -150,30 +153,72 @@ def _night_metadata(totals: NightTotals) -> dict:
             "night_top_entities": MetadataValue.md(sample)}
 
 
+@dataclass
+class _Written:
+    """What one run's batches did: stats of those written; deferred and rejected batches."""
+
+    stats: WriteStats = field(default_factory=WriteStats)
+    deferred: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+
+
+def _batch_entry(batch: list[DocumentExtraction], reason: str) -> dict:
+    return {"request_id": request_id([x.sha256 for x in batch]), "documents": len(batch),
+            "first_file": batch[0].path, "reason": reason}
+
+
+def _write_batches(graph: DataGraph, results: list[DocumentExtraction], size: int,
+                   night: str) -> _Written:
+    """Write `results` in batches of `size` documents, one transaction each. Once the graph
+    service is unavailable, this batch and the rest are deferred (not in the ledger, so the next
+    run extracts and writes them); a batch the service refuses is recorded and the rest go on."""
+    written = _Written()
+    batches = [results[start:start + size] for start in range(0, len(results), size)]
+    for index, batch in enumerate(batches):
+        try:
+            written.stats.add(graph.write_extractions(batch, night))
+        except GraphServiceUnavailable as exc:
+            written.deferred = [_batch_entry(b, str(exc)) for b in batches[index:]]
+            break
+        except GraphServiceRejected as exc:
+            written.rejected.append(_batch_entry(batch, str(exc)))
+            continue
+        crash_point("graph.after_commit")
+    return written
+
+
 def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionReport,
               graph_store: GraphStore) -> MaterializeResult:
     """The night's entities merged into the graph, each batch of documents in one transaction
     with its ledger entries, so a crash loses at most an uncommitted batch and never counts a
-    document twice. Its metadata holds what this run wrote and the night's totals."""
+    document twice. Batches the graph service could not take are deferred to the next run;
+    batches it refused fail the asset with its answer, after the others are written. Its
+    metadata holds what this run wrote and the night's totals."""
     night = context.partition_key
-    results = extracted_entities.results
-    size = graph_store.write_batch_documents
-    written = WriteStats()
     with graph_store.open() as graph:
-        for start in range(0, len(results), size):
-            written.add(graph.write_extractions(results[start:start + size], night))
-            crash_point("graph.after_commit")
+        written = _write_batches(graph, extracted_entities.results,
+                                 graph_store.write_batch_documents, night)
+        crash_point("graph.before_materialization")
+        metadata = {
+            **{f"run_{name}": value for name, value in vars(written.stats).items()},
+            "run_documents_deferred": sum(b["documents"] for b in written.deferred),
+            "deferred_batches": MetadataValue.json(written.deferred),
+            "graph_location": graph_store.location()}
+        if written.rejected:
+            raise Failure(f"the graph service refused {len(written.rejected)} batch(es); "
+                          f"first: {written.rejected[0]['reason']}", metadata={
+                              **metadata, "rejected_batches": MetadataValue.json(written.rejected)})
+        if written.deferred:
+            context.log.warning(f"{metadata['run_documents_deferred']} documents deferred to "
+                                f"the next run: {written.deferred[0]['reason']}")
+            return MaterializeResult(metadata={"status": "deferred: graph service unavailable",
+                                               **metadata})
         counts, totals = graph.counts(), graph.night_totals(night)
-    crash_point("graph.before_materialization")
     return MaterializeResult(metadata={
-        "status": "written" if results else "nothing new this run; the night's totals below",
-        **_night_metadata(totals),
-        **{f"run_{name}": value for name, value in vars(written).items()},
-        "graph_path": MetadataValue.path(graph_store.path),
-        "graph_documents": counts["documents"],
-        "graph_entities": counts["entities"],
-        "graph_mentions": counts["mentions"],
-    })
+        "status": "written" if extracted_entities.results else
+                  "nothing new this run; the night's totals below",
+        **_night_metadata(totals), **metadata,
+        **{f"graph_{name}": value for name, value in counts.items()}})
 
 
 def build_datagraph_assets(nights: PartitionsDefinition) -> list[AssetsDefinition]:

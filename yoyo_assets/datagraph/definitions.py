@@ -5,17 +5,19 @@ from dagster import Definitions
 from ..shared.partitions import nights_partitions
 from ..shared.settings import Settings
 from .assets import build_datagraph_assets
-from .graph_store import GraphStore
 from .jobs import datagraph_nightly, datagraph_nightly_schedule
-from .resources import DocumentStreams, LabelledSet
+from .resources import DocumentStreams, GraphStore, LabelledSet
 
 
 def datagraph_resources(settings: Settings) -> dict:
     """Phase 1's own resources as `settings` configure them."""
     return {
         "document_streams": DocumentStreams(root=str(settings.data_root)),
-        "graph_store": GraphStore(path=str(settings.data_root / "graph" / "datagraph.lbug"),
-                                  write_batch_documents=settings.graph_write_batch),
+        "graph_store": GraphStore(
+            path=str(settings.graph_path), write_batch_documents=settings.graph_write_batch,
+            sink=settings.graph_sink, service_url=settings.graph_service_url,
+            service_timeout_s=settings.graph_service_timeout_s,
+            service_attempts=settings.graph_service_attempts),
         "labelled_set": LabelledSet(path=settings.quality_set),
     }
 

@@ -21,6 +21,7 @@ import httpx
 import jsonschema
 import tenacity
 
+from ..shared.http_retry import is_transient
 from ..shared.json_schema import schema_violation
 from .documents import Document
 
@@ -288,14 +289,6 @@ def merge_entities(text: str, answers: list[list[dict]]) -> tuple[list[Extracted
     return list(merged.values()), ungrounded
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.TransportError):
-        return True
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code == 429 or exc.response.status_code >= 500
-    return False
-
-
 @dataclass
 class ExtractionReport:
     """A night's extraction: per-document results, failures (path -> reason: the document or
@@ -385,7 +378,7 @@ class EntityExtractor:
     async def _complete(self, client: httpx.AsyncClient, limit: asyncio.Semaphore,
                         messages: list[dict[str, str]]) -> dict[str, Any]:
         retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(_is_transient),
+            retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_random_exponential(multiplier=0.5, max=30),
             stop=tenacity.stop_after_attempt(self.attempts),
             reraise=True,

@@ -1,5 +1,6 @@
-"""The DataGraph in LadybugDB: its schema, its batched parameterised writes (Cypher), and the
-graph store resource that runs them on the process's one read-write `Database`.
+"""The DataGraph in LadybugDB: its schema, its batched parameterised writes (Cypher), and
+`GraphDatabase`, which runs them on the process's one read-write `Database` (the `embedded`
+sink; the reference graph service runs the same class behind its HTTP endpoints).
 
 Node tables: `Document` (the ledger: one node per processed document hash) and `Entity`;
 relationship `MENTIONS` (Document -> Entity, with a mention count). Every statement takes its
@@ -17,12 +18,10 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Protocol
 
 import ladybug
 import pandas
-from dagster import ConfigurableResource
-from pydantic import Field
 
 from ..shared.faults import crash_point
 from .extraction import ENTITY_TYPES, DocumentExtraction
@@ -229,11 +228,38 @@ class GraphDatabase:
         }
 
 
+class DataGraph(Protocol):
+    """The four operations Phase 1 needs from its graph, whichever sink provides them:
+    `GraphDatabase` (embedded) or `graph_client.GraphServiceClient` (service)."""
+
+    def known_documents(self, hashes: Iterable[str]) -> set[str]: ...
+    def write_extractions(self, extractions: list[DocumentExtraction],
+                          night: str) -> WriteStats: ...
+    def night_totals(self, night: str, sample: int = 10) -> NightTotals: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+class GraphFileBusy(RuntimeError):
+    """Another process holds the graph file open for writing (LadybugDB has one writer)."""
+
+
+def _open_database(path: Path) -> Any:
+    try:
+        return ladybug.Database(str(path))
+    except RuntimeError as exc:
+        if "Could not set lock" not in str(exc):
+            raise
+        raise GraphFileBusy(
+            f"graph file {path} is open for writing in another process (LadybugDB allows one "
+            f"writer): stop that process, or, if it is the graph service, set "
+            f"YOYO_GRAPH_SINK=service to write through it ({exc})") from None
+
+
 @contextmanager
 def open_graph(path: str | Path) -> Iterator[GraphDatabase]:
     """A `GraphDatabase` on the process's shared read-write `Database` for `path`.
 
-    The parent folder is created. Raises `RuntimeError` (from LadybugDB) when another process
+    The parent folder is created. Raises `GraphFileBusy`, naming the path, when another process
     holds the file's write lock.
     """
     path = Path(path).resolve()
@@ -241,7 +267,7 @@ def open_graph(path: str | Path) -> Iterator[GraphDatabase]:
         entry = _registry.get(path)
         if entry is None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            entry = _registry[path] = [ladybug.Database(str(path)), 0]
+            entry = _registry[path] = [_open_database(path), 0]
         entry[1] += 1
     try:
         yield GraphDatabase(entry[0])
@@ -251,17 +277,3 @@ def open_graph(path: str | Path) -> Iterator[GraphDatabase]:
             if entry[1] == 0:
                 del _registry[path]
                 entry[0].close()
-
-
-class GraphStore(ConfigurableResource):
-    """The DataGraph's LadybugDB file. `open()` gives the process's one read-write handle."""
-
-    path: str = Field(description="LadybugDB database file (its folder is created if missing).")
-    write_batch_documents: int = Field(
-        default=256, description="Documents per write transaction (ledger + entities + MENTIONS).")
-
-    @contextmanager
-    def open(self) -> Iterator[GraphDatabase]:
-        """See `open_graph`."""
-        with open_graph(self.path) as graph:
-            yield graph

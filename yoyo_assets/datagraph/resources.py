@@ -1,14 +1,19 @@
-"""Phase 1's small resources: where the night's documents arrive (`DocumentStreams`) and the
-labelled set the extraction is scored on (`LabelledSet`). The graph store is in graph_store.py,
-the inference server, which Phase 2 uses too, in shared/."""
+"""Phase 1's resources: where the night's documents arrive (`DocumentStreams`), the graph they
+are written to (`GraphStore`: the LadybugDB file itself, or the service that owns it) and the
+labelled set the extraction is scored on (`LabelledSet`). The inference server, which Phase 2
+uses too, is in shared/."""
 
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Iterator, Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
+from .graph_client import GraphServiceClient
+from .graph_store import DataGraph, open_graph
 from .quality import LabelledDocument, load_labelled_set
 
 
@@ -45,3 +50,39 @@ class LabelledSet(ConfigurableResource):
     def load(self) -> list[LabelledDocument]:
         """The labelled documents; raises `quality.LabelledSetError` naming the bad file."""
         return load_labelled_set(self.folder())
+
+
+class GraphStore(ConfigurableResource):
+    """The DataGraph: `embedded` writes the LadybugDB file at `path` in this process (its one
+    read-write handle); `service` writes through the graph service at `service_url`, which owns
+    the file (docs/graph-service.md)."""
+
+    path: str = Field(description="embedded sink: LadybugDB database file (folder created).")
+    write_batch_documents: int = Field(
+        default=256, description="Documents per write transaction (ledger + entities + MENTIONS).")
+    sink: Literal["embedded", "service"] = Field(
+        default="embedded", description="Write the file here, or through the graph service.")
+    service_url: str = Field(default="http://127.0.0.1:9081",
+                             description="service sink: the graph service's base URL.")
+    service_timeout_s: float = Field(default=60.0, description="service sink: seconds per request.")
+    service_attempts: int = Field(
+        default=5, description="service sink: attempts per request (connection errors, 429, 5xx).")
+
+    @contextmanager
+    def open(self) -> Iterator[DataGraph]:
+        """The graph's operations for the configured sink; see `graph_store.open_graph` and
+        `graph_client.GraphServiceClient` for the errors each raises."""
+        if self.sink == "embedded":
+            with open_graph(self.path) as graph:
+                yield graph
+            return
+        client = GraphServiceClient(self.service_url, self.service_timeout_s,
+                                    self.service_attempts)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def location(self) -> str:
+        """Where the graph is written: the file's path or the service's URL."""
+        return self.path if self.sink == "embedded" else self.service_url

@@ -15,7 +15,9 @@ from .settings import crash_points
 #: Every crash point placed in the pipeline, in the order a night reaches them (docs/reliability.md).
 CRASH_POINTS = (
     "extraction.after_first_document",  # extraction requests still in flight
-    "graph.before_commit",  # inside a graph write transaction
+    "graph.before_request",  # service sink: a batch's mutate request not yet sent
+    "graph.before_commit",  # inside a graph write transaction (the embedded sink's, or the service's)
+    "graph_service.before_response",  # the service committed a batch, its answer not yet sent
     "graph.after_commit",  # after a batch's transaction committed
     "graph.before_materialization",  # all batches written, materialization not yet recorded
     "training.after_step",  # between optimizer steps, before any checkpoint

@@ -23,7 +23,10 @@ The code location reads them when it loads (`definitions.py`), the command line 
 | YOYO_EXTRACTION_TENANT | (first tenant) | whose extraction adapter Phase 1 serves (managed mode) |
 | YOYO_EXTRACTION_ADAPTER | (none) | external mode: the adapter name requests use (the gateway serves it) |
 | YOYO_QUALITY_SET | (demo documents + gold) | labelled set of the extraction_quality check and the extraction gate |
-| YOYO_GRAPH_WRITE_BATCH | 256 | documents per graph write transaction |
+| YOYO_GRAPH_WRITE_BATCH | 256 | documents per graph write transaction (one mutate request with the service sink) |
+| YOYO_GRAPH_SINK | embedded | embedded (write <data root>/graph/datagraph.lbug here) or service (through the graph service) |
+| YOYO_GRAPH_SERVICE_URL | http://127.0.0.1:9081 | service sink: the graph service (docs/graph-service.md) |
+| YOYO_GRAPH_SERVICE_TIMEOUT_S / YOYO_GRAPH_SERVICE_ATTEMPTS | 60 / 5 | service sink: seconds per request, attempts per request |
 | YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
 | YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
 | YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
@@ -77,6 +80,10 @@ class Settings:
     extraction_adapter: str = ""
     quality_set: str = ""
     graph_write_batch: int = 256
+    graph_sink: str = "embedded"
+    graph_service_url: str = "http://127.0.0.1:9081"
+    graph_service_timeout_s: float = 60.0
+    graph_service_attempts: int = 5
     adapter_threshold: int = 50
     adapters_root: Path | None = None
     base_model_dir: str = ""
@@ -127,6 +134,10 @@ class Settings:
             tenants=tenants, extraction_tenant=get("EXTRACTION_TENANT", tenants[0]),
             extraction_adapter=get("EXTRACTION_ADAPTER"), quality_set=get("QUALITY_SET"),
             graph_write_batch=number("GRAPH_WRITE_BATCH", "256"),
+            graph_sink=get("GRAPH_SINK", "embedded"),
+            graph_service_url=get("GRAPH_SERVICE_URL", cls.graph_service_url),
+            graph_service_timeout_s=number("GRAPH_SERVICE_TIMEOUT_S", "60", float),
+            graph_service_attempts=number("GRAPH_SERVICE_ATTEMPTS", "5"),
             adapter_threshold=number("ADAPTER_THRESHOLD", "50"),
             adapters_root=Path(get("ADAPTERS_ROOT", str(root / "adapters"))).resolve(),
             base_model_dir=get("BASE_MODEL_DIR"), base_model_name=get("BASE_MODEL_NAME"),
@@ -142,6 +153,11 @@ class Settings:
     def models_dir(self) -> Path:
         """Where the embedded model is converted once and reused."""
         return self.data_root / "models"
+
+    @property
+    def graph_path(self) -> Path:
+        """The DataGraph's LadybugDB file (the embedded sink's; the reference service's default)."""
+        return self.data_root / "graph" / "datagraph.lbug"
 
     @property
     def log_dir(self) -> Path:

@@ -1,0 +1,103 @@
+"""The `service` sink: Phase 1's graph operations over HTTP to the service that owns the
+LadybugDB file (`POST /v1/graph/mutate` and the read endpoints, docs/graph-service.md).
+
+Each write batch is one request, applied by the service in one transaction; its id comes from
+the batch's document hashes and the service skips documents already in the ledger, so a retry
+or a re-run after a crash never counts a document twice. Connection errors, timeouts, 429 and
+5xx answers are retried with tenacity (exponential backoff with jitter); a 4xx answer is final.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import httpx
+import tenacity
+
+from ..shared.faults import crash_point
+from ..shared.http_retry import is_transient
+from .extraction import DocumentExtraction
+from .graph_store import NightTotals, WriteStats
+from .graph_wire import (COUNTS, COUNTS_PATH, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
+                         KnownRequest, KnownResponse, MutateRequest, MutateResponse)
+
+
+class GraphServiceUnavailable(RuntimeError):
+    """The graph service did not answer, or answered 429/5xx, on every attempt: what was not
+    written waits for the next run."""
+
+
+class GraphServiceRejected(RuntimeError):
+    """The graph service refused a request (4xx); the message holds its answer."""
+
+
+class GraphServiceClient:
+    """Phase 1's graph operations (`graph_store.DataGraph`) against a graph service.
+
+    `base_url` e.g. http://127.0.0.1:9081; `timeout_s` per request (seconds); `attempts` per
+    call, with waits of up to `max_wait_s` seconds between them.
+    """
+
+    def __init__(self, base_url: str, timeout_s: float = 60.0, attempts: int = 5,
+                 max_wait_s: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            wait=tenacity.wait_random_exponential(multiplier=0.5, max=max_wait_s),
+            stop=tenacity.stop_after_attempt(attempts), reraise=True)
+        self._attempts = attempts
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON answer of one call, retried while the failure is transient.
+
+        Raises GraphServiceUnavailable or GraphServiceRejected (with the server's message)."""
+        try:
+            for attempt in self._retrying.copy():
+                with attempt:
+                    response = self._http.request(method, path, json=body)
+                    response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            answer = f"{exc.response.status_code} {exc.response.text[:2000]}"
+            if is_transient(exc):
+                raise GraphServiceUnavailable(
+                    f"graph service {self.base_url}{path}: {answer} on each of "
+                    f"{self._attempts} attempts") from None
+            raise GraphServiceRejected(f"graph service refused {method} {path}: {answer}") \
+                from None
+        except httpx.TransportError as exc:
+            raise GraphServiceUnavailable(
+                f"graph service {self.base_url} unreachable after {self._attempts} attempts: "
+                f"{type(exc).__name__}: {exc}") from None
+        return response.json()
+
+    def known_documents(self, hashes: Iterable[str]) -> set[str]:
+        """The subset of `hashes` (SHA-256 hex) already in the service's ledger."""
+        hashes = list(hashes)
+        if not hashes:
+            return set()
+        answer = self._call("POST", KNOWN_PATH, KnownRequest(hashes=hashes).model_dump())
+        return set(KnownResponse.model_validate(answer).known)
+
+    def write_extractions(self, extractions: list[DocumentExtraction], night: str) -> WriteStats:
+        """Send one batch as one mutate request; the service writes its new documents, entities
+        and `MENTIONS` in one transaction and skips documents already in the ledger."""
+        if not extractions:
+            return WriteStats()
+        request = MutateRequest.of(extractions, night)
+        crash_point("graph.before_request")
+        answer = self._call("POST", MUTATE_PATH, request.model_dump(mode="json"))
+        return MutateResponse.model_validate(answer).stats
+
+    def night_totals(self, night: str, sample: int = 10) -> NightTotals:
+        """What the service's ledger holds for `night` (a partition key)."""
+        answer = self._call("GET", NIGHT_PATH.format(night=night) + f"?sample={sample}")
+        return NIGHT_TOTALS.validate_python(answer)
+
+    def counts(self) -> dict[str, int]:
+        """Node and relationship counts of the service's graph: documents, entities, mentions."""
+        return COUNTS.validate_python(self._call("GET", COUNTS_PATH))
