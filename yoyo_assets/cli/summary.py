@@ -28,6 +28,11 @@ def _phase1_lines(runs: NightRuns) -> list[str]:
              "graph already"]
     for failure in (meta.get("failures") or [])[:3]:
         lines.append(f"           failed: {failure['file']}: {failure['reason'][:90]}")
+    written = result.asset_materializations_for_node("datagraph")
+    deferred = written[0].metadata["run_documents_deferred"].value if written else 0
+    if deferred:
+        reason = written[0].metadata["deferred_batches"].value[0]["reason"]
+        lines.append(f"           {deferred} not written, deferred to the next run: {reason[:90]}")
     for evaluation in result.get_asset_check_evaluations():
         figures = {k: v.value for k, v in evaluation.metadata.items()}
         if "any_f1" in figures:
