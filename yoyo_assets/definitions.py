@@ -23,6 +23,7 @@ def configured_server(settings: Settings) -> InferenceServer:
         model_dir=settings.extraction_model_dir, tokenizer_path=settings.extraction_tokenizer,
         reasoning_parser=settings.reasoning_parser, adapter=settings.extraction_adapter,
         memory_share=settings.vllm_memory_share, server_python=settings.vllm_python,
+        cpu_bind=settings.vllm_cpu_bind, enforce_eager=settings.vllm_enforce_eager,
         models_dir=str(settings.models_dir), log_dir=str(settings.log_dir))
 
 

@@ -86,7 +86,9 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     evaluations = {e.check_name: e for e in trained.get_asset_check_evaluations()}
     assert evaluations["serves_as_overlay"].passed
 
-    # The next night's Phase 1 serves the adapter as an overlay and records it per document.
+    # The next night's Phase 1 serves the adapter merged into a copy of the base (the default
+    # on a CPU server) and records it per document; the merged weights answer the labelled set
+    # as the overlay did in the gate.
     copy_documents([corpora / "research" / "wnut17-test-001.md"], root, "research",
                    arrived_during(NIGHT))
     night = defs.resolve_job_def("datagraph_nightly").execute_in_process(
@@ -98,6 +100,11 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     assert extracted.metadata["documents_ok"].value == 1
     with open_graph(root / "graph" / "datagraph.lbug") as graph:
         assert graph.query("MATCH (d:Document) RETURN d.extractor") == [[expected]]
+    merged = root / "models" / "merged" / "pointsav-extraction-v1" / model_dir.name
+    assert (merged / "config.json").is_file() and (merged / "tokenizer.json").is_file()
+    [quality] = night.get_asset_check_evaluations()
+    merged_f1 = quality.metadata["any_f1"].value
+    assert abs(merged_f1 - extraction.candidate.f1) <= 0.05, (merged_f1, extraction)
 
 
 def test_extraction_tuples_answer_each_chunk_with_its_gold(model_dir, corpora):

@@ -1,4 +1,4 @@
-"""The managed server's process handling with real processes: a server left by a killed run is
+"""The managed server with real processes: the settings it starts vLLM with; a server left by a killed run is
 stopped by the next run, and a recycled pid that is not that server is left alone."""
 
 import logging
@@ -51,3 +51,15 @@ def test_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
         while time.monotonic() < deadline:
             os.killpg(stubborn.pid, 0)
             time.sleep(0.1)
+
+
+def test_the_managed_server_runs_the_model_on_every_core_eagerly(vllm_server):
+    """The settings the extraction profile chose (docs/benchmarks.md) reach vLLM: OpenMP threads
+    on every core this process may use, none kept for the scheduler; no graph compilation."""
+    if vllm_server.mode == "external":
+        pytest.skip("YOYO_TEST_VLLM_URL: the session's server was not started here")
+    log = open(vllm_server.log_path, encoding="utf-8").read()
+    cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    assert f"VLLM_CPU_OMP_THREADS_BIND='{cores}'" in log
+    assert "reserved_cpus=[]" in log
+    assert "enforce_eager=True" in log

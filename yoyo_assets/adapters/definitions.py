@@ -25,6 +25,7 @@ def configured_store(settings: Settings) -> AdapterStore:
         extraction_model_name=settings.extraction_model_name,
         adapter_threshold=settings.adapter_threshold,
         extraction_tenant=settings.extraction_tenant, gcs_bucket=settings.gcs_bucket,
+        extraction_serving=settings.extraction_serving,
         gcs_prefix=settings.gcs_prefix, corpus_source=settings.corpus_source,
         corpus_mirror_root=str(settings.data_root / "corpus-gcs"),
         gcs_retry_timeout_s=settings.gcs_retry_timeout_s,

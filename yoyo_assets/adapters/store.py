@@ -11,6 +11,7 @@ from pydantic import Field
 from ..shared.embedded_model import HUB_NAME, MODEL_NAME, ensure_embedded_model
 from ..shared.inference_server import InferenceServer, vllm_lora_rank
 from .corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
+from .merged_weights import merged_model
 from .registry import AdapterVersion, adapter_folder, serving_version
 
 
@@ -34,6 +35,10 @@ class AdapterStore(ConfigurableResource):
         "bucket's sensor requests, and its adapter asset trains, a new version.")
     extraction_tenant: str = Field(
         default="pointsav", description="Whose `extraction-<tenant>` adapter Phase 1 serves.")
+    extraction_serving: Literal["merged", "overlay"] = Field(
+        default="merged", description="How Phase 1's managed server serves the extraction "
+        "adapter: merged into a copy of the base (CPU: the base's speed) or as a vLLM LoRA "
+        "overlay (GPU: cheap, no copy of the base); docs/benchmarks.md.")
     git_repositories: list[str] = Field(
         default_factory=list, description="`<tenant>=<path>` per git repository whose commits "
         "become the tenant's engineering tuples.")
@@ -94,10 +99,11 @@ class AdapterStore(ConfigurableResource):
 
     def extractor(self, server: InferenceServer, log) -> InferenceServer:
         """`server` with the extraction adapter Phase 1 serves. Managed mode: the serving
-        extraction version, as a LoRA overlay on the model it was trained on; none, or one
-        trained on another model: the model alone (with a warning on `log`). External mode, or
-        overlays already set: `server` as configured (its `adapter` is the gateway's)."""
-        if server.mode == "external" or server.lora_modules:
+        extraction version on the model it was trained on, merged into a copy of it or as a
+        LoRA overlay (`extraction_serving`); none, or one trained on another model: the model
+        alone (with a warning on `log`). External mode, or an adapter already set: `server` as
+        configured (its `adapter` is the gateway's)."""
+        if server.mode == "external" or server.lora_modules or server.merged_adapter:
             return server
         version = self.serving_extraction_version()
         if version is None:
@@ -109,6 +115,9 @@ class AdapterStore(ConfigurableResource):
                         "extracting with the model alone")
             return server
         name = version.manifest.served_name
+        if self.extraction_serving == "merged":
+            merged = merged_model(version, base, Path(self.models_dir) / "merged")
+            return server.model_copy(update={"model_dir": str(merged), "merged_adapter": name})
         return server.model_copy(update={
             "lora_modules": {name: str(version.path)}, "adapter": name,
             "max_lora_rank": vllm_lora_rank(version.manifest.lora_r)})

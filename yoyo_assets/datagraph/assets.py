@@ -108,7 +108,7 @@ def _extract(context, config: ExtractionConfig, server: InferenceServer, documen
                 tokenizer=Tokenizer.from_file(str(live.tokenizer_file())),
                 context_tokens=live.context_tokens(), concurrency=config.concurrency,
                 attempts=config.attempts, request_timeout_s=config.request_timeout_s,
-                **config.extractor_settings(bool(live.adapter)))
+                **config.extractor_settings(bool(live.serves_adapter)))
             if documents:
                 report = asyncio.run(extractor.extract(documents, deadline, on_result))
             if quality.to_measure:
@@ -131,7 +131,8 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
     tag_run_process(context)
     server = adapter_store.extractor(inference_server, context.log)
     quality = QualityPlan.make(context.instance, context.run.run_id, labelled_set,
-                               server.identity(), config.extractor_settings(bool(server.adapter)))
+                               server.identity(),
+                               config.extractor_settings(bool(server.serves_adapter)))
     report, check = ExtractionReport(), quality.known
     if documents or quality.to_measure:
         report, check = _extract(context, config, server, documents, quality)

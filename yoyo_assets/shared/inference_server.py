@@ -27,12 +27,11 @@ from .processes import is_running, start_time, stop_process_group
 from .settings import REPO_ROOT
 
 #: vLLM's OpenAI-compatible server; placeholders are filled from the resource's fields.
-#: `--enforce-eager` skips graph compilation: /health in ~40 s on CPU instead of ~2.5 min.
 DEFAULT_SERVER_ARGS = [
     "-m", "vllm.entrypoints.openai.api_server",
     "--model", "{model_dir}", "--served-model-name", "{model}",
     "--max-model-len", "{max_model_len}", "--dtype", "bfloat16",
-    "--host", "{host}", "--port", "{port}", "--enforce-eager",
+    "--host", "{host}", "--port", "{port}",
 ]
 
 def vllm_lora_rank(lora_r: int) -> int:
@@ -91,6 +90,10 @@ class InferenceServer(ConfigurableResource):
         default="", description="LoRA adapter that requests name as their model: one of "
         "lora_modules (managed), or an adapter the external server serves (the gateway's name); "
         "empty: the model itself.")
+    merged_adapter: str = Field(
+        default="", description="Managed mode: the adapter whose weights model_dir holds merged "
+        "into the base (provenance: it shows in `label()`, and the run config treats the model "
+        "as that adapter); empty: none.")
     max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
                                "LoRA r among lora_modules.")
     memory_share: float | None = Field(
@@ -101,6 +104,15 @@ class InferenceServer(ConfigurableResource):
     port: int = Field(default=0, description="Managed mode: port; 0 picks a free one.")
     max_model_len: int = Field(default=2048, description="Managed mode: context length, tokens.")
     kv_cache_gib: int = Field(default=2, description="CPU server: VLLM_CPU_KVCACHE_SPACE, GiB.")
+    enforce_eager: bool = Field(
+        default=True, description="vLLM --enforce-eager: no graph compilation. CPU: healthy "
+        "in ~30 s instead of ~100 s, for 3-11% slower extraction (docs/benchmarks.md); on a "
+        "GPU, set False: CUDA graphs are worth far more there.")
+    cpu_bind: Literal["all", "auto"] = Field(
+        default="all", description="CPU server: 'all' runs the model's OpenMP threads on every "
+        "core this process may use (VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU=0); "
+        "'auto': vLLM's choice, which keeps one core for its scheduler. On 2 cores 'all' "
+        "extracts 20-27% faster (docs/benchmarks.md); a GPU server ignores both.")
     log_dir: str = Field(default="var/data/logs", description="Where the server's output goes.")
     health_timeout_s: float = Field(default=5400.0, description="Longest wait for /health, "
                                     "seconds (the Yo-Yo deployment allows 90 minutes).")
@@ -119,6 +131,11 @@ class InferenceServer(ConfigurableResource):
     def request_model(self) -> str:
         """The `model` of a request: the adapter if one is set, else the served model."""
         return self.adapter or self.model
+
+    @property
+    def serves_adapter(self) -> str:
+        """The extraction adapter answering requests, as an overlay or merged; empty: none."""
+        return self.adapter or self.merged_adapter
 
     @property
     def log_path(self) -> str:
@@ -147,7 +164,7 @@ class InferenceServer(ConfigurableResource):
         """Provenance of what this server extracts with: the model (folder name, or the external
         server's model name) and the adapter, if any: `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
         model = self.model if self.mode == "external" else self.resolved_model_dir().name
-        return f"{model} + {self.adapter}" if self.adapter else model
+        return f"{model} + {self.serves_adapter}" if self.serves_adapter else model
 
     def tokenizer_file(self) -> Path:
         """The served model's `tokenizer.json`.
@@ -200,11 +217,19 @@ class InferenceServer(ConfigurableResource):
             stop_process_group(pgid, self.shutdown_grace_s)
         pid_file.unlink(missing_ok=True)
 
+    def _cpu_bind_env(self) -> dict[str, str]:
+        if self.cpu_bind == "auto":
+            return {}
+        cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+        return {"VLLM_CPU_OMP_THREADS_BIND": cores, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
     def command(self, model_dir: Path, port: int) -> list[str]:
         """The managed server's command line."""
         values = {"model_dir": str(model_dir), "model": self.model, "host": self.host,
                   "port": str(port), "max_model_len": str(self.max_model_len)}
         args = [a.format(**values) for a in self.server_args]
+        if self.enforce_eager:
+            args.append("--enforce-eager")
         if self.reasoning_parser:
             args += ["--reasoning-parser", self.reasoning_parser]
         if self.lora_modules:
@@ -262,7 +287,7 @@ class InferenceServer(ConfigurableResource):
         scratch = tempfile.mkdtemp(prefix="yoyo-vllm-")
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
                "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(log_dir / "vllm-cache"),
-               "TMPDIR": scratch}
+               "TMPDIR": scratch, **self._cpu_bind_env()}
         command = self.command(model_dir, port)
         log.info(f"starting inference server: {' '.join(command)} (output: {self._log_path})")
         started = time.monotonic()

@@ -18,9 +18,12 @@ The code location reads them when it loads (`definitions.py`), the command line 
 | YOYO_EXTRACTION_TOKENIZER | (the model folder's) | tokenizer.json of the served model (external mode) |
 | YOYO_REASONING_PARSER | (none) | vLLM --reasoning-parser for a Think model |
 | YOYO_VLLM_PYTHON | .venv-vllm/bin/python | Python of the managed vLLM server's environment |
+| YOYO_VLLM_ENFORCE_EAGER | 1 | managed vLLM: 1 skips graph compilation (CPU: fast start); 0 compiles (GPU: CUDA graphs) |
+| YOYO_VLLM_CPU_BIND | all | CPU vLLM: all (model threads on every core) or auto (vLLM keeps a core for its scheduler) |
 | YOYO_VLLM_MEMORY_SHARE | (vLLM's 0.92) | managed servers' --gpu-memory-utilization (CPU: share of RAM) |
 | YOYO_TENANTS | pointsav | comma-separated tenants; each gets engineering-, apprenticeship- and extraction-<t> |
 | YOYO_EXTRACTION_TENANT | (first tenant) | whose extraction adapter Phase 1 serves (managed mode) |
+| YOYO_EXTRACTION_SERVING | merged | managed mode: the extraction adapter merged into a copy of the base (CPU) or served as a LoRA overlay (overlay: GPU) |
 | YOYO_EXTRACTION_ADAPTER | (none) | external mode: the adapter name requests use (the gateway serves it) |
 | YOYO_QUALITY_SET | (demo documents + gold) | labelled set of the extraction_quality check and the extraction gate |
 | YOYO_GRAPH_WRITE_BATCH | 256 | documents per graph write transaction (one mutate request with the service sink) |
@@ -75,8 +78,11 @@ class Settings:
     reasoning_parser: str = ""
     vllm_python: str = str(REPO_ROOT / ".venv-vllm" / "bin" / "python")
     vllm_memory_share: float | None = None
+    vllm_cpu_bind: str = "all"
+    vllm_enforce_eager: bool = True
     tenants: tuple[str, ...] = ("pointsav",)
     extraction_tenant: str = ""
+    extraction_serving: str = "merged"
     extraction_adapter: str = ""
     quality_set: str = ""
     graph_write_batch: int = 256
@@ -131,7 +137,10 @@ class Settings:
             reasoning_parser=get("REASONING_PARSER"),
             vllm_python=get("VLLM_PYTHON", cls.vllm_python),
             vllm_memory_share=number("VLLM_MEMORY_SHARE", "0", float) if share else None,
+            vllm_cpu_bind=get("VLLM_CPU_BIND", "all"),
+            vllm_enforce_eager=get("VLLM_ENFORCE_EAGER", "1") != "0",
             tenants=tenants, extraction_tenant=get("EXTRACTION_TENANT", tenants[0]),
+            extraction_serving=get("EXTRACTION_SERVING", "merged"),
             extraction_adapter=get("EXTRACTION_ADAPTER"), quality_set=get("QUALITY_SET"),
             graph_write_batch=number("GRAPH_WRITE_BATCH", "256"),
             graph_sink=get("GRAPH_SINK", "embedded"),
