@@ -54,6 +54,9 @@ case "${1:-}" in
       if ! group_alive "$pgid"; then rm -f "$PID_FILE"; echo "stopped"; exit 0; fi
       sleep 1
     done
+    # Name what outlived the grace (in the output and the log) before killing it.
+    left=$(ps -e -o pgid=,pid=,stat=,etime=,args= | awk -v g="$pgid" '$1 == g' | cut -c1-160)
+    printf 'still running after %s s:\n%s\n' "$GRACE" "$left" | tee -a "$LOG" >&2
     kill -KILL -- "-$pgid" 2>/dev/null || true
     rm -f "$PID_FILE"
     echo "stopped (SIGKILL after $GRACE s)"

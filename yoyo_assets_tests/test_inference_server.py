@@ -1,5 +1,5 @@
-"""The managed server with real processes: the settings it starts vLLM with; a server left by a killed run is
-stopped by the next run, and a recycled pid that is not that server is left alone."""
+"""The managed server with real processes: the settings it starts vLLM with; a server left by a
+killed run is stopped by the next run, and a recycled pid that is not that server is left alone."""
 
 import logging
 import os
