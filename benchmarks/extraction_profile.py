@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from yoyo_assets.adapters.merged_weights import merged_model  # noqa: E402
 from yoyo_assets.adapters.registry import versions  # noqa: E402
 from yoyo_assets.datagraph.documents import read_document  # noqa: E402
-from yoyo_assets.datagraph.extraction import EntityExtractor, split_into_chunks  # noqa: E402
+from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.shared.inference_server import DEFAULT_SERVER_ARGS, InferenceServer  # noqa: E402
@@ -73,14 +73,11 @@ def documents(notes: int, contacts: int) -> dict:
                          sorted((CORPORA / "contacts").glob("*.json"))[:contacts]]}
 
 
-def payloads(extractor: EntityExtractor, docs: list, tokenizer: Tokenizer,
-             schema: bool) -> list[dict]:
+def payloads(extractor: EntityExtractor, docs: list, schema: bool) -> list[dict]:
     """The requests the pipeline sends for `docs`, streamed, with or without the schema."""
     result = []
     for d in docs:
-        chunks = split_into_chunks(d.text, tokenizer, extractor.chunk_tokens)
-        for i, chunk in enumerate(chunks, 1):
-            p = extractor._payload(extractor.messages(d.stream, chunk, i, len(chunks)))
+        for p in extractor.payloads(d):
             if not schema:
                 del p["response_format"]
                 p["max_tokens"] = 160  # bounded like a schema answer (no maxItems to stop it)
@@ -155,15 +152,15 @@ def profile(variant: str, docs: dict, grid: str, base: Path, adapter: Path | Non
         tokenizer = Tokenizer.from_file(str(live.tokenizer_file()))
         extractor = EntityExtractor(live.base_url, live.request_model, tokenizer,
                                     live.context_tokens(), **settings)
-        warm = payloads(extractor, docs["research"][:1], tokenizer, schema=False)[:2]
+        warm = payloads(extractor, docs["research"][:1], schema=False)[:2]
         asyncio.run(send_all(live.base_url, warm, 2))
         compile_s = grammar_compile_s(live.base_url, payloads(
-            extractor, docs["research"][:1], tokenizer, schema=True)[0])
+            extractor, docs["research"][:1], schema=True)[0])
         grid_cells = {"full": [(c, s) for c in (1, 4, 16) for s in (True, False)],
                       "quick": [(1, True), (16, True)], "c16": [(16, True)]}[grid]
         for stream, stream_docs in docs.items():
             for concurrency, schema in grid_cells:
-                requests = payloads(extractor, stream_docs, tokenizer, schema)
+                requests = payloads(extractor, stream_docs, schema)
                 wall, results = asyncio.run(send_all(live.base_url, requests, concurrency))
                 ttfts = sorted(r["ttft"] for r in results)
                 cells.append({

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from yoyo_assets.datagraph import graph_store  # noqa: E402
 from yoyo_assets.datagraph.documents import read_document  # noqa: E402
 from yoyo_assets.datagraph.extraction import (DocumentExtraction, EntityExtractor,  # noqa: E402
-                                              ExtractedEntity, split_into_chunks)
+                                              ExtractedEntity)
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.datagraph.graph_store import open_graph  # noqa: E402
@@ -75,11 +75,8 @@ def extraction_figures(server, documents, concurrency):
     extractor = EntityExtractor(server.base_url, server.model, tokenizer,
                                 server.context_tokens(), concurrency=concurrency,
                                 **ExtractionConfig().extractor_settings())
-    payloads = []  # exactly the requests the pipeline sends, for (b) and (c)
-    for d in documents:
-        chunks = split_into_chunks(d.text, tokenizer, extractor.chunk_tokens)
-        payloads += [extractor._payload(extractor.messages(d.stream, chunk, i, len(chunks)))
-                     for i, chunk in enumerate(chunks, 1)]
+    # Exactly the requests the pipeline sends, for (b) and (c).
+    payloads = [p for d in documents for p in extractor.payloads(d)]
     asyncio.run(bare_client(server.base_url, payloads[:2], 2))  # warm-up, grammar compiled
     t = time.monotonic()
     asyncio.run(sequential(server.base_url, payloads))

@@ -375,8 +375,14 @@ class EntityExtractor:
             payload["chat_template_kwargs"] = {"enable_thinking": self.enable_thinking}
         return payload
 
+    def payloads(self, document: Document) -> list[dict[str, Any]]:
+        """The request bodies this extractor sends for `document`: one per chunk, in order."""
+        chunks = split_into_chunks(document.text, self.tokenizer, self.chunk_tokens)
+        return [self._payload(self.messages(document.stream, chunk, i, len(chunks)))
+                for i, chunk in enumerate(chunks, 1)]
+
     async def _complete(self, client: httpx.AsyncClient, limit: asyncio.Semaphore,
-                        messages: list[dict[str, str]]) -> dict[str, Any]:
+                        payload: dict[str, Any]) -> dict[str, Any]:
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_random_exponential(multiplier=0.5, max=30),
@@ -387,17 +393,15 @@ class EntityExtractor:
             async for attempt in retrying:
                 with attempt:
                     response = await client.post("/v1/chat/completions",
-                                                 json=self._payload(messages))
+                                                 json=payload)
                     response.raise_for_status()
                     return response.json()
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _extract_one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore,
                            document: Document) -> DocumentExtraction:
-        chunks = split_into_chunks(document.text, self.tokenizer, self.chunk_tokens)
-        replies = await asyncio.gather(*(
-            self._complete(client, limit, self.messages(document.stream, chunk, i, len(chunks)))
-            for i, chunk in enumerate(chunks, 1)))
+        replies = await asyncio.gather(*(self._complete(client, limit, payload)
+                                         for payload in self.payloads(document)))
         answers, usage = [], Counter()
         for reply in replies:
             if not reply.get("choices"):
@@ -410,7 +414,7 @@ class EntityExtractor:
                 "reasoning_tokens") or 0
         entities, ungrounded = merge_entities(document.text, answers)
         return DocumentExtraction(document.sha256, document.stream, document.path, entities,
-                                  len(chunks), usage["prompt"], usage["completion"],
+                                  len(replies), usage["prompt"], usage["completion"],
                                   usage["reasoning"], ungrounded, self.label or self.model)
 
     async def extract(self, documents: list[Document], deadline: float | None = None,
