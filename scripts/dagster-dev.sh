@@ -32,7 +32,11 @@ case "${1:-}" in
     mkdir -p "$DAGSTER_HOME" "$STATE"
     [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
     set -m  # job control: its own process group, and SIGINT/SIGTERM not ignored (see above)
-    .venv/bin/dagster dev -w workspace.yaml -h "$HOST" -p "$PORT" >>"$LOG" 2>&1 </dev/null &
+    # `dagster dev` maps SIGTERM to its SIGINT handler, so a SIGINT ignored by whoever started
+    # this script (inherited, and a shell cannot undo it) would make it ignore SIGTERM too:
+    # coreutils' env restores both to their defaults.
+    env --default-signal=INT,TERM .venv/bin/dagster dev -w workspace.yaml -h "$HOST" -p "$PORT" \
+      >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
     set +m
     for _ in $(seq 1 180); do

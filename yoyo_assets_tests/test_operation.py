@@ -193,8 +193,7 @@ def dev_stack(postgres, corpora, vllm_server, model_dir, tmp_path_factory):
            "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": vllm_server.base_url,
            "YOYO_EXTRACTION_TOKENIZER": str(model_dir / "tokenizer.json"),
            "YOYO_BASE_MODEL_DIR": str(model_dir), "YOYO_ADAPTER_THRESHOLD": "4",
-           # Once in a full suite on 2 cores the stop took over 60 s (not seen alone): 120.
-           "YOYO_DEV_STOP_GRACE_S": str(int(timeout(120)))}
+           "YOYO_DEV_STOP_GRACE_S": str(int(timeout(60)))}
     env.pop("YOYO_WEBSERVER_HOST", None)
     stack = DevStack(env, f"http://127.0.0.1:{port}", root, home)
     started = stack.script("start")
