@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     service.add_argument("--port", type=int, default=9081)
     service.add_argument("--max-batch-documents", type=int, default=1024,
                          help="documents one mutate request may carry (more: 413)")
+    service.add_argument("--max-body-mib", type=float, default=16,
+                         help="request body size, MiB (more: 413, before parsing)")
+    service.add_argument("--read-timeout-s", type=float, default=30,
+                         help="seconds to receive a request body (then 408)")
+    service.add_argument("--max-connections", type=int, default=32,
+                         help="concurrent connections (more: 503)")
     return main
 
 
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from .cli.tools import recover_runs, serve_graph, write_extraction_tuples
 
     if args.command == "graph-service":
-        return serve_graph(args.graph, args.host, args.port, args.max_batch_documents)
+        return serve_graph(args)
     if args.command == "recover":
         return recover_runs(args.after_boot)
     if args.command == "extraction-tuples":

@@ -127,21 +127,24 @@ class Emulator:
 
 class GraphService:
     """The reference graph service (`python -m yoyo_assets graph-service`) over `graph_path` on
-    a loopback port; `start(crash_at)` (a crash point of the service process) / `stop()`."""
+    a loopback port, with more command-line `options` and a bearer `token`; `start(crash_at)`
+    (a crash point of the service process) / `stop()`."""
 
-    def __init__(self, graph_path: Path, log: Path, max_batch_documents: int = 1024):
+    def __init__(self, graph_path: Path, log: Path, max_batch_documents: int = 1024,
+                 options: tuple[str, ...] = (), token: str = ""):
         self.graph_path, self.log, self.process = graph_path, log, None
-        self.max_batch_documents = max_batch_documents
+        self.max_batch_documents, self.options, self.token = max_batch_documents, options, token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, crash_at: str = "") -> None:
-        env = {**os.environ, "YOYO_CRASH_POINTS": crash_at}
+        env = {**os.environ, "YOYO_CRASH_POINTS": crash_at,
+               "YOYO_GRAPH_SERVICE_TOKEN": self.token}
         with open(self.log, "a") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "yoyo_assets", "graph-service", "--graph",
                  str(self.graph_path), "--port", str(self.port), "--max-batch-documents",
-                 str(self.max_batch_documents)],
+                 str(self.max_batch_documents), *self.options],
                 cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         deadline = time.monotonic() + timeout(60)

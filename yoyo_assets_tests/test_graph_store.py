@@ -1,8 +1,14 @@
 """The graph store on a real LadybugDB file: idempotent batched writes, the ledger, hostile
-names as data, and one shared Database per process."""
+names as data, batches that break the rules refused before LadybugDB sees them, write plans
+that look nodes up by key, and one shared Database per process."""
+
+import dataclasses
+
+import pytest
 
 from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity, entity_key
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph_batch import InvalidBatch
+from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, open_graph
 
 
 def extraction(sha, names, stream="research"):
@@ -46,7 +52,7 @@ def test_hostile_names_are_stored_as_data(tmp_path):
     hostile = [
         ("x'}) DETACH DELETE e //", "person"),
         ('"; MATCH (n) DETACH DELETE n; //', "company"),
-        ("Robert\x00'); DROP TABLE Entity;--\n\t\x1b[31m", "project"),
+        ("Robert'); DROP TABLE Entity;--", "project"),
         ("{key: 'x'}", "location"),
     ]
     with open_graph(tmp_path / "g.lbug") as graph:
@@ -65,8 +71,69 @@ def test_one_database_per_process_is_shared(tmp_path):
         assert graph.counts()["documents"] == 2
 
 
+def _with_entity(document, **changes):
+    entity = dataclasses.replace(document.entities[0], **changes)
+    return dataclasses.replace(document, entities=[entity, *document.entities[1:]])
+
+
+GOOD = extraction("a" * 64, [("Ada Lovelace", "person"), ("London", "location")])
+#: (batch, night, the field the refusal must name): what a careless or hostile client sends.
+BROKEN_BATCHES = [
+    ([dataclasses.replace(GOOD, path="/data/\ud800.md")], "2026-11-20",
+     "documents.0.path: lone surrogate U+D800"),
+    ([dataclasses.replace(GOOD, stream="research\udfff")], "2026-11-20", "documents.0.stream"),
+    ([_with_entity(GOOD, name="Ro\x00bert", key="person:ro\x00bert")], "2026-11-20",
+     "documents.0.entities.0.name: control character U+0000"),
+    ([_with_entity(GOOD, aliases=["Ada\x1b[31m"])], "2026-11-20",
+     "documents.0.entities.0.aliases.0: control character U+001B"),
+    ([dataclasses.replace(GOOD, extractor="model\ud83d")], "2026-11-20",
+     "documents.0.extractor: lone surrogate"),
+    ([GOOD, GOOD], "2026-11-20", "documents.1: document aaaa"),
+    ([dataclasses.replace(GOOD, entities=[GOOD.entities[0], GOOD.entities[0]])], "2026-11-20",
+     "documents.0: entities.1: entity 'person:ada lovelace' given twice"),
+    ([_with_entity(GOOD, mentions=2**63)], "2026-11-20", "documents.0.entities.0.mentions"),
+    ([_with_entity(GOOD, mentions=0)], "2026-11-20", "documents.0.entities.0.mentions"),
+    ([_with_entity(GOOD, mentions=True)], "2026-11-20", "documents.0.entities.0.mentions"),
+    ([_with_entity(GOOD, mentions="3")], "2026-11-20", "documents.0.entities.0.mentions"),
+    ([_with_entity(GOOD, key="company:ada lovelace")], "2026-11-20",
+     "documents.0.entities.0: key 'company:ada lovelace' is not the key of its type and name"),
+    ([_with_entity(GOOD, type="planet", key="planet:ada lovelace")], "2026-11-20",
+     "documents.0.entities.0.type"),
+    ([_with_entity(GOOD, name="x" * 121, key="person:" + "x" * 121)], "2026-11-20",
+     "documents.0.entities.0.name"),
+    ([dataclasses.replace(GOOD, sha256="A" * 64)], "2026-11-20", "documents.0.sha256"),
+    ([GOOD], "2026-13-45", "night: month must be in 1..12"),
+    ([GOOD], "２０２６-11-20", "night: String should match pattern"),
+    ([GOOD], "2026-11-20\n", "night"),
+]
+
+
+@pytest.mark.parametrize("batch,night,field", BROKEN_BATCHES)
+def test_batches_breaking_the_rules_are_refused_naming_the_field(tmp_path, batch, night, field):
+    with open_graph(tmp_path / "g.lbug") as graph:
+        with pytest.raises(InvalidBatch) as refused:
+            graph.write_extractions(batch, night)
+        assert field in str(refused.value)
+        assert graph.counts() == {"documents": 0, "entities": 0, "mentions": 0}
+        assert graph.write_extractions([GOOD], "2026-11-20").documents_recorded == 1
+
+
+def test_writes_find_nodes_by_key_never_by_a_cross_product(tmp_path):
+    """`MATCH (d {..}), (e {..})` in one clause is planned as a cross product of both tables,
+    and a DataFrame scan (`LOAD FROM $rows`) as a hash join over a scan of the whole table: each
+    write got slower with the graph and pinned more memory (docs/reliability.md)."""
+    parameters = {"hashes": ["a" * 64], "keys": ["person:ada"], "rows": [
+        {"key": "person:ada", "name": "Ada", "type": "person", "aliases": ["Ada"],
+         "night": "2026-11-20", "mentions": 1, "sha256": "a" * 64, "path": "/p",
+         "stream": "research", "entity_count": 1, "extractor": "", "mention_count": 1}]}
+    with open_graph(tmp_path / "g.lbug") as graph:
+        for statement in WRITE_STATEMENTS:
+            plan = "\n".join(row[0] for row in graph.query("EXPLAIN " + statement, parameters))
+            for operator in ("CROSS_PRODUCT", "SCAN_NODE_TABLE", "HASH_JOIN", "READ_PANDAS"):
+                assert operator not in plan, (operator, statement)
+
+
 def test_failed_transaction_leaves_no_trace(tmp_path):
-    import pytest
     with open_graph(tmp_path / "g.lbug") as graph:
         with pytest.raises(RuntimeError):
             with graph.transaction():

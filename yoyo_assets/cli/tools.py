@@ -1,5 +1,7 @@
 """The command line's small commands: `recover`, `extraction-tuples` and `graph-service`."""
 
+import argparse
+import sys
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -47,15 +49,27 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
     return 0
 
 
-def serve_graph(graph: str | None, host: str, port: int, max_batch_documents: int) -> int:
-    """`graph-service`: the reference graph service over `graph` (default: the data root's
-    graph file) on `host:port`, until interrupted; see `graph_service.serve`. Logs to
-    standard error."""
+def serve_graph(args: argparse.Namespace) -> int:
+    """`graph-service`: the reference graph service over `args.graph` (default: the data
+    root's graph file) on `args.host:args.port`, with the request limits of `args` and the
+    token and LadybugDB memory settings of the environment, until interrupted; see
+    `graph_service.serve`. Logs to standard error; exits 2 when asked to bind beyond loopback
+    without a token."""
     import logging
 
-    from ..datagraph.graph_service import serve
+    from ..datagraph.graph_service import ServiceLimits, UnsafeBinding, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(Path(graph) if graph else Settings.from_env().graph_path, host, port,
-          max_batch_documents)
+    settings = Settings.from_env()
+    limits = ServiceLimits(max_batch_documents=args.max_batch_documents,
+                           max_body_bytes=int(args.max_body_mib * 2**20),
+                           read_timeout_s=args.read_timeout_s,
+                           max_connections=args.max_connections)
+    try:
+        serve(Path(args.graph) if args.graph else settings.graph_path, args.host, args.port,
+              limits, settings.graph_service_token, settings.graph_buffer_pool_mib,
+              settings.graph_checkpoint_mib)
+    except UnsafeBinding as exc:
+        print(f"graph-service: {exc}", file=sys.stderr)
+        return 2
     return 0

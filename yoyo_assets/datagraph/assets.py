@@ -23,6 +23,7 @@ from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
 from .documents import STREAM_PATTERNS, Document
 from .extraction import ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport
 from .extraction_config import ExtractionConfig
+from .graph_batch import InvalidBatch
 from .graph_client import GraphServiceRejected, GraphServiceUnavailable
 from .graph_store import DataGraph, NightTotals, WriteStats
 from .graph_wire import request_id
@@ -172,7 +173,8 @@ def _write_batches(graph: DataGraph, results: list[DocumentExtraction], size: in
                    night: str) -> _Written:
     """Write `results` in batches of `size` documents, one transaction each. Once the graph
     service is unavailable, this batch and the rest are deferred (not in the ledger, so the next
-    run extracts and writes them); a batch the service refuses is recorded and the rest go on."""
+    run extracts and writes them); a batch the graph refuses (graph_batch's rules, or the
+    service's answer) is recorded and the rest go on."""
     written = _Written()
     batches = [results[start:start + size] for start in range(0, len(results), size)]
     for index, batch in enumerate(batches):
@@ -181,7 +183,7 @@ def _write_batches(graph: DataGraph, results: list[DocumentExtraction], size: in
         except GraphServiceUnavailable as exc:
             written.deferred = [_batch_entry(b, str(exc)) for b in batches[index:]]
             break
-        except GraphServiceRejected as exc:
+        except (GraphServiceRejected, InvalidBatch) as exc:
             written.rejected.append(_batch_entry(batch, str(exc)))
             continue
         crash_point("graph.after_commit")
@@ -206,7 +208,7 @@ def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionRepo
             "deferred_batches": MetadataValue.json(written.deferred),
             "graph_location": graph_store.location()}
         if written.rejected:
-            raise Failure(f"the graph service refused {len(written.rejected)} batch(es); "
+            raise Failure(f"the graph refused {len(written.rejected)} batch(es); "
                           f"first: {written.rejected[0]['reason']}", metadata={
                               **metadata, "rejected_batches": MetadataValue.json(written.rejected)})
         if written.deferred:

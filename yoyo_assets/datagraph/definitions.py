@@ -17,7 +17,10 @@ def datagraph_resources(settings: Settings) -> dict:
             path=str(settings.graph_path), write_batch_documents=settings.graph_write_batch,
             sink=settings.graph_sink, service_url=settings.graph_service_url,
             service_timeout_s=settings.graph_service_timeout_s,
-            service_attempts=settings.graph_service_attempts),
+            service_attempts=settings.graph_service_attempts,
+            service_token=settings.graph_service_token,
+            buffer_pool_mib=settings.graph_buffer_pool_mib,
+            checkpoint_mib=settings.graph_checkpoint_mib),
         "labelled_set": LabelledSet(path=settings.quality_set),
     }
 

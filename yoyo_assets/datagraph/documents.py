@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ..shared.text import printable, unsafe_character
+
 #: Stream name -> file patterns under `<data root>/<stream>/`.
 STREAM_PATTERNS: dict[str, tuple[str, ...]] = {
     "transcripts": ("*.md",),
@@ -178,7 +180,7 @@ def _check_yaml(text: str, reject) -> None:
 def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Document:
     """Read and check one document file.
 
-    Checks, in order: readable, at most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
+    Checks, in order: a file name without control characters and in UTF-8, readable, at most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
     and for `.json` / `.yaml` / `.yml` that it parses (YAML with the safe loader only; a JSON
     contact record must be an object).
 
@@ -187,8 +189,13 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
     """
 
     def reject(reason: str, line: int | None = None) -> DocumentError:
-        return DocumentError(Rejection(str(path), stream, reason, line))
+        return DocumentError(Rejection(printable(str(path)), stream, reason, line))
 
+    # A file name that is not UTF-8 reaches Python as lone surrogates, which the graph refuses.
+    problem = unsafe_character(str(path))
+    if problem:
+        raise reject(f"file name holds a {problem} (not UTF-8, or a control character): "
+                     f"rename the file")
     data, text, modified_at = _read_text(path, max_bytes, reject)
     suffix = path.suffix.lower()
     if suffix == ".json":

@@ -23,6 +23,7 @@ import tenacity
 
 from ..shared.http_retry import is_transient
 from ..shared.json_schema import schema_violation
+from ..shared.text import without_unsafe_characters
 from .documents import Document
 
 ENTITY_TYPES = ("person", "company", "project", "account", "location")
@@ -221,8 +222,10 @@ _EDGE_PUNCTUATION = " \t\"'`.,;:!?()[]{}<>"
 
 
 def normalise_name(name: str) -> str:
-    """A name as compared: NFKC, whitespace collapsed, outer quotes and punctuation stripped."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", name)).strip(_EDGE_PUNCTUATION)
+    """A name as compared: NFKC, control characters and lone surrogates as spaces, whitespace
+    collapsed, outer quotes and punctuation stripped."""
+    text = unicodedata.normalize("NFKC", without_unsafe_characters(name))
+    return _SPACES.sub(" ", text).strip(_EDGE_PUNCTUATION)
 
 
 def entity_key(name: str, type_: str) -> str:

@@ -13,10 +13,12 @@ from typing import Any, Iterable
 
 import httpx
 import tenacity
+from pydantic import ValidationError
 
 from ..shared.faults import crash_point
 from ..shared.http_retry import is_transient
 from .extraction import DocumentExtraction
+from .graph_batch import InvalidBatch, describe
 from .graph_store import NightTotals, WriteStats
 from .graph_wire import (COUNTS, COUNTS_PATH, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
                          KnownRequest, KnownResponse, MutateRequest, MutateResponse)
@@ -35,13 +37,15 @@ class GraphServiceClient:
     """Phase 1's graph operations (`graph_store.DataGraph`) against a graph service.
 
     `base_url` e.g. http://127.0.0.1:9081; `timeout_s` per request (seconds); `attempts` per
-    call, with waits of up to `max_wait_s` seconds between them.
+    call, with waits of up to `max_wait_s` seconds between them; `token`: the bearer token the
+    service wants (empty: none sent).
     """
 
     def __init__(self, base_url: str, timeout_s: float = 60.0, attempts: int = 5,
-                 max_wait_s: float = 10.0):
+                 max_wait_s: float = 10.0, token: str = ""):
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_random_exponential(multiplier=0.5, max=max_wait_s),
@@ -85,10 +89,18 @@ class GraphServiceClient:
 
     def write_extractions(self, extractions: list[DocumentExtraction], night: str) -> WriteStats:
         """Send one batch as one mutate request; the service writes its new documents, entities
-        and `MENTIONS` in one transaction and skips documents already in the ledger."""
+        and `MENTIONS` in one transaction and skips documents already in the ledger.
+
+        Raises:
+            graph_batch.InvalidBatch: the batch breaks graph_batch's rules (nothing is sent).
+            GraphServiceRejected, GraphServiceUnavailable: see `_call`.
+        """
         if not extractions:
             return WriteStats()
-        request = MutateRequest.of(extractions, night)
+        try:
+            request = MutateRequest.of(extractions, night)
+        except ValidationError as exc:
+            raise InvalidBatch(describe(exc)) from None
         crash_point("graph.before_request")
         answer = self._call("POST", MUTATE_PATH, request.model_dump(mode="json"))
         return MutateResponse.model_validate(answer).stats

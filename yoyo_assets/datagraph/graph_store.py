@@ -13,6 +13,7 @@ shares one `Database` per file and closes it when the last user leaves.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from contextlib import contextmanager
@@ -21,10 +22,19 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 import ladybug
-import pandas
 
 from ..shared.faults import crash_point
 from .extraction import ENTITY_TYPES, DocumentExtraction
+from .graph_batch import check_batch
+
+log = logging.getLogger(__name__)
+
+#: LadybugDB's buffer pool (page cache and working memory of queries) per open graph, MiB. Its
+#: own default is ~80% of the machine's memory; the writes need a few MiB per batch.
+DEFAULT_BUFFER_POOL_MIB = 512
+#: Write-ahead log size, MiB, past which LadybugDB checkpoints it into the file (its own
+#: default is 16 MiB).
+DEFAULT_CHECKPOINT_MIB = 4
 
 SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Document(sha256 STRING PRIMARY KEY, path STRING, "
@@ -40,28 +50,48 @@ SCHEMA = (
 KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
 KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
 
-# The writes scan a DataFrame parameter (`LOAD FROM $rows`): 4-8x the rate of `UNWIND` over a
-# list parameter here (docs/benchmarks.md), and still no value is pasted into query text.
+# Every write is `UNWIND` over a list parameter, and every node it touches is found by its
+# primary key, one `MATCH` clause per node: LadybugDB plans `MATCH (d {..}), (e {..})` in one
+# clause as a cross product of both tables, and scans of DataFrame parameters (`LOAD FROM
+# $rows`) keep memory after their transaction; the two made a process grow by gigabytes over a
+# few hundred writes (docs/reliability.md, "Bounded memory"). A test checks the plans.
 
-# One row per entity key. `mentions` counts the batch's documents that name the entity; nights
-# are 'YYYY-MM-DD' strings, so min/max compare as text.
-UPSERT_ENTITIES = """
-LOAD FROM $rows
-MERGE (e:Entity {key: key})
-ON CREATE SET e.name = name, e.type = type, e.aliases = aliases,
-              e.first_night = night, e.last_night = night, e.mention_count = mentions
-ON MATCH SET e.aliases = list_distinct(list_concat(e.aliases, aliases)),
-             e.first_night = CASE WHEN night < e.first_night THEN night ELSE e.first_night END,
-             e.last_night = CASE WHEN night > e.last_night THEN night ELSE e.last_night END,
-             e.mention_count = e.mention_count + mentions
+# One row per entity key new to the graph; `mentions` counts the batch's documents that name it.
+CREATE_ENTITIES = """
+UNWIND $rows AS r
+CREATE (:Entity {key: r.key, name: r.name, type: r.type, aliases: r.aliases,
+                 first_night: r.night, last_night: r.night, mention_count: r.mentions})
+"""
+
+# One row per entity key already in the graph. Nights are 'YYYY-MM-DD' strings, so min/max
+# compare as text.
+UPDATE_ENTITIES = """
+UNWIND $rows AS r
+MATCH (e:Entity {key: r.key})
+SET e.aliases = list_distinct(list_concat(e.aliases, r.aliases)),
+    e.first_night = CASE WHEN r.night < e.first_night THEN r.night ELSE e.first_night END,
+    e.last_night = CASE WHEN r.night > e.last_night THEN r.night ELSE e.last_night END,
+    e.mention_count = e.mention_count + r.mentions
 """
 
 CREATE_DOCUMENTS = """
-LOAD FROM $rows
-CREATE (:Document {sha256: sha256, path: path, stream: stream, night: night,
-                   entity_count: entity_count, extractor: extractor,
+UNWIND $rows AS r
+CREATE (:Document {sha256: r.sha256, path: r.path, stream: r.stream, night: r.night,
+                   entity_count: r.entity_count, extractor: r.extractor,
                    processed_at: current_timestamp()})
 """
+
+# The documents are new in this transaction, so CREATE cannot duplicate a relationship.
+CREATE_MENTIONS = """
+UNWIND $rows AS r
+MATCH (d:Document {sha256: r.sha256})
+MATCH (e:Entity {key: r.key})
+CREATE (d)-[:MENTIONS {count: r.mention_count}]->(e)
+"""
+
+#: The statements a write runs, for the plan check of the tests.
+WRITE_STATEMENTS = (KNOWN_DOCUMENTS, KNOWN_ENTITIES, CREATE_ENTITIES, UPDATE_ENTITIES,
+                    CREATE_DOCUMENTS, CREATE_MENTIONS)
 
 # Entities that the night's documents mention, most mentioned first.
 NIGHT_ENTITIES = """
@@ -69,18 +99,11 @@ MATCH (d:Document {night: $night})-[m:MENTIONS]->(e:Entity)
 RETURN e.name, e.type, sum(m.count) AS mentions ORDER BY mentions DESC, e.name
 """
 
-# The documents are new in this transaction, so CREATE cannot duplicate a relationship.
-CREATE_MENTIONS = """
-LOAD FROM $rows
-MATCH (d:Document {sha256: sha256}), (e:Entity {key: key})
-CREATE (d)-[:MENTIONS {count: mention_count}]->(e)
-"""
-
 
 @dataclass
 class BatchRows:
     """Parameter rows for one transaction: entity upserts (one per key), documents, mentions;
-    each list becomes the DataFrame that its statement loads."""
+    each list is the `$rows` of its statement."""
 
     entities: list[dict[str, Any]]
     documents: list[dict[str, Any]]
@@ -102,8 +125,11 @@ def batch_rows(extractions: Iterable[DocumentExtraction], night: str) -> BatchRo
         for entity in extraction.entities:
             row = entities.get(entity.key)
             if row is None:
+                # The name is one of its own surface names (and an alias list is never empty:
+                # LadybugDB infers a parameter's list type from its elements).
+                aliases = list(dict.fromkeys([entity.name, *entity.aliases]))
                 entities[entity.key] = {"key": entity.key, "name": entity.name,
-                                        "type": entity.type, "aliases": list(entity.aliases),
+                                        "type": entity.type, "aliases": aliases,
                                         "night": night, "mentions": 1}
             else:
                 row["mentions"] += 1
@@ -164,12 +190,17 @@ class GraphDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One explicit transaction: committed when the block ends, rolled back on an error."""
+        """One explicit transaction: committed when the block ends, rolled back on an error.
+        When LadybugDB has already ended the failed transaction itself, the rollback's own
+        error is logged and the block's error is what propagates."""
         self._connection.execute("BEGIN TRANSACTION")
         try:
             yield
         except BaseException:
-            self._connection.execute("ROLLBACK")
+            try:
+                self._connection.execute("ROLLBACK")
+            except RuntimeError as rollback_error:
+                log.warning("rollback after a failed write: %s", rollback_error)
             raise
         self._connection.execute("COMMIT")
 
@@ -185,7 +216,14 @@ class GraphDatabase:
 
         Documents already in the ledger are skipped, so a re-run adds nothing twice; the ledger
         entries commit together with their entities or not at all.
+
+        Raises:
+            graph_batch.InvalidBatch: the batch breaks a rule of graph_batch (named); nothing
+                is written.
         """
+        if not extractions:
+            return WriteStats()
+        check_batch(extractions, night)
         stats = WriteStats()
         with self.transaction():
             known = self.known_documents(x.sha256 for x in extractions)
@@ -196,11 +234,14 @@ class GraphDatabase:
             rows = batch_rows(fresh, night)
             existing = {r[0] for r in self.query(KNOWN_ENTITIES,
                                                  {"keys": [e["key"] for e in rows.entities]})}
-            if rows.entities:
-                self.query(UPSERT_ENTITIES, {"rows": pandas.DataFrame(rows.entities)})
-            self.query(CREATE_DOCUMENTS, {"rows": pandas.DataFrame(rows.documents)})
+            for statement, entities in (
+                    (CREATE_ENTITIES, [e for e in rows.entities if e["key"] not in existing]),
+                    (UPDATE_ENTITIES, [e for e in rows.entities if e["key"] in existing])):
+                if entities:
+                    self.query(statement, {"rows": entities})
+            self.query(CREATE_DOCUMENTS, {"rows": rows.documents})
             if rows.mentions:
-                self.query(CREATE_MENTIONS, {"rows": pandas.DataFrame(rows.mentions)})
+                self.query(CREATE_MENTIONS, {"rows": rows.mentions})
             crash_point("graph.before_commit")
         stats.entities_created = len(rows.entities) - len(existing)
         stats.entities_updated = len(existing)
@@ -243,9 +284,10 @@ class GraphFileBusy(RuntimeError):
     """Another process holds the graph file open for writing (LadybugDB has one writer)."""
 
 
-def _open_database(path: Path) -> Any:
+def _open_database(path: Path, buffer_pool_mib: int, checkpoint_mib: int) -> Any:
     try:
-        return ladybug.Database(str(path))
+        return ladybug.Database(str(path), buffer_pool_size=buffer_pool_mib * 2**20,
+                                checkpoint_threshold=checkpoint_mib * 2**20)
     except RuntimeError as exc:
         if "Could not set lock" not in str(exc):
             raise
@@ -256,18 +298,21 @@ def _open_database(path: Path) -> Any:
 
 
 @contextmanager
-def open_graph(path: str | Path) -> Iterator[GraphDatabase]:
+def open_graph(path: str | Path, buffer_pool_mib: int = DEFAULT_BUFFER_POOL_MIB,
+               checkpoint_mib: int = DEFAULT_CHECKPOINT_MIB) -> Iterator[GraphDatabase]:
     """A `GraphDatabase` on the process's shared read-write `Database` for `path`.
 
-    The parent folder is created. Raises `GraphFileBusy`, naming the path, when another process
-    holds the file's write lock.
+    The parent folder is created. The first opener's `buffer_pool_mib` (LadybugDB's buffer
+    pool, MiB) and `checkpoint_mib` (write-ahead log size that triggers a checkpoint, MiB)
+    hold while the file stays open. Raises `GraphFileBusy`, naming the path, when another
+    process holds the file's write lock.
     """
     path = Path(path).resolve()
     with _registry_lock:
         entry = _registry.get(path)
         if entry is None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            entry = _registry[path] = [_open_database(path), 0]
+            entry = _registry[path] = [_open_database(path, buffer_pool_mib, checkpoint_mib), 0]
         entry[1] += 1
     try:
         yield GraphDatabase(entry[0])

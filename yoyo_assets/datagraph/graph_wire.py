@@ -10,47 +10,24 @@ so a retry, or a re-run after a crash, sends the same id for the same documents.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from .extraction import ENTITY_TYPES, DocumentExtraction, ExtractedEntity
+from .extraction import DocumentExtraction, ExtractedEntity
+from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, Batch, Night, Sha256, StrictModel,
+                          documents_of)
 from .graph_store import NightTotals, WriteStats
-
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Night = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 MUTATE_PATH = "/v1/graph/mutate"
 KNOWN_PATH = "/v1/graph/documents/known"
 COUNTS_PATH = "/v1/graph/counts"
 NIGHT_PATH = "/v1/graph/nights/{night}"
 HEALTH_PATH = "/healthz"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WireEntity(_Strict):
-    """One entity of one document: graph key `<type>:<name>`, display name, type, surface names,
-    and how often the document names it (≥ 1)."""
-
-    key: str = Field(min_length=3)
-    name: str = Field(min_length=1)
-    type: Literal[ENTITY_TYPES]
-    aliases: list[str]
-    mentions: int = Field(ge=1)
-
-
-class WireDocument(_Strict):
-    """One ledger entry: the document's SHA-256, path, stream, which extractor answered, and
-    its entities."""
-
-    sha256: Sha256
-    path: str
-    stream: str
-    extractor: str = ""
-    entities: list[WireEntity]
+#: Hashes one ledger lookup may ask about (the pipeline asks about one night's documents).
+MAX_KNOWN_HASHES = MAX_DOCUMENTS_PER_BATCH
+#: Most mentioned entities a night's totals may list.
+MAX_NIGHT_SAMPLE = 1000
 
 
 def request_id(hashes: list[str]) -> str:
@@ -59,22 +36,24 @@ def request_id(hashes: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
 
 
-class MutateRequest(_Strict):
-    """Body of `POST /v1/graph/mutate`: one batch, applied in one transaction."""
+class MutateRequest(Batch):
+    """Body of `POST /v1/graph/mutate`: one batch (graph_batch.Batch: its night and documents),
+    applied in one transaction, and its id, which must be `request_id` of its documents."""
 
     request_id: Sha256
-    night: Night = Field(description="partition key recorded on documents and entities")
-    documents: list[WireDocument] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _id_of_the_documents(self) -> "MutateRequest":
+        if self.request_id != request_id([d.sha256 for d in self.documents]):
+            raise ValueError("request_id is not the SHA-256 of the sorted document hashes")
+        return self
 
     @classmethod
     def of(cls, extractions: list[DocumentExtraction], night: str) -> MutateRequest:
-        """The request for one batch of extractions."""
-        documents = [WireDocument(sha256=x.sha256, path=x.path, stream=x.stream,
-                                  extractor=x.extractor,
-                                  entities=[WireEntity(**vars(e)) for e in x.entities])
-                     for x in extractions]
-        return cls(request_id=request_id([x.sha256 for x in extractions]), night=night,
-                   documents=documents)
+        """The request for one batch of extractions; raises pydantic's ValidationError when the
+        batch breaks graph_batch's rules."""
+        return cls.model_validate({"request_id": request_id([x.sha256 for x in extractions]),
+                                   "night": night, "documents": documents_of(extractions)})
 
     def extractions(self) -> list[DocumentExtraction]:
         """The batch as the graph writer takes it (token counts are not sent: 0)."""
@@ -85,25 +64,35 @@ class MutateRequest(_Strict):
                 for d in self.documents]
 
 
-class MutateResponse(_Strict):
+class MutateResponse(BaseModel):
     """Answer to a mutate request: what the transaction changed. `replayed` is true when every
     document of the batch was already in the ledger (a retry or a re-run): nothing was written."""
+
+    model_config = ConfigDict(extra="forbid")
 
     request_id: str
     replayed: bool
     stats: WriteStats
 
 
-class KnownRequest(_Strict):
+class KnownRequest(StrictModel):
     """Body of `POST /v1/graph/documents/known`: document hashes to look up in the ledger."""
 
-    hashes: list[Sha256]
+    hashes: list[Sha256] = Field(max_length=MAX_KNOWN_HASHES)
 
 
-class KnownResponse(_Strict):
+class KnownResponse(BaseModel):
     """The subset of the asked hashes that the ledger holds."""
 
     known: list[str]
+
+
+class NightQuery(StrictModel):
+    """`GET /v1/graph/nights/{night}?sample=N`: the night (a calendar date) and how many of its
+    most mentioned entities to list."""
+
+    night: Night
+    sample: int = Field(default=10, ge=0, le=MAX_NIGHT_SAMPLE)
 
 
 COUNTS = TypeAdapter(dict[Literal["documents", "entities", "mentions"], int])

@@ -13,7 +13,8 @@ from pydantic import Field
 
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
 from .graph_client import GraphServiceClient
-from .graph_store import DataGraph, open_graph
+from .graph_store import (DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, DataGraph,
+                          open_graph)
 from .quality import LabelledDocument, load_labelled_set
 
 
@@ -67,17 +68,23 @@ class GraphStore(ConfigurableResource):
     service_timeout_s: float = Field(default=60.0, description="service sink: seconds per request.")
     service_attempts: int = Field(
         default=5, description="service sink: attempts per request (connection errors, 429, 5xx).")
+    service_token: str = Field(default="", description="service sink: bearer token the graph "
+                               "service wants; empty: none.")
+    buffer_pool_mib: int = Field(default=DEFAULT_BUFFER_POOL_MIB, description="embedded sink: "
+                                 "LadybugDB buffer pool, MiB.")
+    checkpoint_mib: int = Field(default=DEFAULT_CHECKPOINT_MIB, description="embedded sink: "
+                                "write-ahead log size that triggers a checkpoint, MiB.")
 
     @contextmanager
     def open(self) -> Iterator[DataGraph]:
         """The graph's operations for the configured sink; see `graph_store.open_graph` and
         `graph_client.GraphServiceClient` for the errors each raises."""
         if self.sink == "embedded":
-            with open_graph(self.path) as graph:
+            with open_graph(self.path, self.buffer_pool_mib, self.checkpoint_mib) as graph:
                 yield graph
             return
         client = GraphServiceClient(self.service_url, self.service_timeout_s,
-                                    self.service_attempts)
+                                    self.service_attempts, token=self.service_token)
         try:
             yield client
         finally:

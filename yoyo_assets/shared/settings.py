@@ -30,6 +30,8 @@ The code location reads them when it loads (`definitions.py`), the command line 
 | YOYO_GRAPH_SINK | embedded | embedded (write <data root>/graph/datagraph.lbug here) or service (through the graph service) |
 | YOYO_GRAPH_SERVICE_URL | http://127.0.0.1:9081 | service sink: the graph service (docs/graph-service.md) |
 | YOYO_GRAPH_SERVICE_TIMEOUT_S / YOYO_GRAPH_SERVICE_ATTEMPTS | 60 / 5 | service sink: seconds per request, attempts per request |
+| YOYO_GRAPH_SERVICE_TOKEN | (none) | bearer token the graph service wants and the service sink sends; without one the service binds loopback only |
+| YOYO_GRAPH_BUFFER_POOL_MIB / YOYO_GRAPH_CHECKPOINT_MIB | 512 / 4 | LadybugDB buffer pool of the process holding the graph, MiB; write-ahead log size that triggers a checkpoint, MiB (docs/reliability.md) |
 | YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
 | YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
 | YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
@@ -90,6 +92,9 @@ class Settings:
     graph_service_url: str = "http://127.0.0.1:9081"
     graph_service_timeout_s: float = 60.0
     graph_service_attempts: int = 5
+    graph_service_token: str = ""
+    graph_buffer_pool_mib: int = 512
+    graph_checkpoint_mib: int = 4
     adapter_threshold: int = 50
     adapters_root: Path | None = None
     base_model_dir: str = ""
@@ -147,6 +152,9 @@ class Settings:
             graph_service_url=get("GRAPH_SERVICE_URL", cls.graph_service_url),
             graph_service_timeout_s=number("GRAPH_SERVICE_TIMEOUT_S", "60", float),
             graph_service_attempts=number("GRAPH_SERVICE_ATTEMPTS", "5"),
+            graph_service_token=get("GRAPH_SERVICE_TOKEN"),
+            graph_buffer_pool_mib=number("GRAPH_BUFFER_POOL_MIB", "512"),
+            graph_checkpoint_mib=number("GRAPH_CHECKPOINT_MIB", "4"),
             adapter_threshold=number("ADAPTER_THRESHOLD", "50"),
             adapters_root=Path(get("ADAPTERS_ROOT", str(root / "adapters"))).resolve(),
             base_model_dir=get("BASE_MODEL_DIR"), base_model_name=get("BASE_MODEL_NAME"),
