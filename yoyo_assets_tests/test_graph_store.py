@@ -8,7 +8,7 @@ import pytest
 
 from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity, entity_key
 from yoyo_assets.datagraph.graph_batch import InvalidBatch
-from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, open_graph
+from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, columns, open_graph
 
 
 def extraction(sha, names, stream="research"):
@@ -122,10 +122,10 @@ def test_writes_find_nodes_by_key_never_by_a_cross_product(tmp_path):
     """`MATCH (d {..}), (e {..})` in one clause is planned as a cross product of both tables,
     and a DataFrame scan (`LOAD FROM $rows`) as a hash join over a scan of the whole table: each
     write got slower with the graph and pinned more memory (docs/reliability.md)."""
-    parameters = {"hashes": ["a" * 64], "keys": ["person:ada"], "rows": [
+    parameters = {"hashes": ["a" * 64], "keys": ["person:ada"], **columns([
         {"key": "person:ada", "name": "Ada", "type": "person", "aliases": ["Ada"],
          "night": "2026-11-20", "mentions": 1, "sha256": "a" * 64, "path": "/p",
-         "stream": "research", "entity_count": 1, "extractor": "", "mention_count": 1}]}
+         "stream": "research", "entity_count": 1, "extractor": "", "mention_count": 1}])}
     with open_graph(tmp_path / "g.lbug") as graph:
         for statement in WRITE_STATEMENTS:
             plan = "\n".join(row[0] for row in graph.query("EXPLAIN " + statement, parameters))

@@ -50,43 +50,49 @@ SCHEMA = (
 KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
 KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
 
-# Every write is `UNWIND` over a list parameter, and every node it touches is found by its
-# primary key, one `MATCH` clause per node: LadybugDB plans `MATCH (d {..}), (e {..})` in one
-# clause as a cross product of both tables, and scans of DataFrame parameters (`LOAD FROM
-# $rows`) keep memory after their transaction; the two made a process grow by gigabytes over a
-# few hundred writes (docs/reliability.md, "Bounded memory"). A test checks the plans.
+# Every write is `UNWIND` over list parameters, one list per column (`$key[i]`, 1-based):
+# LadybugDB converts lists of strings and numbers 4-5x faster than a list of row dicts
+# (docs/benchmarks.md). Every node a write touches is found by its primary key, one `MATCH`
+# clause per node, each after a `WITH` (a `$key[i]` inside the pattern, or two `MATCH` clauses
+# in a row, are planned as scans and joins): LadybugDB plans `MATCH (d {..}), (e {..})` in one clause as a cross
+# product of both tables, and scans of DataFrame parameters (`LOAD FROM $rows`) pin memory until the
+# process ends; the two made a process grow by gigabytes over a few hundred writes
+# (docs/reliability.md, "Bounded memory"). A test checks the plans.
 
 # One row per entity key new to the graph; `mentions` counts the batch's documents that name it.
 CREATE_ENTITIES = """
-UNWIND $rows AS r
-CREATE (:Entity {key: r.key, name: r.name, type: r.type, aliases: r.aliases,
-                 first_night: r.night, last_night: r.night, mention_count: r.mentions})
+UNWIND range(1, size($key)) AS i
+CREATE (:Entity {key: $key[i], name: $name[i], type: $type[i], aliases: $aliases[i],
+                 first_night: $night[i], last_night: $night[i], mention_count: $mentions[i]})
 """
 
 # One row per entity key already in the graph. Nights are 'YYYY-MM-DD' strings, so min/max
 # compare as text.
 UPDATE_ENTITIES = """
-UNWIND $rows AS r
-MATCH (e:Entity {key: r.key})
-SET e.aliases = list_distinct(list_concat(e.aliases, r.aliases)),
-    e.first_night = CASE WHEN r.night < e.first_night THEN r.night ELSE e.first_night END,
-    e.last_night = CASE WHEN r.night > e.last_night THEN r.night ELSE e.last_night END,
-    e.mention_count = e.mention_count + r.mentions
+UNWIND range(1, size($key)) AS i
+WITH $key[i] AS key, $aliases[i] AS aliases, $night[i] AS night, $mentions[i] AS mentions
+MATCH (e:Entity {key: key})
+SET e.aliases = list_distinct(list_concat(e.aliases, aliases)),
+    e.first_night = CASE WHEN night < e.first_night THEN night ELSE e.first_night END,
+    e.last_night = CASE WHEN night > e.last_night THEN night ELSE e.last_night END,
+    e.mention_count = e.mention_count + mentions
 """
 
 CREATE_DOCUMENTS = """
-UNWIND $rows AS r
-CREATE (:Document {sha256: r.sha256, path: r.path, stream: r.stream, night: r.night,
-                   entity_count: r.entity_count, extractor: r.extractor,
+UNWIND range(1, size($sha256)) AS i
+CREATE (:Document {sha256: $sha256[i], path: $path[i], stream: $stream[i], night: $night[i],
+                   entity_count: $entity_count[i], extractor: $extractor[i],
                    processed_at: current_timestamp()})
 """
 
 # The documents are new in this transaction, so CREATE cannot duplicate a relationship.
 CREATE_MENTIONS = """
-UNWIND $rows AS r
-MATCH (d:Document {sha256: r.sha256})
-MATCH (e:Entity {key: r.key})
-CREATE (d)-[:MENTIONS {count: r.mention_count}]->(e)
+UNWIND range(1, size($sha256)) AS i
+WITH $sha256[i] AS sha256, $key[i] AS key, $mention_count[i] AS mention_count
+MATCH (d:Document {sha256: sha256})
+WITH d, key, mention_count
+MATCH (e:Entity {key: key})
+CREATE (d)-[:MENTIONS {count: mention_count}]->(e)
 """
 
 #: The statements a write runs, for the plan check of the tests.
@@ -100,10 +106,15 @@ RETURN e.name, e.type, sum(m.count) AS mentions ORDER BY mentions DESC, e.name
 """
 
 
+def columns(rows: list[dict[str, Any]]) -> dict[str, list]:
+    """Rows (dicts with the same keys) as one list per key: a write statement's parameters."""
+    return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+
+
 @dataclass
 class BatchRows:
     """Parameter rows for one transaction: entity upserts (one per key), documents, mentions;
-    each list is the `$rows` of its statement."""
+    each list, as `columns`, is the parameters of its statement."""
 
     entities: list[dict[str, Any]]
     documents: list[dict[str, Any]]
@@ -238,10 +249,10 @@ class GraphDatabase:
                     (CREATE_ENTITIES, [e for e in rows.entities if e["key"] not in existing]),
                     (UPDATE_ENTITIES, [e for e in rows.entities if e["key"] in existing])):
                 if entities:
-                    self.query(statement, {"rows": entities})
-            self.query(CREATE_DOCUMENTS, {"rows": rows.documents})
+                    self.query(statement, columns(entities))
+            self.query(CREATE_DOCUMENTS, columns(rows.documents))
             if rows.mentions:
-                self.query(CREATE_MENTIONS, {"rows": rows.mentions})
+                self.query(CREATE_MENTIONS, columns(rows.mentions))
             crash_point("graph.before_commit")
         stats.entities_created = len(rows.entities) - len(existing)
         stats.entities_updated = len(existing)
