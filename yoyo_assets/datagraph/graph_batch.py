@@ -68,6 +68,15 @@ Night = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 Stream = Literal[tuple(STREAM_PATTERNS)]
 
 
+def _once(field: str, what: str, keys: list[str]) -> None:
+    """Raises ValueError naming the first item of `field` whose key came before."""
+    seen = set()
+    for index, key in enumerate(keys):
+        if key in seen:
+            raise ValueError(f"{field}.{index}: {what} {key} given twice")
+        seen.add(key)
+
+
 class StrictModel(BaseModel):
     """No coercion, no unknown fields."""
 
@@ -106,11 +115,7 @@ class BatchDocument(StrictModel):
 
     @model_validator(mode="after")
     def _entities_once(self) -> "BatchDocument":
-        seen = set()
-        for index, entity in enumerate(self.entities):
-            if entity.key in seen:
-                raise ValueError(f"entities.{index}: entity {entity.key!r} given twice")
-            seen.add(entity.key)
+        _once("entities", "entity", [repr(entity.key) for entity in self.entities])
         return self
 
 
@@ -122,11 +127,7 @@ class Batch(StrictModel):
 
     @model_validator(mode="after")
     def _documents_once(self) -> "Batch":
-        seen = set()
-        for index, document in enumerate(self.documents):
-            if document.sha256 in seen:
-                raise ValueError(f"documents.{index}: document {document.sha256} given twice")
-            seen.add(document.sha256)
+        _once("documents", "document", [document.sha256 for document in self.documents])
         return self
 
 
