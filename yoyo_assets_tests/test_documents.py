@@ -108,3 +108,17 @@ def test_real_corpora_read_cleanly(corpora):
     streams = {d.stream for d in scan.documents}
     assert streams == {"transcripts", "research", "contacts"}
     assert len(scan.documents) == 30 + 48 + 403
+
+
+def test_a_file_name_that_is_not_utf8_is_rejected_and_the_rest_read(tmp_path):
+    """A non-UTF-8 file name reaches Python as lone surrogates, which the graph refuses (and
+    which crashed LadybugDB): the file is rejected, named printably, and nothing else lost."""
+    bad = Path(os.fsdecode(str(tmp_path).encode() + b"/research/caf\xe9.md"))
+    write(bad, b"# A note about Ada Lovelace\n")
+    write(tmp_path / "research" / "good.md", b"# A note about Charles Babbage\n")
+    scan = scan_streams(tmp_path, time.time() + 60)
+    assert [Path(d.path).name for d in scan.documents] == ["good.md"]
+    [rejection] = scan.rejected
+    assert "lone surrogate U+DCE9" in rejection.reason and "rename the file" in rejection.reason
+    assert rejection.path.endswith("research/caf\\udce9.md")
+    str(rejection).encode("utf-8")  # printable: no lone surrogate left in the message
