@@ -56,7 +56,13 @@ def overlay_metadata(number: int, check: OverlayReport) -> dict:
                          "candidate_f1": round(e.candidate.f1, 3),
                          "candidate_precision": round(e.candidate.precision, 3),
                          "candidate_recall": round(e.candidate.recall, 3),
-                         "labelled_documents": e.labelled_documents})
+                         "labelled_documents": e.labelled_documents,
+                         "extraction_gate": e.reason})
+        for name, d in e.intervals.items():
+            metadata.update({f"{name}_serving_f1": d.serving_f1,
+                             f"{name}_candidate_f1": d.candidate_f1,
+                             f"{name}_f1_difference_interval": f"[{d.low:+.3f}, {d.high:+.3f}] "
+                             f"({e.confidence:.0%}, {d.documents} documents)"})
     return metadata
 
 
@@ -111,7 +117,10 @@ def serves_as_overlay(context: AssetCheckExecutionContext,
     if version is None:
         return AssetCheckResult(passed=False, description="no version for the night")
     check = version.manifest.serving_check
-    return AssetCheckResult(passed=check.passed, description=check.error or None,
+    extraction = check.extraction
+    description = check.error or (f"extraction gate: {extraction.reason}"
+                                  if extraction and extraction.reason else None)
+    return AssetCheckResult(passed=check.passed, description=description,
                             metadata=overlay_metadata(version.number, check))
 
 
@@ -135,7 +144,9 @@ def build_adapter_checks(tenant: str, role: str,
                 asset=adapter_key, name=OVERLAY_CHECK, blocking=True, partitions_def=nights,
                 description="vLLM serves the night's version as a LoRA overlay on its base (as "
                 "the gateway loads it) and its answers to held-out prompts differ from the "
-                "base's; an extraction adapter must also beat the serving extractor's F1 on the "
-                "labelled set. Blocking: a version that fails is not published.",
+                "base's; an extraction adapter must also beat the serving extractor's name-level "
+                "F1 on the labelled set (YOYO_QUALITY_SET, every stream in it): the 95% paired "
+                "bootstrap interval over documents of the pooled difference above 0, and no "
+                "stream's interval below 0. Blocking: a version that fails is not published.",
             )(serves_as_overlay),
         ]

@@ -40,15 +40,31 @@ class ExtractorScore(_Model):
     seconds: float = 0.0
 
 
+class F1Interval(_Model):
+    """Both extractors' "any type" F1 on `documents` documents (one stream, or all pooled) and
+    the candidate − serving difference's bootstrap interval [low, high]."""
+
+    documents: int
+    serving_f1: float
+    candidate_f1: float
+    low: float
+    high: float
+
+
 class ExtractionComparison(_Model):
-    """An extraction adapter against the extractor Phase 1 serves now, on one labelled set;
-    `passed` when the candidate's F1 is higher."""
+    """An extraction adapter against the extractor Phase 1 serves now, on one labelled set of
+    one or more streams (extraction_gate.py): F1 pooled and per stream with their paired
+    bootstrap intervals (`confidence`); `passed` when the pooled interval lies above 0 and no
+    stream's below 0, `reason` saying which."""
 
     serving_extractor: str
     serving: ExtractorScore
     candidate: ExtractorScore
     labelled_documents: int
     passed: bool
+    confidence: float = 0.95
+    intervals: dict[str, F1Interval] = {}
+    reason: str = ""
 
 
 class AnswerQuality(_Model):

@@ -22,7 +22,9 @@ from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
 from ..shared.inference_server import InferenceServer, ServerError, vllm_lora_rank
 from .answer_scores import score_answers
-from .manifest import AnswerQuality, ExtractionComparison, ExtractorScore, OverlayReport
+from .extraction_gate import judge_extractors
+from .manifest import (AnswerQuality, ExtractionComparison, ExtractorScore, F1Interval,
+                       OverlayReport)
 
 #: Answer tokens per held-out prompt: enough to tell two answers apart, cheap on a CPU.
 SAMPLE_TOKENS = 48
@@ -82,21 +84,26 @@ def compare_extractors(server: InferenceServer, candidate: str, serving: str,
                        labelled: list[LabelledDocument], config: ExtractionConfig,
                        tokenizer: Any) -> ExtractionComparison:
     """F1 ("any type") on `labelled` of the extractor `serving` (the base model's name, or the
-    adapter Phase 1 serves now) and of `candidate`, through one live server; `passed` when the
-    candidate's F1 is higher. Both extract with `config`'s settings, as Phase 1 would."""
-    scores = {}
+    adapter Phase 1 serves now) and of `candidate`, through one live server, judged by
+    `extraction_gate.judge_extractors` (pooled and per stream, with bootstrap intervals). Both
+    extract with `config`'s settings, as Phase 1 would."""
+    scores, results = {}, {}
     for side, model in (("serving", serving), ("candidate", candidate)):
         extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
                                     **config.extractor_settings(adapter=model != server.model))
         run = asyncio.run(extractor.extract([d.document for d in labelled]))
+        results[side] = run.results
         report = score_extractions(labelled, run.results, run.failures)
         metrics = report.metrics()
         scores[side] = ExtractorScore(
             f1=metrics["any_f1"], precision=metrics["any_precision"],
             recall=metrics["any_recall"], failed_documents=len(report.failures),
             seconds=round(run.seconds, 1))
-    return ExtractionComparison(serving_extractor=serving, labelled_documents=len(labelled),
-                                passed=scores["candidate"].f1 > scores["serving"].f1, **scores)
+    verdict = judge_extractors(labelled, results["serving"], results["candidate"])
+    return ExtractionComparison(
+        serving_extractor=serving, labelled_documents=len(labelled), passed=verdict.passed,
+        confidence=verdict.confidence, reason=verdict.reason, **scores,
+        intervals={name: F1Interval(**vars(d)) for name, d in verdict.differences.items()})
 
 
 @dataclass
