@@ -6,9 +6,10 @@ Node tables: `Document` (the ledger: one node per processed document hash) and `
 relationship `MENTIONS` (Document -> Entity, with a mention count). Every statement takes its
 values as parameters, never as text pasted into the query.
 
-LadybugDB loses writes silently when one process opens two read-write `Database` objects on the
-same file (../shared/STACK.md), so every opener in the process goes through `open_graph`, which
-shares one `Database` per file and closes it when the last user leaves.
+LadybugDB 0.22 loses writes silently when one process opens two read-write `Database` objects on
+the same file (the second one's writes are gone after reopening, with no error), so every opener
+in the process goes through `open_graph`, which shares one `Database` per file and closes it
+when the last user leaves (`test_graph_store::test_one_database_per_process_is_shared`).
 """
 
 from __future__ import annotations
