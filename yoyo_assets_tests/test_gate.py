@@ -82,4 +82,8 @@ def test_the_extraction_gate_rejects_a_candidate_better_on_notes_but_worse_on_co
                               _answering(labelled, {"research": 0.8, "contacts": 0.9}))
     assert better.passed and better.differences[POOLED].low > 0, better.reason
     same = judge_extractors(labelled, serving, serving)
-    assert not same.passed and same.reason.startswith("not better beyond chance")
+    assert not same.passed and same.reason.startswith("not better (upper_bound)")
+    # On average only ("mean"): a pooled gain passes; worse on a stream still fails.
+    slightly = _answering(labelled, {"research": 0.42, "contacts": 0.6})
+    assert judge_extractors(labelled, serving, slightly, "mean").passed
+    assert not judge_extractors(labelled, serving, candidate, "mean").passed

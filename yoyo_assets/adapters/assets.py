@@ -199,8 +199,8 @@ def _base_model(role: str, config: TrainingConfig, store: AdapterStore,
     return base_dir
 
 
-def _overlay_check(context, bucket: Bucket, base_dir, lora_r: int, server: InferenceServer,
-                   store: AdapterStore, labelled_set: LabelledSet):
+def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
+                   server: InferenceServer, store: AdapterStore, labelled_set: LabelledSet):
     """The serving check of a staged version (see serving_check.py): asked held-out prompts
     (topped up with training prompts) as an overlay; an extraction adapter is also scored
     against the extractor Phase 1 serves now on the labelled set."""
@@ -214,7 +214,8 @@ def _overlay_check(context, bucket: Bucket, base_dir, lora_r: int, server: Infer
         gate = ExtractionGate(labelled, ExtractionConfig(),
                               Tokenizer.from_file(str(base_dir / "tokenizer.json")),
                               current.manifest.served_name if current else None,
-                              current.path if current else None)
+                              current.path if current else None, config.gate_statistic,
+                              config.gate_confidence)
 
     def check(staged, split) -> OverlayReport:
         # The fitted prompts: what training saw, and within max_length of the server's context.
@@ -222,7 +223,7 @@ def _overlay_check(context, bucket: Bucket, base_dir, lora_r: int, server: Infer
         references = [e["completion"][-1]["content"] for e in split.held_out[:SAMPLE_PROMPTS]
                       if "completion" in e]
         gc.collect()  # the trained model's memory back before a server starts beside this one
-        report = check_overlay(server, base_dir, staged, prompts, context.log, lora_r, gate,
+        report = check_overlay(server, base_dir, staged, prompts, context.log, config.lora_r, gate,
                                references)
         context.log.info(f"{bucket.name}: overlay check {'passed' if report.passed else 'failed'}"
                          f" ({report.differing}/{report.prompts} answers differ from the base's"
@@ -252,7 +253,7 @@ def adapter(context: AssetExecutionContext, config: TrainingConfig, adapter_stor
                              f"the threshold {adapter_store.adapter_threshold}; nothing to train")
         return
     base_dir = _base_model(bucket.role, config, adapter_store, inference_server)
-    check = _overlay_check(context, bucket, base_dir, config.lora_r, inference_server,
+    check = _overlay_check(context, bucket, base_dir, config, inference_server,
                            adapter_store, labelled_set)
     base_name = adapter_store.public_base_name(bucket.role, base_dir)
     if base_name == str(base_dir):

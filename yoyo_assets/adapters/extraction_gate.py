@@ -7,9 +7,10 @@ both extractors (`datagraph/quality.py`'s scoring). F1 is micro-averaged over a 
 over documents (scipy.stats.bootstrap, percentile method, as the loss gate in gate.py): the same
 resampled documents for both extractors. It is computed on the pooled set and on each stream.
 
-A candidate passes when the pooled interval lies above 0 (it is better beyond chance) and no
-stream's interval lies below 0 (it is worse nowhere beyond chance). A single pooled F1 cannot see
-a candidate that is better on research notes and worse on contact records.
+A candidate passes when the pooled interval lies above 0 (it is better beyond chance; with the
+gate statistic "mean", when the pooled difference itself is above 0) and no stream's interval
+lies below 0 (it is worse nowhere beyond chance). A single pooled F1 cannot see a candidate that
+is better on research notes and worse on contact records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from ..datagraph.extraction import DocumentExtraction
 from ..datagraph.quality import ANY_TYPE, LabelledDocument, QualityReport
+from .gate import GateStatistic
 
 #: The pooled set's name in `ExtractionVerdict.differences`.
 POOLED = "pooled"
@@ -96,9 +98,12 @@ def f1_difference(serving, candidate, confidence: float = 0.95, resamples: int =
 
 
 def judge_extractors(labelled: list[LabelledDocument], serving: list[DocumentExtraction],
-                     candidate: list[DocumentExtraction], confidence: float = 0.95,
+                     candidate: list[DocumentExtraction],
+                     statistic: GateStatistic = "upper_bound", confidence: float = 0.95,
                      resamples: int = 2000, seed: int = 0) -> ExtractionVerdict:
-    """Judge `candidate` against `serving` (their extractions of `labelled`, matched by path).
+    """Judge `candidate` against `serving` (their extractions of `labelled`, matched by path):
+    the pooled difference must be above 0 at its interval's lower bound (`statistic`
+    "upper_bound", the loss gate's name for the same rule) or on average ("mean").
 
     Raises:
         ValueError: `labelled` is empty.
@@ -113,17 +118,18 @@ def judge_extractors(labelled: list[LabelledDocument], serving: list[DocumentExt
         differences[stream] = f1_difference(s_counts[rows], c_counts[rows], confidence,
                                             resamples, seed)
     pooled = differences[POOLED]
+    bound = pooled.low if statistic == "upper_bound" else pooled.candidate_f1 - pooled.serving_f1
     worse = [s for s in streams if differences[s].high < 0]
     if worse:
         d = differences[worse[0]]
         reason = (f"worse on {', '.join(worse)}: F1 {d.serving_f1:.3f} -> {d.candidate_f1:.3f}, "
                   f"interval [{d.low:+.3f}, {d.high:+.3f}] below 0")
-    elif pooled.low <= 0:
-        reason = (f"not better beyond chance: pooled F1 {pooled.serving_f1:.3f} -> "
+    elif bound <= 0:
+        reason = (f"not better ({statistic}): pooled F1 {pooled.serving_f1:.3f} -> "
                   f"{pooled.candidate_f1:.3f}, interval [{pooled.low:+.3f}, {pooled.high:+.3f}] "
                   f"reaches 0")
     else:
         reason = (f"better: pooled F1 {pooled.serving_f1:.3f} -> {pooled.candidate_f1:.3f}, "
                   f"interval [{pooled.low:+.3f}, {pooled.high:+.3f}] above 0, worse on no "
                   f"stream ({', '.join(streams)})")
-    return ExtractionVerdict(differences, confidence, not worse and pooled.low > 0, reason)
+    return ExtractionVerdict(differences, confidence, not worse and bound > 0, reason)

@@ -23,6 +23,7 @@ from ..datagraph.quality import LabelledDocument, score_extractions
 from ..shared.inference_server import InferenceServer, ServerError, vllm_lora_rank
 from .answer_scores import score_answers
 from .extraction_gate import judge_extractors
+from .gate import GateStatistic
 from .manifest import (AnswerQuality, ExtractionComparison, ExtractorScore, F1Interval,
                        OverlayReport)
 
@@ -82,7 +83,8 @@ def ask_base_and_adapter(server: InferenceServer, adapter: str, prompts: list[li
 
 def compare_extractors(server: InferenceServer, candidate: str, serving: str,
                        labelled: list[LabelledDocument], config: ExtractionConfig,
-                       tokenizer: Any) -> ExtractionComparison:
+                       tokenizer: Any, statistic: GateStatistic = "upper_bound",
+                       confidence: float = 0.95) -> ExtractionComparison:
     """F1 ("any type") on `labelled` of the extractor `serving` (the base model's name, or the
     adapter Phase 1 serves now) and of `candidate`, through one live server, judged by
     `extraction_gate.judge_extractors` (pooled and per stream, with bootstrap intervals). Both
@@ -99,7 +101,8 @@ def compare_extractors(server: InferenceServer, candidate: str, serving: str,
             f1=metrics["any_f1"], precision=metrics["any_precision"],
             recall=metrics["any_recall"], failed_documents=len(report.failures),
             seconds=round(run.seconds, 1))
-    verdict = judge_extractors(labelled, results["serving"], results["candidate"])
+    verdict = judge_extractors(labelled, results["serving"], results["candidate"], statistic,
+                               confidence)
     return ExtractionComparison(
         serving_extractor=serving, labelled_documents=len(labelled), passed=verdict.passed,
         confidence=verdict.confidence, reason=verdict.reason, **scores,
@@ -109,14 +112,16 @@ def compare_extractors(server: InferenceServer, candidate: str, serving: str,
 @dataclass
 class ExtractionGate:
     """What an extraction adapter is judged on: `labelled` documents, the extraction run config,
-    the tokenizer, and the adapter Phase 1 serves now (`serving_name` -> `serving_folder`; None:
-    the base model)."""
+    the tokenizer, the adapter Phase 1 serves now (`serving_name` -> `serving_folder`; None:
+    the base model), and the gate's `statistic` and `confidence` (extraction_gate.py)."""
 
     labelled: list[LabelledDocument]
     config: ExtractionConfig
     tokenizer: Any
     serving_name: str | None = None
     serving_folder: Path | None = None
+    statistic: GateStatistic = "upper_bound"
+    confidence: float = 0.95
 
 
 def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
@@ -142,7 +147,8 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
             if extraction is not None:
                 report.extraction = compare_extractors(
                     live, candidate, extraction.serving_name or live.model, extraction.labelled,
-                    extraction.config, extraction.tokenizer)
+                    extraction.config, extraction.tokenizer, extraction.statistic,
+                    extraction.confidence)
     except (ServerError, httpx.HTTPError) as exc:
         report = OverlayReport(served=False, error=f"{type(exc).__name__}: {exc}"[:1000])
     report.seconds = round(time.monotonic() - started, 1)
