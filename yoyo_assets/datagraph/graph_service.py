@@ -158,7 +158,8 @@ class _Endpoints:
                               "request too large")
         try:
             body = MutateRequest.model_validate(raw)
-            stats = self.graph.write_extractions(body.extractions(), body.night)
+            stats = self.graph.write_extractions(body.extractions(), body.night,
+                                                 checked=True)
         except ValidationError as exc:
             raise ClientError(422, describe(exc)) from None
         except InvalidBatch as exc:

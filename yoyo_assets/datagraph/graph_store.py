@@ -223,11 +223,14 @@ class GraphDatabase:
             return set()
         return {row[0] for row in self.query(KNOWN_DOCUMENTS, {"hashes": hashes})}
 
-    def write_extractions(self, extractions: list[DocumentExtraction], night: str) -> WriteStats:
+    def write_extractions(self, extractions: list[DocumentExtraction], night: str,
+                          checked: bool = False) -> WriteStats:
         """Write the entities, ledger entries and `MENTIONS` of `extractions` in one transaction.
 
         Documents already in the ledger are skipped, so a re-run adds nothing twice; the ledger
-        entries commit together with their entities or not at all.
+        entries commit together with their entities or not at all. `checked`: the caller has
+        already validated the batch against graph_batch's rules (the graph service, whose
+        request model holds them), so they are not checked twice.
 
         Raises:
             graph_batch.InvalidBatch: the batch breaks a rule of graph_batch (named); nothing
@@ -235,7 +238,8 @@ class GraphDatabase:
         """
         if not extractions:
             return WriteStats()
-        check_batch(extractions, night)
+        if not checked:
+            check_batch(extractions, night)
         stats = WriteStats()
         with self.transaction():
             known = self.known_documents(x.sha256 for x in extractions)
