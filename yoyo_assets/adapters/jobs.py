@@ -3,13 +3,12 @@ in dagster.yaml), the phase budget as `dagster/max_runtime` (enforced by run mon
 retry of a run whose process died (`dagster/max_retries`, see dagster.yaml)."""
 
 from dagster import AssetKey, AssetSelection, define_asset_job
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ..shared.settings import GPU_TAG_KEY, GPU_TAG_VALUE
 from .corpus import ROLES
 
 
-def corpus_nightly(tenants: tuple[str, ...]) -> UnresolvedAssetJobDefinition:
+def corpus_nightly(tenants: tuple[str, ...]):
     """Harvests the night's commits, then validates and counts every corpus bucket for the
     night (CPU only: no GPU tag)."""
     return define_asset_job(
@@ -25,7 +24,7 @@ def adapter_job_name(tenant: str, role: str) -> str:
     return f"adapter_{tenant}_{role}"
 
 
-def adapter_training(tenant: str, role: str, budget_s: int) -> UnresolvedAssetJobDefinition:
+def adapter_training(tenant: str, role: str, budget_s: int):
     """Phase 2 for one bucket: train the adapter (with its blocking checks) and publish it, in
     `budget_s` seconds. Launched by the bucket's sensor; a retry after a crash resumes from the
     checkpoint."""

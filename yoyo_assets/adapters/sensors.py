@@ -5,7 +5,6 @@ from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, DefaultSchedul
                      DefaultSensorStatus, EventLogEntry, RunRequest, RunsFilter,
                      ScheduleDefinition, SensorDefinition, SkipReason, asset_sensor,
                      build_schedule_from_partitioned_job)
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from .recovery import unrecorded_version
 from .store import AdapterStore
@@ -14,8 +13,7 @@ from .store import AdapterStore
 PENDING_SET_TAG = "yoyo/pending_set"
 
 
-def corpus_nightly_schedule(job: UnresolvedAssetJobDefinition, hour: int,
-                            minute: int) -> ScheduleDefinition:
+def corpus_nightly_schedule(job, hour: int, minute: int) -> ScheduleDefinition:
     """The corpus buckets of the night that just ended, at the same time as Phase 1."""
     return build_schedule_from_partitioned_job(
         job, hour_of_day=hour, minute_of_hour=minute,
@@ -48,8 +46,7 @@ def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
                       tags={PENDING_SET_TAG: pending_set})
 
 
-def corpus_threshold_sensor(tenant: str, role: str,
-                            job: UnresolvedAssetJobDefinition) -> SensorDefinition:
+def corpus_threshold_sensor(tenant: str, role: str, job) -> SensorDefinition:
     """Watches `<tenant>/<role>/corpus_bucket` and launches `job` for the night whose bucket
     reaches the adapter store's threshold, or whose version a killed run saved but never
     recorded (the run then records and publishes it without training)."""

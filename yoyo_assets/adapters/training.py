@@ -287,16 +287,15 @@ def _budget_callback(deadline: float, stopped: list[int],
     return StopAtBudget()
 
 
-def _crash_point_inside_checkpoint_saves(trainer: Any) -> None:
-    """Crash point `training.during_checkpoint_save`: after a checkpoint's weights and optimizer
-    state are written, before its trainer_state.json (the trainer writes that last)."""
-    save = trainer._save_optimizer_and_scheduler
+class _CrashPointInCheckpoint:
+    """Mixed into trl's trainers: crash point `training.during_checkpoint_save` fires after a
+    checkpoint's weights are written (transformers saves them first, through the public
+    `save_model`), before its optimizer state and `trainer_state.json`."""
 
-    def save_then_maybe_crash(output_dir: str) -> None:
-        save(output_dir)
-        crash_point("training.during_checkpoint_save")
-
-    trainer._save_optimizer_and_scheduler = save_then_maybe_crash
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if _internal_call:  # a checkpoint save, not the caller's own
+            crash_point("training.during_checkpoint_save")
 
 
 def _peak_memory() -> tuple[int, str]:
@@ -384,10 +383,11 @@ def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Pa
                  callbacks=[EarlyStoppingCallback(config.early_stopping_patience)]
                  if config.early_stopping_patience else None)
     if kind == "sft":
-        return SFTTrainer(args=SFTConfig(learning_rate=config.sft_learning_rate,
-                                         packing=config.packing, **common), **given)
-    return DPOTrainer(args=DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta,
-                                     **common), **given)
+        args = SFTConfig(learning_rate=config.sft_learning_rate, packing=config.packing, **common)
+    else:
+        args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta, **common)
+    base = SFTTrainer if kind == "sft" else DPOTrainer
+    return type(base.__name__, (_CrashPointInCheckpoint, base), {})(args=args, **given)
 
 
 def _loss_history(log_history: list[dict]) -> list[dict[str, float]]:
@@ -435,7 +435,6 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     stopped: list[int] = []
     trainer.remove_callback(PrinterCallback)  # loss rows go to the manifest, not to stdout
     trainer.add_callback(_budget_callback(deadline, stopped, progress))
-    _crash_point_inside_checkpoint_saves(trainer)
 
     resume = last_complete_checkpoint(work_dir) if work_dir.is_dir() else None
     log(f"{kind.upper()}: {len(split.train)} train / {len(split.held_out)} held-out tuples"

@@ -2,15 +2,15 @@
 
 from dagster import (AssetSelection, DefaultScheduleStatus, ScheduleDefinition,
                      build_schedule_from_partitioned_job, define_asset_job)
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ..shared.settings import GPU_TAG_KEY, GPU_TAG_VALUE
 
 
-def datagraph_nightly(budget_s: int) -> UnresolvedAssetJobDefinition:
+def datagraph_nightly(budget_s: int):
     """Phase 1 in `budget_s` seconds. It needs the GPU: the GPU run tag (limited to one run in
     dagster.yaml), the budget as `dagster/max_runtime` (enforced by run monitoring) and one
-    retry of a run whose process died (`dagster/max_retries`)."""
+    retry of a run whose process died (`dagster/max_retries`). Returns `define_asset_job`'s
+    job, unannotated: Dagster's name for that type is private."""
     return define_asset_job(
         "datagraph_nightly", selection=AssetSelection.groups("datagraph"),
         description="Phase 1: the night's new documents -> entities -> DataGraph.",
@@ -18,10 +18,9 @@ def datagraph_nightly(budget_s: int) -> UnresolvedAssetJobDefinition:
               "dagster/max_retries": "1"})
 
 
-def datagraph_nightly_schedule(job: UnresolvedAssetJobDefinition, hour: int,
-                               minute: int) -> ScheduleDefinition:
-    """`hour`:`minute` in the nights' timezone: the night that just ended is the last
-    partition."""
+def datagraph_nightly_schedule(job, hour: int, minute: int) -> ScheduleDefinition:
+    """`job` (from `datagraph_nightly`) at `hour`:`minute` in the nights' timezone: the night
+    that just ended is the last partition."""
     return build_schedule_from_partitioned_job(
         job, hour_of_day=hour, minute_of_hour=minute,
         default_status=DefaultScheduleStatus.RUNNING)

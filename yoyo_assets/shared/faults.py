@@ -21,7 +21,7 @@ CRASH_POINTS = (
     "graph.after_commit",  # after a batch's transaction committed
     "graph.before_materialization",  # all batches written, materialization not yet recorded
     "training.after_step",  # between optimizer steps, before any checkpoint
-    "training.during_checkpoint_save",  # weights and optimizer saved, trainer state not yet
+    "training.during_checkpoint_save",  # weights saved; optimizer and trainer state not yet
     "training.after_checkpoint",  # a checkpoint complete
     "registry.before_rename",  # version staged and fsynced, not renamed into v<N>
     "registry.after_rename",  # v<N> in place, its materialization not yet recorded
