@@ -1,6 +1,7 @@
 """Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo] [--verbose]`,
 `python -m yoyo_assets recover [--after-boot]`, `python -m yoyo_assets extraction-tuples DIR`,
-`python -m yoyo_assets graph-service [--graph FILE] [--host H] [--port P]`.
+`python -m yoyo_assets graph-service [--graph FILE] [--host H] [--port P]`,
+`python -m yoyo_assets settings`.
 
 `night` runs one night in this process against the instance in $DAGSTER_HOME (default
 ./var/dagster_home, seeded with the project's dagster.yaml): Phase 1, the corpus buckets, one
@@ -53,12 +54,19 @@ def parser() -> argparse.ArgumentParser:
                          help="seconds to receive a request body (then 408)")
     service.add_argument("--max-connections", type=int, default=32,
                          help="concurrent connections (more: 503)")
+    commands.add_parser("settings", help="print every environment variable the pipeline "
+                        "reads, its default and meaning (the README's table)")
     return main
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command in `argv` (default: sys.argv); returns the exit status."""
     args = parser().parse_args(argv)
+    if args.command == "settings":
+        from .shared.settings import settings_table
+
+        print(settings_table())
+        return 0
     if args.command == "night" and not args.verbose:
         from .cli.console import quiet_libraries
 

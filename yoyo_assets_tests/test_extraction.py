@@ -105,7 +105,8 @@ def test_extraction_from_real_documents(corpora, external_server, tokenizer):
     documents += [read_document(p, "contacts") for p in
                   sorted((corpora / "contacts").glob("*.json"))[:2]]
     extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
-                                external_server.context_tokens())
+                                external_server.context_tokens(), max_chunk_tokens=None,
+                                few_shot=False)  # whole documents: few requests
     report = asyncio.run(extractor.extract(documents))
     texts = {d.path: d.text for d in documents}
     assert len(report.results) + len(report.failures) == len(documents)
@@ -156,7 +157,8 @@ def test_long_document_is_chunked_and_merged(corpora, external_server, tokenizer
     path.write_text("\n\n".join(turns) + "\n")
     transcript = read_document(path, "transcripts")
     extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
-                                context_tokens=768, max_answer_tokens=192)
+                                context_tokens=768, max_answer_tokens=192,
+                                max_chunk_tokens=None)
     assert 200 < extractor.chunk_tokens < 400
     report = asyncio.run(extractor.extract([transcript]))
     assert report.failures == {}
@@ -172,7 +174,8 @@ def test_truncated_answer_is_a_recorded_failure_not_an_exception(corpora, extern
                                                                   tokenizer):
     document = read_document(sorted((corpora / "contacts").glob("*.json"))[0], "contacts")
     extractor = EntityExtractor(external_server.url, external_server.model, tokenizer,
-                                external_server.context_tokens(), max_answer_tokens=5)
+                                external_server.context_tokens(), max_answer_tokens=5,
+                                max_chunk_tokens=None)
     report = asyncio.run(extractor.extract([document]))
     assert report.results == []
     assert report.failures == {document.path: "answer truncated (finish_reason=length)"}

@@ -1,11 +1,14 @@
 """The package layout keeps its rules: the import contracts of pyproject.toml
 ([tool.importlinter], checked by import-linter's own command), no function of 60 lines or
-more, and no module of the package reading the environment but shared/settings.py."""
+more, no module of the package reading the environment but shared/settings.py, and the
+README's settings table generated from the declarations."""
 
 import ast
 import subprocess
 import sys
 from pathlib import Path
+
+from yoyo_assets.shared.settings import settings_table
 
 from .helpers import REPO_ROOT, timeout
 
@@ -46,3 +49,10 @@ def test_only_settings_reads_the_environment():
                for path in PACKAGE.rglob("*.py") if path.name != "settings.py"
                for node in ast.walk(ast.parse(path.read_text())) if _reads_environment(node)]
     assert readers == []
+
+
+def test_the_readme_settings_table_is_the_declarations():
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings: python -m yoyo_assets settings -->\n")
+    table = readme[start:readme.index("<!-- /settings -->")].split("\n", 1)[1].strip()
+    assert table == settings_table(), "README.md: paste `python -m yoyo_assets settings`"

@@ -9,6 +9,7 @@ from dagster_gcp import GCSResource
 from pydantic import Field
 
 from ..shared.embedded_model import HUB_NAME, MODEL_NAME, ensure_embedded_model
+from ..shared.settings import declared_default
 from ..shared.inference_server import InferenceServer, vllm_lora_rank
 from .corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
 from .merged_weights import merged_model
@@ -31,12 +32,13 @@ class AdapterStore(ConfigurableResource):
         default="", description="Public name of the model Phase 1 serves, the base of "
         "extraction adapters; empty: the embedded model's.")
     adapter_threshold: int = Field(
-        default=50, description="Pending tuples (not yet seen by any version) at which a "
+        default=declared_default("adapter_threshold"), description="Pending tuples (not yet seen by any version) at which a "
         "bucket's sensor requests, and its adapter asset trains, a new version.")
     extraction_tenant: str = Field(
-        default="pointsav", description="Whose `extraction-<tenant>` adapter Phase 1 serves.")
+        default=declared_default("tenants")[0],
+        description="Whose `extraction-<tenant>` adapter Phase 1 serves.")
     extraction_serving: Literal["merged", "overlay"] = Field(
-        default="merged", description="How Phase 1's managed server serves the extraction "
+        default=declared_default("extraction_serving"), description="How Phase 1's managed server serves the extraction "
         "adapter: merged into a copy of the base (CPU: the base's speed) or as a vLLM LoRA "
         "overlay (GPU: cheap, no copy of the base); docs/benchmarks.md.")
     git_repositories: list[str] = Field(
@@ -49,13 +51,13 @@ class AdapterStore(ConfigurableResource):
         "or the GCS copy of the night (mirrored into `corpus_mirror_root`).")
     corpus_mirror_root: str = Field(
         default="", description="Local mirror of the GCS corpus; empty: `<corpus_root>-gcs`.")
-    gcs_prefix: str = Field(default="adapters", description="Object name prefix in the bucket.")
+    gcs_prefix: str = Field(default=declared_default("gcs_prefix"), description="Object name prefix in the bucket.")
     # Nested, so that its client (and credentials) is only created when something is published.
     gcs: GCSResource = Field(
         default_factory=GCSResource, description="dagster-gcp GCS client settings; project and "
         "credentials from the environment, STORAGE_EMULATOR_HOST for an emulator.")
     gcs_retry_timeout_s: float = Field(
-        default=120.0, description="Seconds the client library retries one request to an "
+        default=declared_default("gcs_retry_timeout_s"), description="Seconds the client library retries one request to an "
         "unreachable or failing store before the publication fails (its default policy).")
     max_tuple_chars: int = Field(default=DEFAULT_MAX_TUPLE_CHARS,
                                  description="Longest tuple accepted, characters of JSON.")

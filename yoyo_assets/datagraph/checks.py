@@ -19,6 +19,7 @@ from dagster import (AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetK
                      DagsterInstance, MetadataValue)
 
 from .extraction import EntityExtractor, build_messages, entity_schema
+from .extraction_config import ExtractionConfig
 from .quality import LabelledDocument, LabelledSetError, QualityReport, score_extractions
 
 QUALITY_CHECK = "extraction_quality"
@@ -35,7 +36,7 @@ def extractor_fingerprint(model: dict, settings: dict, labelled: list[LabelledDo
         "model": model,
         "settings": settings,
         "prompt": prompt,
-        "schema": entity_schema(settings.get("max_entities", 24),
+        "schema": entity_schema(settings.get("max_entities", ExtractionConfig.default("max_entities")),
                                 settings.get("answer_format", "items")),
         "labelled": sorted((d.document.sha256, [(g.name, g.type) for g in d.gold])
                            for d in labelled),

@@ -25,12 +25,12 @@ from ..shared.http_retry import is_transient
 from ..shared.json_schema import schema_violation
 from ..shared.text import without_unsafe_characters
 from .documents import Document
+from .extraction_config import ExtractionConfig
+
+run_config_default = ExtractionConfig.default
 
 ENTITY_TYPES = ("person", "company", "project", "account", "location")
 
-#: Upper bound on entities per answer. The grammar enforces it, which also ends the small model's
-#: habit of repeating one entity until max_tokens (../shared/STACK.md).
-DEFAULT_MAX_ENTITIES = 24
 #: Longest entity name accepted, in characters.
 MAX_NAME_CHARS = 120
 
@@ -40,7 +40,7 @@ MAX_NAME_CHARS = 120
 ANSWER_FORMATS = ("items", "by_type")
 
 
-def entity_schema(max_entities: int = DEFAULT_MAX_ENTITIES,
+def entity_schema(max_entities: int = run_config_default("max_entities"),
                   answer_format: str = "items") -> dict[str, Any]:
     """The JSON Schema of one answer in `answer_format` (see ANSWER_FORMATS) with at most
     `max_entities` items per list. Sent as `response_format` and checked with jsonschema.
@@ -324,24 +324,25 @@ class EntityExtractor:
     model lists far more of a dense note's entities when it reads a few lines at a time
     (docs/benchmarks.md, extraction quality). `answer_format` (ANSWER_FORMATS) and `few_shot`
     (a worked example before each chunk) shape the prompt. `label` names the extractor (base
-    model and adapter version) on every result, for provenance; empty: `model`.
+    model and adapter version) on every result, for provenance; empty: `model`. Every default
+    is the run config's (`ExtractionConfig`), declared there once.
     """
 
     base_url: str
     model: str
     tokenizer: Tokenizer
     context_tokens: int
-    max_answer_tokens: int = 512
-    max_entities: int = DEFAULT_MAX_ENTITIES
-    concurrency: int = 16
-    attempts: int = 5
-    request_timeout_s: float = 900.0
+    max_answer_tokens: int = run_config_default("max_answer_tokens")
+    max_entities: int = run_config_default("max_entities")
+    concurrency: int = run_config_default("concurrency")
+    attempts: int = run_config_default("attempts")
+    request_timeout_s: float = run_config_default("request_timeout_s")
     temperature: float = 0.0
-    frequency_penalty: float = 0.5
-    enable_thinking: bool | None = None
-    max_chunk_tokens: int | None = None
-    answer_format: str = "items"
-    few_shot: bool = False
+    frequency_penalty: float = run_config_default("frequency_penalty")
+    enable_thinking: bool | None = run_config_default("enable_thinking")
+    max_chunk_tokens: int | None = run_config_default("max_chunk_tokens")
+    answer_format: str = run_config_default("answer_format")
+    few_shot: bool = run_config_default("few_shot")
     label: str = ""
 
     def __post_init__(self) -> None:

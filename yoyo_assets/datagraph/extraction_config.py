@@ -13,7 +13,9 @@ class ExtractionConfig(Config):
 
     concurrency: int = Field(default=16, description="Requests in flight at once.")
     max_answer_tokens: int = Field(default=512, description="max_tokens of one answer.")
-    max_entities: int = Field(default=24, description="maxItems of the answer's entity array.")
+    max_entities: int = Field(default=24, description="maxItems of the answer's entity array: "
+                              "the grammar enforces it, which also ends a small model's habit of "
+                              "repeating one entity until max_tokens.")
     frequency_penalty: float = Field(default=0.5, description="Sampling frequency penalty; "
                                      "ends small models' repetition of one entity.")
     attempts: int = Field(default=5, description="Tries per request on transient failures.")
@@ -26,12 +28,18 @@ class ExtractionConfig(Config):
         "enable_thinking (false turns thinking off); None sends nothing.")
     max_chunk_tokens: int | None = Field(
         default=32, description="Longest chunk of document text per request, tokens; None: "
-        "what the context leaves. SmolLM2-135M: F1 0.03 on whole notes, 0.29 in 32-token "
-        "chunks (docs/benchmarks.md); a large model may take far more.")
+        "what the context leaves. A small model does far better on short chunks "
+        "(docs/benchmarks.md, chunk size); a large model may take far more.")
     answer_format: str = Field(default="items", description="Answer JSON: 'items' (a type per "
                                "entity) or 'by_type' (one list of names per type).")
     few_shot: bool = Field(default=True, description="Put a worked example before each chunk "
                            "(base model only: an extraction adapter is trained without it).")
+
+    @classmethod
+    def default(cls, name: str):
+        """The default of field `name`: what `EntityExtractor` and the quality check's
+        fingerprint fall back on, declared once here."""
+        return cls.model_fields[name].default
 
     def extractor_settings(self, adapter: bool = False) -> dict:
         """The fields that decide the answers, as `EntityExtractor` keyword arguments. With

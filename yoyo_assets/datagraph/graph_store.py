@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Protocol
 import ladybug
 
 from ..shared.faults import crash_point
+from ..shared.settings import declared_default
 from .extraction import ENTITY_TYPES, DocumentExtraction
 from .graph_batch import check_batch
 
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 
 #: LadybugDB's buffer pool (page cache and working memory of queries) per open graph, MiB. Its
 #: own default is ~80% of the machine's memory; the writes need a few MiB per batch.
-DEFAULT_BUFFER_POOL_MIB = 512
+DEFAULT_BUFFER_POOL_MIB = declared_default("graph_buffer_pool_mib")
 #: Write-ahead log size, MiB, past which LadybugDB checkpoints it into the file (its own
 #: default is 16 MiB).
-DEFAULT_CHECKPOINT_MIB = 4
+DEFAULT_CHECKPOINT_MIB = declared_default("graph_checkpoint_mib")
 
 SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Document(sha256 STRING PRIMARY KEY, path STRING, "

@@ -1,8 +1,7 @@
 """Extraction quality against labelled data: precision, recall and F1 per entity type and for
 the name alone ("any type"), with the confusion of types.
 
-A labelled set is a folder of documents plus `gold.json`, the format of
-`../shared/corpora/research/gold.json`: `{"<path relative to the folder>": [{"name": str,
+A labelled set is a folder of documents plus `gold.json`: `{"<path relative to the folder>": [{"name": str,
 "type": str, "source_label": str (optional)}, ...]}`. Documents sit in stream folders like the data
 root (`transcripts/`, `research/`, `contacts/`) or directly in the folder (`*.json`: contact
 records, `*.md|*.yaml|*.yml`: research notes). A contact record without an entry in gold.json is
@@ -26,8 +25,8 @@ from .extraction import ENTITY_TYPES, DocumentExtraction, normalise_name
 #: "Any type": the name alone, whatever type either side gives it.
 ANY_TYPE = "any"
 
-#: The entity type a gold `source_label` is scored as. WNUT-17 labels (the shipped corpora,
-#: ../shared/corpora/SOURCES.md): `group` covers organisations, teams, bands and parties, which
+#: The entity type a gold `source_label` is scored as. WNUT-17 labels (the labelled corpora the
+#: benchmarks use): `group` covers organisations, teams, bands and parties, which
 #: this schema calls `company` ("a company, institution or other organisation"); `product` is
 #: this schema's `project` ("a named project, product or programme"). `creative-work` has no
 #: counterpart: such names count for "any type" only.

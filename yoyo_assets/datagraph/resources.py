@@ -11,6 +11,7 @@ from typing import Iterator, Literal
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from ..shared.settings import declared_default
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
 from .graph_client import GraphServiceClient
 from .graph_store import (DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, DataGraph,
@@ -60,14 +61,14 @@ class GraphStore(ConfigurableResource):
 
     path: str = Field(description="embedded sink: LadybugDB database file (folder created).")
     write_batch_documents: int = Field(
-        default=256, description="Documents per write transaction (ledger + entities + MENTIONS).")
+        default=declared_default("graph_write_batch"), description="Documents per write transaction (ledger + entities + MENTIONS).")
     sink: Literal["embedded", "service"] = Field(
         default="embedded", description="Write the file here, or through the graph service.")
-    service_url: str = Field(default="http://127.0.0.1:9081",
+    service_url: str = Field(default=declared_default("graph_service_url"),
                              description="service sink: the graph service's base URL.")
-    service_timeout_s: float = Field(default=60.0, description="service sink: seconds per request.")
+    service_timeout_s: float = Field(default=declared_default("graph_service_timeout_s"), description="service sink: seconds per request.")
     service_attempts: int = Field(
-        default=5, description="service sink: attempts per request (connection errors, 429, 5xx).")
+        default=declared_default("graph_service_attempts"), description="service sink: attempts per request (connection errors, 429, 5xx).")
     service_token: str = Field(default="", description="service sink: bearer token the graph "
                                "service wants; empty: none.")
     buffer_pool_mib: int = Field(default=DEFAULT_BUFFER_POOL_MIB, description="embedded sink: "

