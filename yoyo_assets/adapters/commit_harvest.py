@@ -13,13 +13,13 @@ are one file, `git-<night>.jsonl`, written atomically; a re-run rewrites it with
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..shared.atomic import write_atomically
 
 #: The instruction of every harvested tuple: the one the shipped click-commit tuples use.
 INSTRUCTION = "Write the commit message for this diff."
@@ -132,11 +132,5 @@ def write_night_file(path: Path, tuples: list[dict], arrived: float) -> None:
     """Write the night's tuples atomically (temporary file, rename) with `arrived` (Unix
     seconds, inside the night) as its modification time: a bucket file counts from the night
     of its modification (corpus.scan_bucket), and a harvest runs after its night has ended."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.writelines(json.dumps(t, ensure_ascii=False, sort_keys=True) + "\n" for t in tuples)
-        out.flush()
-        os.fsync(out.fileno())
-    os.utime(temporary, (arrived, arrived))
-    os.replace(temporary, path)
+    write_atomically(path, "".join(json.dumps(t, ensure_ascii=False, sort_keys=True) + "\n"
+                                   for t in tuples), mtime=arrived)

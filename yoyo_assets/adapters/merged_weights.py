@@ -13,11 +13,11 @@ renamed into place under a file lock, so a crash leaves nothing half-written.
 """
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 
+from ..shared.atomic import staged_folder
 from .registry import AdapterVersion
 
 #: Files of a Hugging Face model folder that hold weights; `save_pretrained` writes the merged ones.
@@ -40,8 +40,7 @@ def merged_model(version: AdapterVersion, base_dir: Path, cache: Path) -> Path:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        staging = Path(tempfile.mkdtemp(prefix=".merging-", dir=target.parent))
-        try:
+        with staged_folder(target) as staging:
             base = AutoModelForCausalLM.from_pretrained(base_dir)
             merged = PeftModel.from_pretrained(base, version.path).merge_and_unload()
             merged.save_pretrained(staging)
@@ -49,7 +48,4 @@ def merged_model(version: AdapterVersion, base_dir: Path, cache: Path) -> Path:
                 if source.is_file() and not source.name.endswith(_WEIGHT_SUFFIXES) and not (
                         staging / source.name).exists():
                     shutil.copy2(source, staging / source.name)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return target

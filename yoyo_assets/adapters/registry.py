@@ -20,6 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 from pydantic import ValidationError
 
+from ..shared.atomic import flush, flush_tree
 from ..shared.faults import crash_point
 from .corpus import bucket_name
 from .manifest import Manifest
@@ -112,14 +113,6 @@ def staging_folder(folder: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder))
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit_version(folder: Path, staged: Path, manifest: Manifest) -> AdapterVersion:
     """Write `manifest` into `staged`, flush it to disk and rename it into the next `v<N>`.
 
@@ -133,13 +126,12 @@ def commit_version(folder: Path, staged: Path, manifest: Manifest) -> AdapterVer
         manifest = manifest.model_copy(update={"version": number})
         (staged / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n",
                                        encoding="utf-8")
-        for item in [*staged.rglob("*"), staged]:
-            _fsync(item)
+        flush_tree(staged)
         crash_point("registry.before_rename")
         target = folder / f"v{number}"
         os.rename(staged, target)
         crash_point("registry.after_rename")
-        _fsync(folder)  # the new directory entry; the version's files were flushed above
+        flush(folder)  # the new directory entry; the version's files were flushed above
     return AdapterVersion(number, target, manifest)
 
 

@@ -21,6 +21,7 @@ from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
 from ..shared.inference_server import InferenceServer, ServerError, vllm_lora_rank
+from ..shared.openai_client import ChatClient, served_models
 from .answer_scores import score_answers
 from .extraction_gate import judge_extractors
 from .gate import GateStatistic
@@ -34,23 +35,17 @@ SAMPLE_PROMPTS = 8
 
 
 async def _answers(base_url: str, model: str, prompts: list[list[dict]]) -> list[str]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
+    async with ChatClient(base_url, timeout_s=600, attempts=2) as client:
         async def one(messages: list[dict]) -> str:
-            response = await client.post("/v1/chat/completions", json={
-                "model": model, "messages": messages, "max_tokens": SAMPLE_TOKENS,
-                "temperature": 0.0})
-            if response.status_code >= 400:
-                raise ServerError(f"{model}: server answered {response.status_code}: "
-                                  f"{response.text[:300]}")
-            return response.json()["choices"][0]["message"]["content"] or ""
+            try:
+                reply = await client.complete({"model": model, "messages": messages,
+                                               "max_tokens": SAMPLE_TOKENS, "temperature": 0.0})
+            except httpx.HTTPStatusError as exc:
+                raise ServerError(f"{model}: server answered {exc.response.status_code}: "
+                                  f"{exc.response.text[:300]}") from None
+            return reply["choices"][0]["message"]["content"] or ""
 
         return list(await asyncio.gather(*(one(m) for m in prompts)))
-
-
-def _listed_models(base_url: str) -> set[str]:
-    response = httpx.get(f"{base_url}/v1/models", timeout=30)
-    response.raise_for_status()
-    return {entry["id"] for entry in response.json().get("data", [])}
 
 
 def ask_base_and_adapter(server: InferenceServer, adapter: str, prompts: list[list[dict]],
@@ -63,7 +58,7 @@ def ask_base_and_adapter(server: InferenceServer, adapter: str, prompts: list[li
         ServerError: the adapter is not listed or a request is refused.
         httpx.HTTPError: the server cannot be reached.
     """
-    if adapter not in _listed_models(server.base_url):
+    if adapter not in {entry["id"] for entry in served_models(server.base_url)}:
         raise ServerError(f"the server does not list adapter {adapter!r} under /v1/models")
     base = asyncio.run(_answers(server.base_url, server.model, prompts))
     tuned = asyncio.run(_answers(server.base_url, adapter, prompts))

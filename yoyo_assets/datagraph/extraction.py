@@ -1,8 +1,8 @@
 """Entity extraction through an OpenAI-compatible `POST /v1/chat/completions` (vLLM).
 
 Pure parts (schema, prompts, token-counted chunking, answer checking, entity keys) are plain
-functions; `EntityExtractor` runs the requests concurrently over one `httpx.AsyncClient` and
-retries transient failures with tenacity.
+functions; `EntityExtractor` runs the requests concurrently through the package's one
+OpenAI-compatible client (`shared/openai_client.py`), which retries transient failures.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any, Protocol
 
 import httpx
 import jsonschema
-import tenacity
 
-from ..shared.http_retry import is_transient
+from ..shared.openai_client import ChatClient
 from ..shared.json_schema import schema_violation
 from ..shared.text import without_unsafe_characters
 from .documents import Document
@@ -385,24 +384,12 @@ class EntityExtractor:
         return [self._payload(self.messages(document.stream, chunk, i, len(chunks)))
                 for i, chunk in enumerate(chunks, 1)]
 
-    async def _complete(self, client: httpx.AsyncClient, limit: asyncio.Semaphore,
+    async def _complete(self, client: ChatClient, limit: asyncio.Semaphore,
                         payload: dict[str, Any]) -> dict[str, Any]:
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(is_transient),
-            wait=tenacity.wait_random_exponential(multiplier=0.5, max=30),
-            stop=tenacity.stop_after_attempt(self.attempts),
-            reraise=True,
-        )
         async with limit:
-            async for attempt in retrying:
-                with attempt:
-                    response = await client.post("/v1/chat/completions",
-                                                 json=payload)
-                    response.raise_for_status()
-                    return response.json()
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+            return await client.complete(payload)
 
-    async def _extract_one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore,
+    async def _extract_one(self, client: ChatClient, limit: asyncio.Semaphore,
                            document: Document) -> DocumentExtraction:
         replies = await asyncio.gather(*(self._complete(client, limit, payload)
                                          for payload in self.payloads(document)))
@@ -438,12 +425,8 @@ class EntityExtractor:
         # checked when a document can actually start.
         gate = asyncio.Semaphore(self.concurrency)
         started = time.monotonic()
-        timeout = httpx.Timeout(self.request_timeout_s, connect=30.0)
-        limits = httpx.Limits(max_connections=self.concurrency,
-                              max_keepalive_connections=self.concurrency)
-
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                     limits=limits) as client:
+        async with ChatClient(self.base_url, self.request_timeout_s, self.attempts,
+                              self.concurrency) as client:
             unreachable: list[str] = []  # why the server is gone, once it is
 
             async def run(document: Document) -> None:

@@ -8,11 +8,11 @@ Conversion: load with transformers' `gguf_file=` and `GgufConfig(dequantize=True
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
+
+from .atomic import staged_folder
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -53,15 +53,11 @@ def ensure_embedded_model(models_dir: str | Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
         source = gguf_path()
-        staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_NAME}-", dir=models_dir))
-        try:
+        with staged_folder(target) as staging:
             tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
             model = AutoModelForCausalLM.from_pretrained(
                 source.parent, gguf_file=source.name,
                 quantization_config=GgufConfig(dequantize=True))
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return target

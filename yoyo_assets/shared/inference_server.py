@@ -23,6 +23,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from .embedded_model import ensure_embedded_model
+from .openai_client import is_healthy, served_models
 from .processes import is_running, start_time, stop_process_group
 from .settings import declared_default
 
@@ -189,9 +190,7 @@ class InferenceServer(ConfigurableResource):
         """The server's context length in tokens, from `GET /v1/models` (vLLM's `max_model_len`),
         else `max_model_len`."""
         try:
-            response = httpx.get(f"{self.base_url}/v1/models", timeout=30)
-            response.raise_for_status()
-            for entry in response.json().get("data", []):
+            for entry in served_models(self.base_url):
                 if entry.get("id") == self.model and entry.get("max_model_len"):
                     return int(entry["max_model_len"])
         except (httpx.HTTPError, ValueError):
@@ -246,12 +245,8 @@ class InferenceServer(ConfigurableResource):
             if process.poll() is not None:
                 raise ServerError(f"inference server exited with code {process.returncode} "
                                   f"before it was healthy; see {self._log_path}")
-            try:
-                if httpx.get(f"{self._base_url}/health", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            raise _NotReady()
+            if not is_healthy(self._base_url):
+                raise _NotReady()
 
         try:
             tenacity.Retrying(stop=tenacity.stop_after_delay(self.health_timeout_s),

@@ -1,0 +1,76 @@
+"""The one client of OpenAI-compatible endpoints (vLLM's server, the Yo-Yo gateway) that every
+caller in the package uses: chat completions with a retry policy, the served models, and the
+health probe of a managed server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import tenacity
+
+from .http_retry import is_transient
+
+
+class ChatClient:
+    """`POST <base_url>/v1/chat/completions`, used as `async with ChatClient(...) as client`.
+
+    `timeout_s` bounds one request (seconds; connecting: at most 30 s); `connections` the
+    connections kept open (match the caller's concurrency). A transient failure (connection
+    error, timeout, 429, 5xx: `http_retry.is_transient`) is tried again up to `attempts` times
+    in all, with exponential backoff and full jitter (tenacity's `wait_random_exponential`,
+    0.5 s growing to at most 30 s).
+    """
+
+    def __init__(self, base_url: str, timeout_s: float = 900.0, attempts: int = 5,
+                 connections: int = 16) -> None:
+        self.attempts = attempts
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s, connect=min(30.0,
+                                                                                     timeout_s)),
+            limits=httpx.Limits(max_connections=connections,
+                                max_keepalive_connections=connections))
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self._http.aclose()
+
+    async def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The server's JSON reply to one chat-completions request body.
+
+        Raises:
+            httpx.HTTPStatusError: a 4xx answer (final), or a 429/5xx one after `attempts`.
+            httpx.TransportError: the server could not be reached after `attempts`.
+        """
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            wait=tenacity.wait_random_exponential(multiplier=0.5, max=30),
+            stop=tenacity.stop_after_attempt(self.attempts), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                response = await self._http.post("/v1/chat/completions", json=payload)
+                response.raise_for_status()
+                return response.json()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+def served_models(base_url: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """The `data` entries of `GET <base_url>/v1/models` (vLLM adds `max_model_len`).
+
+    Raises:
+        httpx.HTTPError: unreachable, or a 4xx/5xx answer.
+        ValueError: the answer is not JSON.
+    """
+    response = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout_s)
+    response.raise_for_status()
+    return list(response.json().get("data", []))
+
+
+def is_healthy(base_url: str, timeout_s: float = 5.0) -> bool:
+    """Whether `GET <base_url>/health` answers 200 within `timeout_s` seconds (vLLM's probe)."""
+    try:
+        return httpx.get(f"{base_url.rstrip('/')}/health", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
