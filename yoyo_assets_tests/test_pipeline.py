@@ -154,7 +154,7 @@ def test_through_the_graph_service_crashes_and_outages_lose_and_double_nothing(
         """Restart the service so that it SIGKILLs itself at `point`; run a night into it."""
         service.stop()
         service.start(crash_at=point)
-        assert run_night_process(env, log) == 1  # no summary: the graph is gone
+        assert run_night_process(env, log) == 1  # documents deferred: the night is not done
         assert service.process.wait(timeout=60) == -signal.SIGKILL
         service.start()
 

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from ..datagraph.graph_store import NightTotals
-
 if TYPE_CHECKING:
     from .night import NightRuns
 
@@ -71,24 +69,41 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
     return lines
 
 
-def print_summary(console: Console, night: str, runs: NightRuns, counts: dict,
-                  totals: NightTotals, warnings: list[str], next_extractor: str,
-                  graph_path: str, home: Path, server_logs: Path, seconds: float) -> None:
-    """Print the summary (about 12 lines, more with failures and adapters)."""
-    by_type = ", ".join(f"{t} {n}" for t, n in totals.entities_by_type.items() if n)
+def recorded_graph(runs: NightRuns) -> dict:
+    """The metadata Phase 1's `datagraph` materialization recorded (what the run wrote, the
+    night's totals, the graph's counts); empty when it recorded none."""
+    written = runs.phase1.asset_materializations_for_node("datagraph") if runs.phase1 else []
+    return {k: v.value for k, v in written[-1].metadata.items()} if written else {}
+
+
+def _graph_lines(recorded: dict, location: str) -> list[str]:
+    if "night_entities" not in recorded:
+        return ["entities   not recorded: Phase 1 wrote no night totals (see above)",
+                f"graph      {location}"]
+    by_type = ", ".join(f"{t} {n}" for t, n in recorded["night_entities_by_type"].items() if n)
+    return [f"entities   {recorded['night_entities']} in {recorded['night_documents']} documents "
+            "of the night" + (f" ({by_type})" if by_type else ""),
+            f"graph      {location} ({recorded['graph_documents']} documents, "
+            f"{recorded['graph_entities']} entities, {recorded['graph_mentions']} MENTIONS)"]
+
+
+def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[str],
+                  next_extractor: str, graph_location: str, home: Path, server_logs: Path,
+                  seconds: float) -> None:
+    """Print the summary (about 12 lines, more with failures and adapters) from what the
+    night's runs recorded."""
+    entities, graph = _graph_lines(recorded_graph(runs), graph_location)
     failed = len(runs.failed_runs) + sum(not ok for _, _, ok in runs.adapters)
     lines = [
         "",
         f"[bold]night {night}[/] in {seconds / 60:.1f} min"
         + (f", [red]{failed} run(s) failed[/]" if failed else ", every run succeeded"),
         *_phase1_lines(runs),
-        f"entities   {totals.entities} in {totals.documents} documents of the night"
-        + (f" ({by_type})" if by_type else ""),
+        entities,
         *_adapter_lines(runs),
         f"warnings   {len(warnings)}" + (f"; first: {warnings[0][:100]}" if warnings else ""),
         f"next       the next night extracts with {next_extractor}",
-        f"graph      {graph_path} ({counts['documents']} documents, {counts['entities']} "
-        f"entities, {counts['mentions']} MENTIONS)",
+        graph,
         f"logs       runs: {home / 'storage'}; inference servers: {server_logs}",
         "UI         bash scripts/dagster-dev.sh start   (then http://127.0.0.1:3000)",
     ]

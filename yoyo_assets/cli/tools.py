@@ -33,9 +33,8 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
     from ..datagraph.extraction_config import ExtractionConfig
     from ..datagraph.extraction_tuples import extraction_tuples, write_tuples
     from ..datagraph.quality import load_labelled_set
-    from ..definitions import build_definitions
+    from ..definitions import defs
 
-    defs = build_definitions()
     server, store = defs.resources["inference_server"], defs.resources["adapter_store"]
     tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
     extractor = EntityExtractor("unused", server.model, tokenizer, server.max_model_len,

@@ -151,7 +151,7 @@ def _night_metadata(totals: NightTotals) -> dict:
         f"| {name.replace('|', '/')} | {type_} | {n} |" for name, type_, n in totals.sample)
     return {"night_documents": totals.documents, "night_entities": totals.entities,
             "night_mentions": totals.mentions,
-            "night_entities_by_type": _type_table(totals.entities_by_type),
+            "night_entities_by_type": MetadataValue.json(totals.entities_by_type),
             "night_top_entities": MetadataValue.md(sample)}
 
 
