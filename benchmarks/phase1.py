@@ -43,12 +43,12 @@ CORPORA = REPO.parent / "shared" / "corpora"
 # The same upsert for one entity, its values as scalar parameters.
 NAIVE_UPSERT = """
 MERGE (e:Entity {key: $key})
-ON CREATE SET e.name = $name, e.type = $type, e.aliases = $aliases,
-              e.first_night = $night, e.last_night = $night, e.mention_count = $mentions
-ON MATCH SET e.aliases = list_distinct(list_concat(e.aliases, $aliases)),
+ON CREATE SET e.name = $name, e.type = $type, e.spellings = $spellings,
+              e.first_night = $night, e.last_night = $night, e.document_count = $documents
+ON MATCH SET e.spellings = list_distinct(list_concat(e.spellings, $spellings)),
              e.first_night = CASE WHEN $night < e.first_night THEN $night ELSE e.first_night END,
              e.last_night = CASE WHEN $night > e.last_night THEN $night ELSE e.last_night END,
-             e.mention_count = e.mention_count + $mentions
+             e.document_count = e.document_count + $documents
 """
 
 

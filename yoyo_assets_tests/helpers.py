@@ -181,15 +181,15 @@ def metadata(result, asset: str) -> dict:
 
 
 def check_graph_invariants(graph_path: Path) -> dict:
-    """Nothing counted twice: one MENTIONS per (document, entity), mention_count equal to the
-    entity's MENTIONS, each document's entity_count equal to its MENTIONS."""
+    """Nothing counted twice: one MENTIONS per (document, entity), each entity's document_count
+    equal to its MENTIONS, each document's entity_count equal to its MENTIONS."""
     with open_graph(graph_path) as graph:
         pairs = graph.query("MATCH (d:Document)-[:MENTIONS]->(e:Entity) "
                             "RETURN d.sha256, e.key, count(*) AS n ORDER BY n DESC LIMIT 1")
         assert not pairs or pairs[0][2] == 1, pairs
         wrong_entities = graph.query(
             "MATCH (d:Document)-[:MENTIONS]->(e:Entity) WITH e, count(d) AS n "
-            "WHERE n <> e.mention_count RETURN e.key, n, e.mention_count")
+            "WHERE n <> e.document_count RETURN e.key, n, e.document_count")
         assert wrong_entities == []
         wrong_documents = graph.query(
             "MATCH (d:Document) OPTIONAL MATCH (d)-[m:MENTIONS]->(:Entity) "
@@ -207,10 +207,10 @@ def graph_snapshot(graph_path: Path) -> dict:
                 "MATCH (d:Document) RETURN d.sha256, d.path, d.stream, d.night, "
                 "d.entity_count, d.extractor")),
             "entities": sorted(graph.query(
-                "MATCH (e:Entity) RETURN e.key, e.name, e.type, list_sort(e.aliases), "
-                "e.first_night, e.last_night, e.mention_count")),
+                "MATCH (e:Entity) RETURN e.key, e.name, e.type, list_sort(e.spellings), "
+                "e.first_night, e.last_night, e.document_count")),
             "mentions": sorted(graph.query(
-                "MATCH (d:Document)-[m:MENTIONS]->(e:Entity) RETURN d.sha256, e.key, m.count")),
+                "MATCH (d:Document)-[m:MENTIONS]->(e:Entity) RETURN d.sha256, e.key, m.mentions")),
         }
 
 

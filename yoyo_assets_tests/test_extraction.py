@@ -96,7 +96,7 @@ def test_merge_keeps_grounded_names_one_type_per_name_and_counts_mentions():
     assert set(by_key) == {"person:ada lovelace", "location:london"}
     ada = by_key[entity_key("Ada Lovelace", "person")]
     assert ada.mentions == 2
-    assert ada.aliases == ["Ada Lovelace", "ada lovelace"]
+    assert ada.spellings == ["Ada Lovelace", "ada lovelace"]
 
 
 def test_extraction_from_real_documents(corpora, external_server, tokenizer):

@@ -119,7 +119,8 @@ def _extraction(document: dict) -> DocumentExtraction:
     return DocumentExtraction(
         sha256=document["sha256"], stream=document["stream"], path=document["path"], chunks=1,
         extractor=document["extractor"],
-        entities=[ExtractedEntity(**entity) for entity in document["entities"]])
+        entities=[ExtractedEntity(e["key"], e["name"], e["type"], e["aliases"], e["mentions"])
+                  for e in document["entities"]])
 
 
 def test_the_embedded_writer_refuses_what_it_cannot_store_and_stays_consistent(tmp_path):

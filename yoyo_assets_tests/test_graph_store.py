@@ -4,11 +4,14 @@ that look nodes up by key, and one shared Database per process."""
 
 import dataclasses
 
+import ladybug
 import pytest
 
 from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity, entity_key
 from yoyo_assets.datagraph.graph_batch import InvalidBatch
 from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, columns, open_graph
+
+from .helpers import check_graph_invariants
 
 
 def extraction(sha, names, stream="research"):
@@ -34,8 +37,8 @@ def test_writes_are_idempotent_and_count_documents_once(tmp_path):
         assert (later.entities_created, later.entities_updated) == (0, 1)
     with open_graph(path) as graph:  # reopened: everything persisted
         assert graph.counts() == {"documents": 3, "entities": 3, "mentions": 5}
-        ada = graph.query("MATCH (e:Entity {key: $k}) RETURN e.mention_count, e.first_night, "
-                          "e.last_night, e.aliases", {"k": "person:ada lovelace"})[0]
+        ada = graph.query("MATCH (e:Entity {key: $k}) RETURN e.document_count, e.first_night, "
+                          "e.last_night, e.spellings", {"k": "person:ada lovelace"})[0]
         assert ada[:3] == [3, "2026-11-20", "2026-11-22"]
         assert sorted(ada[3]) == ["Ada Lovelace", "ada lovelace"]
         assert graph.known_documents(["a" * 64, "d" * 64]) == {"a" * 64}
@@ -84,7 +87,7 @@ BROKEN_BATCHES = [
     ([dataclasses.replace(GOOD, stream="research\udfff")], "2026-11-20", "documents.0.stream"),
     ([_with_entity(GOOD, name="Ro\x00bert", key="person:ro\x00bert")], "2026-11-20",
      "documents.0.entities.0.name: control character U+0000"),
-    ([_with_entity(GOOD, aliases=["Ada\x1b[31m"])], "2026-11-20",
+    ([_with_entity(GOOD, spellings=["Ada\x1b[31m"])], "2026-11-20",
      "documents.0.entities.0.aliases.0: control character U+001B"),
     ([dataclasses.replace(GOOD, extractor="model\ud83d")], "2026-11-20",
      "documents.0.extractor: lone surrogate"),
@@ -123,9 +126,9 @@ def test_writes_find_nodes_by_key_never_by_a_cross_product(tmp_path):
     and a DataFrame scan (`LOAD FROM $rows`) as a hash join over a scan of the whole table: each
     write got slower with the graph and pinned more memory (docs/reliability.md)."""
     parameters = {"hashes": ["a" * 64], "keys": ["person:ada"], **columns([
-        {"key": "person:ada", "name": "Ada", "type": "person", "aliases": ["Ada"],
-         "night": "2026-11-20", "mentions": 1, "sha256": "a" * 64, "path": "/p",
-         "stream": "research", "entity_count": 1, "extractor": "", "mention_count": 1}])}
+        {"key": "person:ada", "name": "Ada", "type": "person", "spellings": ["Ada"],
+         "night": "2026-11-20", "documents": 1, "sha256": "a" * 64, "path": "/p",
+         "stream": "research", "entity_count": 1, "extractor": "", "mentions": 1}])}
     with open_graph(tmp_path / "g.lbug") as graph:
         for statement in WRITE_STATEMENTS:
             plan = "\n".join(row[0] for row in graph.query("EXPLAIN " + statement, parameters))
@@ -141,3 +144,37 @@ def test_failed_transaction_leaves_no_trace(tmp_path):
                             "night: 'n', entity_count: 0})")
                 graph.query("THIS IS NOT CYPHER")
         assert graph.counts()["documents"] == 0
+
+
+def test_a_graph_written_under_the_old_property_names_is_migrated_on_open(tmp_path):
+    """Graphs written before the renames (Entity.mention_count and aliases, MENTIONS.count)
+    keep their values under the new names and take new writes."""
+    path = tmp_path / "old.lbug"
+    database = ladybug.Database(str(path))
+    old = ladybug.Connection(database)
+    for statement in (
+            "CREATE NODE TABLE Document(sha256 STRING PRIMARY KEY, path STRING, stream STRING, "
+            "night STRING, entity_count INT64, processed_at TIMESTAMP)",
+            "CREATE NODE TABLE Entity(key STRING PRIMARY KEY, name STRING, type STRING, "
+            "aliases STRING[], first_night STRING, last_night STRING, mention_count INT64)",
+            "CREATE REL TABLE MENTIONS(FROM Document TO Entity, count INT64)",
+            "CREATE (:Document {sha256: 'old', path: '/old.md', stream: 'research', "
+            "night: '2026-11-19', entity_count: 1})",
+            "CREATE (:Entity {key: 'person:ada lovelace', name: 'Ada Lovelace', type: 'person', "
+            "aliases: ['ada lovelace'], first_night: '2026-11-19', last_night: '2026-11-19', "
+            "mention_count: 1})",
+            "MATCH (d:Document {sha256: 'old'}) WITH d MATCH (e:Entity {key: 'person:ada "
+            "lovelace'}) CREATE (d)-[:MENTIONS {count: 3}]->(e)"):
+        old.execute(statement)
+    old.close()
+    database.close()
+
+    with open_graph(path) as graph:
+        assert graph.migrate_names() == []  # done once, on open
+        graph.write_extractions([GOOD], "2026-11-20")
+        [ada] = graph.query("MATCH (e:Entity {key: 'person:ada lovelace'}) RETURN "
+                            "e.document_count, list_sort(e.spellings), e.first_night, e.last_night")
+        assert ada == [2, ["Ada Lovelace", "ada lovelace"], "2026-11-19", "2026-11-20"]
+        assert graph.query("MATCH (:Document {sha256: 'old'})-[m:MENTIONS]->() "
+                           "RETURN m.mentions") == [[3]]
+    check_graph_invariants(path)

@@ -234,13 +234,14 @@ def entity_key(name: str, type_: str) -> str:
 
 @dataclass
 class ExtractedEntity:
-    """One entity of one document: key, display name, type, every surface name seen (aliases),
-    and `mentions`, how often the name occurs in the document text (at least 1)."""
+    """One entity of one document: key, display name, type, its `spellings` seen (the case and
+    spacing variants that share its key; no alias resolution), and `mentions`, how often the
+    name occurs in the document text (at least 1)."""
 
     key: str
     name: str
     type: str
-    aliases: list[str]
+    spellings: list[str]
     mentions: int
 
 
@@ -286,8 +287,8 @@ def merge_entities(text: str, answers: list[list[dict]]) -> tuple[list[Extracted
             if entity is None:
                 merged[key] = ExtractedEntity(key, name, item["type"], [name],
                                               max(1, haystack.count(needle)))
-            elif name not in entity.aliases:
-                entity.aliases.append(name)
+            elif name not in entity.spellings:
+                entity.spellings.append(name)
     return list(merged.values()), ungrounded
 
 

@@ -85,8 +85,9 @@ class StrictModel(BaseModel):
 
 class BatchEntity(StrictModel):
     """One entity of one document: graph key `<type>:<case-folded name>` (as
-    `extraction.entity_key` gives it), display name, type, surface names, and how often the
-    document names it (1..MAX_MENTIONS)."""
+    `extraction.entity_key` gives it), display name, type, `aliases` (wire format v1's name for
+    the spellings seen: case and spacing variants sharing the key, stored as the entity's
+    `spellings`), and how often the document names it (1..MAX_MENTIONS)."""
 
     key: SafeText(MAX_KEY_CHARS)
     name: SafeText(MAX_NAME_CHARS)
@@ -146,7 +147,7 @@ def documents_of(extractions: list[DocumentExtraction]) -> list[dict]:
     """The batch's documents as plain data (what `Batch` validates and the wire carries)."""
     return [{"sha256": x.sha256, "path": x.path, "stream": x.stream, "extractor": x.extractor,
              "entities": [{"key": e.key, "name": e.name, "type": e.type,
-                           "aliases": list(e.aliases), "mentions": e.mentions}
+                           "aliases": list(e.spellings), "mentions": e.mentions}
                           for e in x.entities]}
             for x in extractions]
 

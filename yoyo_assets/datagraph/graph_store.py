@@ -42,11 +42,19 @@ SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Document(sha256 STRING PRIMARY KEY, path STRING, "
     "stream STRING, night STRING, entity_count INT64, processed_at TIMESTAMP)",
     "CREATE NODE TABLE IF NOT EXISTS Entity(key STRING PRIMARY KEY, name STRING, type STRING, "
-    "aliases STRING[], first_night STRING, last_night STRING, mention_count INT64)",
-    "CREATE REL TABLE IF NOT EXISTS MENTIONS(FROM Document TO Entity, count INT64)",
+    "spellings STRING[], first_night STRING, last_night STRING, document_count INT64)",
+    "CREATE REL TABLE IF NOT EXISTS MENTIONS(FROM Document TO Entity, mentions INT64)",
     # Which extractor (model, and adapter version if any) produced the document's entities;
     # added to graphs made before it existed.
     "ALTER TABLE Document ADD IF NOT EXISTS extractor STRING DEFAULT ''",
+)
+
+#: Properties renamed since graphs were first written: (table, old name, new name). A graph file
+#: written before is migrated when it is opened (`migrate_names`).
+RENAMED_PROPERTIES = (
+    ("Entity", "mention_count", "document_count"),  # it counts documents, not mentions
+    ("Entity", "aliases", "spellings"),  # the case and spacing variants seen; no alias resolution
+    ("MENTIONS", "count", "mentions"),  # how often the one document names the entity
 )
 
 KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
@@ -61,23 +69,23 @@ KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
 # process ends; the two made a process grow by gigabytes over a few hundred writes
 # (docs/reliability.md, "Bounded memory"). A test checks the plans.
 
-# One row per entity key new to the graph; `mentions` counts the batch's documents that name it.
+# One row per entity key new to the graph; `documents` counts the batch's documents naming it.
 CREATE_ENTITIES = """
 UNWIND range(1, size($key)) AS i
-CREATE (:Entity {key: $key[i], name: $name[i], type: $type[i], aliases: $aliases[i],
-                 first_night: $night[i], last_night: $night[i], mention_count: $mentions[i]})
+CREATE (:Entity {key: $key[i], name: $name[i], type: $type[i], spellings: $spellings[i],
+                 first_night: $night[i], last_night: $night[i], document_count: $documents[i]})
 """
 
 # One row per entity key already in the graph. Nights are 'YYYY-MM-DD' strings, so min/max
 # compare as text.
 UPDATE_ENTITIES = """
 UNWIND range(1, size($key)) AS i
-WITH $key[i] AS key, $aliases[i] AS aliases, $night[i] AS night, $mentions[i] AS mentions
+WITH $key[i] AS key, $spellings[i] AS spellings, $night[i] AS night, $documents[i] AS documents
 MATCH (e:Entity {key: key})
-SET e.aliases = list_distinct(list_concat(e.aliases, aliases)),
+SET e.spellings = list_distinct(list_concat(e.spellings, spellings)),
     e.first_night = CASE WHEN night < e.first_night THEN night ELSE e.first_night END,
     e.last_night = CASE WHEN night > e.last_night THEN night ELSE e.last_night END,
-    e.mention_count = e.mention_count + mentions
+    e.document_count = e.document_count + documents
 """
 
 CREATE_DOCUMENTS = """
@@ -90,11 +98,11 @@ CREATE (:Document {sha256: $sha256[i], path: $path[i], stream: $stream[i], night
 # The documents are new in this transaction, so CREATE cannot duplicate a relationship.
 CREATE_MENTIONS = """
 UNWIND range(1, size($sha256)) AS i
-WITH $sha256[i] AS sha256, $key[i] AS key, $mention_count[i] AS mention_count
+WITH $sha256[i] AS sha256, $key[i] AS key, $mentions[i] AS mentions
 MATCH (d:Document {sha256: sha256})
-WITH d, key, mention_count
+WITH d, key, mentions
 MATCH (e:Entity {key: key})
-CREATE (d)-[:MENTIONS {count: mention_count}]->(e)
+CREATE (d)-[:MENTIONS {mentions: mentions}]->(e)
 """
 
 #: The statements a write runs, for the plan check of the tests.
@@ -104,7 +112,7 @@ WRITE_STATEMENTS = (KNOWN_DOCUMENTS, KNOWN_ENTITIES, CREATE_ENTITIES, UPDATE_ENT
 # Entities that the night's documents mention, most mentioned first.
 NIGHT_ENTITIES = """
 MATCH (d:Document {night: $night})-[m:MENTIONS]->(e:Entity)
-RETURN e.name, e.type, sum(m.count) AS mentions ORDER BY mentions DESC, e.name
+RETURN e.name, e.type, sum(m.mentions) AS mentions ORDER BY mentions DESC, e.name
 """
 
 
@@ -138,17 +146,17 @@ def batch_rows(extractions: Iterable[DocumentExtraction], night: str) -> BatchRo
         for entity in extraction.entities:
             row = entities.get(entity.key)
             if row is None:
-                # The name is one of its own surface names (and an alias list is never empty:
-                # LadybugDB infers a parameter's list type from its elements).
-                aliases = list(dict.fromkeys([entity.name, *entity.aliases]))
+                # The name is one of its own spellings (and the list is never empty: LadybugDB
+                # infers a parameter's list type from its elements).
+                spellings = list(dict.fromkeys([entity.name, *entity.spellings]))
                 entities[entity.key] = {"key": entity.key, "name": entity.name,
-                                        "type": entity.type, "aliases": aliases,
-                                        "night": night, "mentions": 1}
+                                        "type": entity.type, "spellings": spellings,
+                                        "night": night, "documents": 1}
             else:
-                row["mentions"] += 1
-                row["aliases"].extend(a for a in entity.aliases if a not in row["aliases"])
+                row["documents"] += 1
+                row["spellings"].extend(s for s in entity.spellings if s not in row["spellings"])
             mentions.append({"sha256": extraction.sha256, "key": entity.key,
-                             "mention_count": entity.mentions})
+                             "mentions": entity.mentions})
     return BatchRows(list(entities.values()), documents, mentions)
 
 
@@ -192,6 +200,20 @@ class GraphDatabase:
         self._connection = ladybug.Connection(database)
         for statement in SCHEMA:
             self._connection.execute(statement)
+        self.migrate_names()
+
+    def migrate_names(self) -> list[str]:
+        """Rename the properties of RENAMED_PROPERTIES that this file still has under their
+        old names (values kept); returns the renames done, as `Table.old -> new`."""
+        done = []
+        for table, old, new in RENAMED_PROPERTIES:
+            names = {row[1] for row in self.query(f"CALL table_info('{table}') RETURN *")}
+            if old in names and new not in names:
+                self._connection.execute(f"ALTER TABLE {table} RENAME {old} TO {new}")
+                done.append(f"{table}.{old} -> {new}")
+        if done:
+            log.info("graph properties renamed: %s", ", ".join(done))
+        return done
 
     def query(self, cypher: str, parameters: dict[str, Any] | None = None) -> list[list[Any]]:
         """Rows of a parameterised query, each a list of column values."""

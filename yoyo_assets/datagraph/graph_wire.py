@@ -59,7 +59,8 @@ class MutateRequest(Batch):
         """The batch as the graph writer takes it (token counts are not sent: 0)."""
         return [DocumentExtraction(sha256=d.sha256, stream=d.stream, path=d.path, chunks=0,
                                    extractor=d.extractor,
-                                   entities=[ExtractedEntity(**e.model_dump())
+                                   entities=[ExtractedEntity(e.key, e.name, e.type,
+                                                             list(e.aliases), e.mentions)
                                              for e in d.entities])
                 for d in self.documents]
 
