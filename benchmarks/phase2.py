@@ -27,7 +27,7 @@ from yoyo_assets.adapters.corpus import scan_bucket  # noqa: E402
 from yoyo_assets.adapters.fitting import sequence_length  # noqa: E402
 from yoyo_assets.adapters.training import (TrainingConfig, dpo_example,  # noqa: E402
                                            sft_example, split_tuples, train_adapter)
-from yoyo_assets.adapters.version_training import heldout_evaluation  # noqa: E402
+from yoyo_assets.adapters.version_training import held_out_evaluation  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -63,14 +63,14 @@ def main() -> None:
     tuples = choose(args, base)
     config = TrainingConfig(max_length=args.max_length, load_in_4bit=args.quantization == "nf4",
                             packing=args.packing)
-    train, held_out = split_tuples(tuples, config.eval_fraction, config.min_eval_tuples)
+    train, held_out = split_tuples(tuples, config.held_out_fraction, config.min_held_out_tuples)
     with tempfile.TemporaryDirectory() as scratch:
         result = train_adapter(args.kind, train, held_out, config, base, Path(scratch) / "work",
                                Path(scratch) / "out", log=lambda m: print(m, file=sys.stderr))
-    h = heldout_evaluation(result, config, len(tuples))
+    h = held_out_evaluation(result, config, len(tuples))
     fit = result.fit
     print(f"| {args.kind.upper()} | {args.quantization} | {'yes' if args.packing else 'no'} | "
-          f"{result.train_examples} / {result.eval_examples} | {args.max_length} | "
+          f"{result.train_examples} / {result.held_out_examples} | {args.max_length} | "
           f"{result.steps} | {result.train_tokens} | {result.tokens_per_s:.1f} | "
           f"{result.peak_memory_bytes / 2**30:.2f} ({result.peak_memory_kind}) | "
           f"{result.train_seconds:.0f} | {result.base_eval_loss:.3f} → {result.eval_loss:.3f} "

@@ -98,22 +98,22 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     [v1] = versions(root / "adapters" / "pointsav" / "engineering")
     manifest = v1.manifest
     assert v1.path.name == "v1" and manifest.night == "2026-11-19"
-    assert len(manifest.trained_tuples) + len(manifest.eval_tuples) == 50
+    assert len(manifest.trained_tuples) + len(manifest.held_out_tuples) == 50
     copy = json.loads(GCSResource(project="yoyo-test").get_client().bucket("adapters").blob(
         "adapters/corpus/engineering-pointsav/manifests/2026-11-19.json").download_as_bytes())
-    assert sorted(manifest.trained_tuples + manifest.eval_tuples) == copy["tuples"]
+    assert sorted(manifest.trained_tuples + manifest.held_out_tuples) == copy["tuples"]
     assert sorted(p.name for p in (mirror / "engineering-pointsav").iterdir()) == \
         ["n1.jsonl", "n2.jsonl"]
     assert manifest.lora_r == 16 and manifest.hyperparameters["load_in_4bit"] is True
     assert manifest.base_model.sha256 and manifest.libraries["trl"]
     assert [r for r in manifest.loss_history if "train_loss" in r]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    heldout = manifest.heldout
-    assert len(heldout.tuples) == len(manifest.eval_tuples) == 8  # max(8, 10% of 50)
-    assert heldout.interval_low <= heldout.mean_difference <= heldout.interval_high
-    assert heldout.passed == (heldout.interval_high < 0)
-    assert checks["beats_base_model"].passed == heldout.passed is True
-    assert checks["beats_base_model"].metadata["heldout_tuples"].value == 8
+    held_out = manifest.held_out
+    assert len(held_out.tuples) == len(manifest.held_out_tuples) == 8  # max(8, 10% of 50)
+    assert held_out.interval_low <= held_out.mean_difference <= held_out.interval_high
+    assert held_out.passed == (held_out.interval_high < 0)
+    assert checks["beats_base_model"].passed == held_out.passed is True
+    assert checks["beats_base_model"].metadata["held_out_tuples"].value == 8
     assert manifest.fitting.dropped == {}
     assert manifest.serving_check.answers.prompts == 8  # ROUGE-L of the held-out answers
     assert "reference" in manifest.serving_check.samples[0]
@@ -161,7 +161,7 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert run_requested(defs, instance, fourth.run_requests[0]).success
     v1_again, v2 = versions(root / "adapters" / "pointsav" / "engineering")
     assert v2.number == 2
-    assert len(v2.manifest.trained_tuples) + len(v2.manifest.eval_tuples) == 100
+    assert len(v2.manifest.trained_tuples) + len(v2.manifest.held_out_tuples) == 100
     runs = instance.get_runs(RunsFilter(job_name=JOB, statuses=[DagsterRunStatus.SUCCESS]))
     assert len({r.tags["dagster/run_key"] for r in runs if "dagster/run_key" in r.tags}) == 2
 

@@ -106,7 +106,7 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
         assert v1_again.path == v1.path and v1_again.manifest == v1.manifest
         assert not list(folder.glob(".staging-*")) and not list(folder.glob(".work/*"))
         # Every tuple counted once: the version covers the 12, and nothing is pending.
-        assert len(v1.manifest.trained_tuples) + len(v1.manifest.eval_tuples) == 12
+        assert len(v1.manifest.trained_tuples) + len(v1.manifest.held_out_tuples) == 12
         local = {p.relative_to(v1.path).as_posix(): md5_base64(p)
                  for p in v1.path.rglob("*") if p.is_file()}
         assert bucket_objects(GCSResource(project="yoyo-test").get_client(), prefix) == local

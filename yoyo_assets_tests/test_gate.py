@@ -1,5 +1,5 @@
 """The quality gate's statistic (gate.py), how a version's evidence is judged
-(version_training.heldout_evaluation), and the extraction gate over streams
+(version_training.held_out_evaluation), and the extraction gate over streams
 (extraction_gate.py)."""
 
 import json

@@ -19,7 +19,7 @@ def manifest(night: str, trained: list[str] = (), held_out: list[str] = ()) -> M
     return Manifest(tenant="pointsav", role="engineering", kind="sft",
                     bucket="engineering-pointsav", night=night,
                     base_model=BaseModelRef(path="/base", sha256="0" * 64),
-                    trained_tuples=list(trained), eval_tuples=list(held_out),
+                    trained_tuples=list(trained), held_out_tuples=list(held_out),
                     hyperparameters={}, base_eval_loss=2.0, eval_loss=1.5,
                     quality_gate=QualityGate(passed=True, checks=[], rule=""))
 

@@ -162,4 +162,4 @@ def test_best_checkpoint_is_kept_and_training_stops_early(corpora, model_dir, tm
     assert result.kept_step == evals[0][0]
     # The saved adapter is the first epoch's: its per-tuple held-out loss is that evaluation's.
     assert result.eval_loss == pytest.approx(evals[0][1], rel=1e-3)
-    assert len(result.heldout.adapter_losses) == len(held_out) == 8
+    assert len(result.held_out.adapter_losses) == len(held_out) == 8

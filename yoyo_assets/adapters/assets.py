@@ -27,7 +27,7 @@ from ..shared.budget import run_deadline
 from ..shared.inference_server import InferenceServer
 from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
-from .checks import heldout_metadata
+from .checks import held_out_metadata
 from .commit_harvest import HarvestError, harvest_repository, harvested_shas, write_night_file
 from .corpus_sync import CorpusNotSynced, corpus_prefix, mirror_corpus, upload_corpus
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
@@ -164,7 +164,7 @@ def version_metadata(version: AdapterVersion) -> dict:
         "eval_loss": round(m.eval_loss, 4),
         "base_eval_loss": round(m.base_eval_loss, 4),
         "eval_loss_delta": round(m.eval_loss_delta, 4),
-        **(heldout_metadata(m.heldout) if m.heldout else {}),
+        **(held_out_metadata(m.held_out) if m.held_out else {}),
         "prompts_shortened": m.fitting.prompts_shortened,
         "answers_cut": m.fitting.answers_cut,
         "tuples_dropped": MetadataValue.json(m.fitting.dropped),
@@ -175,7 +175,7 @@ def version_metadata(version: AdapterVersion) -> dict:
         "served_as_overlay": m.serving_check.served,
         "loss_curve": MetadataValue.md(curve),
         "train_tuples": len(m.trained_tuples),
-        "eval_tuples": len(m.eval_tuples),
+        "held_out_tuples": len(m.held_out_tuples),
         "steps": figures.steps,
         "train_tokens": figures.train_tokens,
         "tokens_per_s": round(figures.tokens_per_s, 1),

@@ -66,10 +66,10 @@ def overlay_metadata(number: int, check: OverlayReport) -> dict:
     return metadata
 
 
-def heldout_metadata(h: HeldOutEvaluation) -> dict:
+def held_out_metadata(h: HeldOutEvaluation) -> dict:
     """The gate's evidence as metadata: the paired difference, its interval, how it was kept."""
     metadata = {
-        "heldout_tuples": len(h.tuples),
+        "held_out_tuples": len(h.tuples),
         "loss_difference_mean": round(h.mean_difference, 4),
         "loss_difference_interval": f"[{h.interval_low:.4f}, {h.interval_high:.4f}] "
                                     f"({h.confidence:.0%}, bootstrap)",
@@ -84,7 +84,7 @@ def heldout_metadata(h: HeldOutEvaluation) -> dict:
 
 
 def _gate_description(m: Manifest) -> str | None:
-    h = m.heldout
+    h = m.held_out
     if h is None:
         return None
     words = "passed" if h.passed else "failed"
@@ -107,7 +107,7 @@ def beats_base_model(context: AssetCheckExecutionContext,
         metadata={"version": version.number, "eval_loss": round(m.eval_loss, 4),
                   "base_eval_loss": round(m.base_eval_loss, 4),
                   "eval_loss_delta": round(m.eval_loss_delta, 4),
-                  **(heldout_metadata(m.heldout) if m.heldout else {})})
+                  **(held_out_metadata(m.held_out) if m.held_out else {})})
 
 
 def serves_as_overlay(context: AssetCheckExecutionContext,

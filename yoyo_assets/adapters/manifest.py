@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 #: trl/peft names of hyper-parameters that manifests written before the rename used.
 _RENAMED_HYPERPARAMETERS = {"lora_rank": "lora_r", "epochs": "num_train_epochs",
@@ -179,7 +179,8 @@ class Manifest(_Model):
     night: str
     base_model: BaseModelRef
     trained_tuples: list[str]
-    eval_tuples: list[str]
+    held_out_tuples: list[str] = Field(validation_alias=AliasChoices("held_out_tuples",
+                                                                     "eval_tuples"))
     hyperparameters: dict[str, Any]
     libraries: dict[str, str] = Field(default_factory=dict)
     loss_history: list[dict[str, float]] = Field(default_factory=list)
@@ -189,7 +190,9 @@ class Manifest(_Model):
     serving_check: OverlayReport = OverlayReport(served=False, error="not checked")
     training: TrainingFigures = TrainingFigures()
     fitting: FitCounts = FitCounts()
-    heldout: HeldOutEvaluation | None = None
+    # Manifests written before the rename say `heldout`.
+    held_out: HeldOutEvaluation | None = Field(
+        default=None, validation_alias=AliasChoices("held_out", "heldout"))
     dagster_run_id: str = ""
     created_at: str = ""
 
@@ -219,8 +222,8 @@ class Manifest(_Model):
     def beats_base(self) -> bool:
         """The held-out gate: the paired difference's test where recorded (versions trained
         before it: mean eval loss below the base's)."""
-        if self.heldout is not None:
-            return self.heldout.passed
+        if self.held_out is not None:
+            return self.held_out.passed
         return self.eval_loss < self.base_eval_loss
 
     @property

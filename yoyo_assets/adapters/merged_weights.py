@@ -8,7 +8,7 @@ model's time per document, while the merged copy costs the base's (docs/benchmar
 of a 32B model would take 64 GB per version: there the overlay stays.
 
 A copy is made once per version, under `<cache>/<served name>/<base folder name>/` (the folder
-keeps the base's name, so the extractor's label is still `<base> + <served name>`), staged and
+keeps the base's name, so the extractor's name is still `<base> + <served name>`), staged and
 renamed into place under a file lock, so a crash leaves nothing half-written.
 """
 

@@ -76,7 +76,7 @@ def versions(folder: Path) -> list[AdapterVersion]:
 def trained_hashes(folder: Path) -> set[str]:
     """Hashes of every tuple that some version in `folder` used: trained on or held out for its
     evaluation. The rest of a bucket is pending."""
-    return {h for v in versions(folder) for h in v.manifest.trained_tuples + v.manifest.eval_tuples}
+    return {h for v in versions(folder) for h in v.manifest.trained_tuples + v.manifest.held_out_tuples}
 
 
 def version_for_night(folder: Path, night: str) -> AdapterVersion | None:

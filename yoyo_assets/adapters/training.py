@@ -6,7 +6,7 @@ Examples are fitted into max_length first, shortening prompts and keeping answer
 The held-out split is evaluated each epoch (or every `eval_steps`), a checkpoint is saved with
 each evaluation, training stops early when held-out loss stops improving, and the best
 checkpoint is the one kept (transformers' `load_best_model_at_end`). Then each held-out tuple is
-scored with the adapter and with it disabled (the base), for the gate (heldout.py, gate.py). A
+scored with the adapter and with it disabled (the base), for the gate (held_out.py, gate.py). A
 re-run with the same training set resumes from the last complete checkpoint. Figures quoted
 below were measured on this project's machines (docs/benchmarks.md).
 """
@@ -28,7 +28,7 @@ from ..shared.faults import crash_point
 from .corpus import CorpusTuple
 from .fitting import FitReport, fit_examples
 from .gate import GateStatistic
-from .heldout import DpoScores, SftScores, score_dpo, score_sft
+from .held_out import DpoScores, SftScores, score_dpo, score_sft
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -41,8 +41,8 @@ class TrainingConfig(Config):
 
     Parameters that control the model: `base_model_dir`, `load_in_4bit`, `bnb_4bit_quant_type`,
     `bnb_4bit_use_double_quant`, `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`.
-    Parameters that control the data: `max_length`, `packing`, `eval_fraction`,
-    `min_eval_tuples`.
+    Parameters that control the data: `max_length`, `packing`, `held_out_fraction`,
+    `min_held_out_tuples`.
     Parameters that control the training: `num_train_epochs`, `per_device_train_batch_size`,
     `gradient_accumulation_steps`, `sft_learning_rate`, `dpo_learning_rate`, `beta`,
     `gradient_checkpointing`, `eval_steps`, `early_stopping_patience`, `seed`,
@@ -73,10 +73,10 @@ class TrainingConfig(Config):
         "the text; its answer is cut only when it alone does not fit.")
     packing: bool = Field(default=False, description="SFT only: pack short examples into "
                           "max_length sequences.")
-    eval_fraction: float = Field(
+    held_out_fraction: float = Field(
         default=0.1, description="Share of tuples held out for evaluation, chosen by tuple hash "
         "so the split is the same on every run.")
-    min_eval_tuples: int = Field(
+    min_held_out_tuples: int = Field(
         default=8, description="Held-out tuples at least (fewer only when the bucket has under "
         "twice as many tuples: then half; the gate is then called weak).")
     # Training
@@ -126,7 +126,7 @@ class BudgetSpent(RuntimeError):
 @dataclass
 class TrainingResult:
     """What a training produced. Losses are per held-out tuple answer cross-entropy (SFT, nats
-    per token) or DPO loss, averaged over tuples: `heldout` holds them tuple by tuple (in
+    per token) or DPO loss, averaged over tuples: `held_out` holds them tuple by tuple (in
     `split.held_out_tuples` order; `split` holds the fitted examples); `loss_history` rows are `{"step", "epoch", "train_loss" |
     "eval_loss"}`; `kept_step` is the checkpoint kept (best held-out loss)."""
 
@@ -134,10 +134,10 @@ class TrainingResult:
     base_eval_loss: float
     eval_loss: float
     train_examples: int
-    eval_examples: int
+    held_out_examples: int
     steps: int
     fit: FitReport
-    heldout: SftScores | DpoScores
+    held_out: SftScores | DpoScores
     split: "FittedSplit"
     kept_step: int
     stopped_early: bool
@@ -170,10 +170,11 @@ def check_base_model(path: Path) -> None:
         raise BaseModelError(f"base model folder {path} is unreadable: {exc}") from None
 
 
-def split_tuples(tuples: list[CorpusTuple], eval_fraction: float, min_eval_tuples: int = 8
+def split_tuples(tuples: list[CorpusTuple], held_out_fraction: float,
+                 min_held_out_tuples: int = 8
                  ) -> tuple[list[CorpusTuple], list[CorpusTuple]]:
-    """(train, held-out): the tuples with the lowest hashes are held out, max(min_eval_tuples,
-    ceil(eval_fraction * n)) of them, but never more than half. Deterministic, and stable as
+    """(train, held-out): the tuples with the lowest hashes are held out, max(min_held_out_tuples,
+    ceil(held_out_fraction * n)) of them, but never more than half. Deterministic, and stable as
     the bucket grows (a held-out tuple leaves only when one with a lower hash arrives).
 
     Raises:
@@ -181,7 +182,8 @@ def split_tuples(tuples: list[CorpusTuple], eval_fraction: float, min_eval_tuple
     """
     if len(tuples) < 2:
         raise ValueError(f"need at least 2 tuples to train and evaluate, got {len(tuples)}")
-    count = min(max(min_eval_tuples, math.ceil(eval_fraction * len(tuples))), len(tuples) // 2)
+    count = min(max(min_held_out_tuples, math.ceil(held_out_fraction * len(tuples))),
+                len(tuples) // 2)
     held = sorted(tuples, key=lambda t: t.sha256)[:max(count, 1)]
     held_hashes = {t.sha256 for t in held}
     return [t for t in tuples if t.sha256 not in held_hashes], held
@@ -402,7 +404,7 @@ def _loss_history(log_history: list[dict]) -> list[dict[str, float]]:
             for row in history]
 
 
-def _score_heldout(kind: str, trainer: Any, tokenizer: Any, split: FittedSplit,
+def _score_held_out(kind: str, trainer: Any, tokenizer: Any, split: FittedSplit,
                    beta: float) -> SftScores | DpoScores:
     if kind == "sft":
         return score_sft(trainer.model, tokenizer, split.held_out)
@@ -448,7 +450,7 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
                           f"checkpoint saved in {work_dir}, the next run resumes from it")
     state = trainer.state
     kept_step = state.best_global_step or state.global_step
-    scores = _score_heldout(kind, trainer, tokenizer, split, config.beta)
+    scores = _score_held_out(kind, trainer, tokenizer, split, config.beta)
     base_loss, loss = (sum(v) / len(v) for v in (scores.base_losses, scores.adapter_losses))
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(output_dir)
@@ -459,8 +461,8 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
         f"of {state.global_step}, {tokens / max(train_seconds, 1e-9):.0f} tokens/s")
     return TrainingResult(
         adapter_dir=output_dir, base_eval_loss=base_loss, eval_loss=loss,
-        train_examples=len(split.train), eval_examples=len(split.held_out),
-        steps=state.global_step, fit=split.report, heldout=scores,
+        train_examples=len(split.train), held_out_examples=len(split.held_out),
+        steps=state.global_step, fit=split.report, held_out=scores,
         split=split, kept_step=kept_step,
         stopped_early=state.global_step < state.max_steps,
         train_tokens=tokens, train_seconds=train_seconds, duration_s=time.time() - started,

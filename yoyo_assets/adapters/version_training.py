@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .corpus import CorpusTuple
 from .gate import WEAK_GATE_TUPLES, paired_difference
-from .heldout import DpoScores
+from .held_out import DpoScores
 from .manifest import (BaseModelRef, FitCounts, HeldOutEvaluation, Manifest, OverlayReport,
                        QualityGate, TrainingFigures)
 from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
@@ -95,10 +95,10 @@ def loss_curve_png(result: TrainingResult) -> bytes:
     return buffer.getvalue()
 
 
-def heldout_evaluation(result: TrainingResult, config: TrainingConfig,
+def held_out_evaluation(result: TrainingResult, config: TrainingConfig,
                        total_tuples: int) -> HeldOutEvaluation:
     """The gate's evidence from a training's per-tuple held-out scores (see gate.py)."""
-    scores = result.heldout
+    scores = result.held_out
     diff = paired_difference(scores.base_losses, scores.adapter_losses, config.gate_confidence,
                              seed=config.seed)
     dpo = {}
@@ -112,7 +112,7 @@ def heldout_evaluation(result: TrainingResult, config: TrainingConfig,
         adapter_losses=scores.adapter_losses, mean_difference=diff.mean,
         interval_low=diff.low, interval_high=diff.high, confidence=diff.confidence,
         statistic=config.gate_statistic, passed=diff.passes(config.gate_statistic),
-        weak=diff.n < config.min_eval_tuples or total_tuples < WEAK_GATE_TUPLES,
+        weak=diff.n < config.min_held_out_tuples or total_tuples < WEAK_GATE_TUPLES,
         kept_step=result.kept_step, stopped_early=result.stopped_early, **dpo)
 
 
@@ -129,19 +129,19 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
               train: list[CorpusTuple],
               held_out: list[CorpusTuple], config: TrainingConfig, result: TrainingResult,
               overlay: OverlayReport, run_id: str) -> Manifest:
-    heldout = heldout_evaluation(result, config, len(train) + len(held_out))
+    held_out = held_out_evaluation(result, config, len(train) + len(held_out))
     return Manifest(
         tenant=bucket.tenant, role=bucket.role, kind=bucket.kind, bucket=bucket.name,
         night=night, base_model=BaseModelRef(path=str(base_dir), name=base_name,
                                              sha256=folder_sha256(base_dir)),
         trained_tuples=sorted(t.sha256 for t in train),
-        eval_tuples=sorted(t.sha256 for t in held_out),
+        held_out_tuples=sorted(t.sha256 for t in held_out),
         hyperparameters=config.model_dump(),
         libraries={name: package_metadata.version(name) for name in LIBRARIES},
         loss_history=result.loss_history, base_eval_loss=result.base_eval_loss,
         eval_loss=result.eval_loss,
         quality_gate=QualityGate(
-            passed=heldout.passed and overlay.passed,
+            passed=held_out.passed and overlay.passed,
             checks=[QUALITY_CHECK, OVERLAY_CHECK], rule=gate_rule(bucket.role, config)),
         serving_check=overlay,
         training=TrainingFigures(
@@ -149,7 +149,7 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
             tokens_per_s=result.tokens_per_s, peak_memory_bytes=result.peak_memory_bytes,
             peak_memory_kind=result.peak_memory_kind, duration_s=result.duration_s,
             resumed_from_checkpoint=result.resumed_from),
-        fitting=FitCounts(**result.fit.as_dict()), heldout=heldout,
+        fitting=FitCounts(**result.fit.as_dict()), held_out=held_out,
         dagster_run_id=run_id, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
@@ -176,7 +176,7 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     Raises:
         TrainingFailed: the budget was spent (checkpoint kept) or the tuples cannot train.
     """
-    train, held_out = split_tuples(tuples, config.eval_fraction, config.min_eval_tuples)
+    train, held_out = split_tuples(tuples, config.held_out_fraction, config.min_held_out_tuples)
     training_id = hashlib.sha256(json.dumps(
         [pending_set_sha256([t.sha256 for t in tuples]), config.model_dump(), str(base_dir)],
         sort_keys=True).encode()).hexdigest()[:16]

@@ -144,7 +144,7 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
     for job_name, request in runner.sensor_requests():
         runs.adapters.append(runner.adapter_run(job_name, request, night, store))
     upcoming = store.extractor(defs.resources["inference_server"], logging.getLogger(__name__))
-    print_summary(console, night, runs, display.warnings, upcoming.label(),
+    print_summary(console, night, runs, display.warnings, upcoming.extractor_name(),
                   defs.resources["graph_store"].location(), home, settings.log_dir,
                   time.monotonic() - started)
     # A night whose documents the graph could not take (deferred to the next run) is not done.

@@ -55,7 +55,7 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
         if m.serving_check.extraction is not None:
             e = m.serving_check.extraction
             extra = f", F1 {e.serving.f1:.3f} -> {e.candidate.f1:.3f}"
-        h = m.heldout
+        h = m.held_out
         spread = (f", {h.confidence:.0%} CI [{h.interval_low:+.3f}, {h.interval_high:+.3f}] on "
                   f"{len(h.tuples)} tuples" + (", weak" if h.weak else "")) if h else ""
         if m.serving_check.answers is not None:

@@ -105,7 +105,7 @@ def _extract(context, config: ExtractionConfig, server: InferenceServer, documen
     try:
         with server.serving(context.log) as live:
             extractor = EntityExtractor(
-                base_url=live.base_url, model=live.request_model, label=live.label(),
+                base_url=live.base_url, model=live.request_model, extractor_name=live.extractor_name(),
                 tokenizer=Tokenizer.from_file(str(live.tokenizer_file())),
                 context_tokens=live.context_tokens(), concurrency=config.concurrency,
                 attempts=config.attempts, request_timeout_s=config.request_timeout_s,
@@ -138,7 +138,7 @@ def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
     if documents or quality.to_measure:
         report, check = _extract(context, config, server, documents, quality)
     yield Output(report, metadata={
-        **_report_metadata(report), "extractor": server.label(),
+        **_report_metadata(report), "extractor": server.extractor_name(),
         "extractor_fingerprint": quality.fingerprint,
         "status": "extracted" if documents else "nothing new: every document that arrived "
                   "by the night's end is already in the graph (totals on `datagraph`)"})

@@ -98,7 +98,7 @@ class QualityPlan:
         if run.deferred:
             return unmeasured_result(f"not measured: {next(iter(run.deferred.values()))}")
         report = score_extractions(self.to_measure, run.results, run.failures)
-        return measured_result(report, self.fingerprint, extractor.label or extractor.model,
+        return measured_result(report, self.fingerprint, extractor.extractor_name or extractor.model,
                                self.folder, self.previous, self.tolerance,
                                time.monotonic() - started)
 

@@ -258,7 +258,7 @@ class DocumentExtraction:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     ungrounded: int = 0  # names the model gave that do not occur in the text (dropped)
-    extractor: str = ""  # which model (and adapter) answered: EntityExtractor.label
+    extractor: str = ""  # which model (and adapter) answered: EntityExtractor.extractor_name
 
 
 def merge_entities(text: str, answers: list[list[dict]]) -> tuple[list[ExtractedEntity], int]:
@@ -323,9 +323,9 @@ class EntityExtractor:
     `max_chunk_tokens` caps a chunk's text in tokens below what the context allows: a small
     model lists far more of a dense note's entities when it reads a few lines at a time
     (docs/benchmarks.md, extraction quality). `answer_format` (ANSWER_FORMATS) and `few_shot`
-    (a worked example before each chunk) shape the prompt. `label` names the extractor (base
-    model and adapter version) on every result, for provenance; empty: `model`. Every default
-    is the run config's (`ExtractionConfig`), declared there once.
+    (a worked example before each chunk) shape the prompt. `extractor_name` names the
+    extractor (base model and adapter version) on every result, for provenance; empty: `model`.
+    Every default is the run config's (`ExtractionConfig`), declared there once.
     """
 
     base_url: str
@@ -343,7 +343,7 @@ class EntityExtractor:
     max_chunk_tokens: int | None = run_config_default("max_chunk_tokens")
     answer_format: str = run_config_default("answer_format")
     few_shot: bool = run_config_default("few_shot")
-    label: str = ""
+    extractor_name: str = ""
 
     def __post_init__(self) -> None:
         self.schema = entity_schema(self.max_entities, self.answer_format)
@@ -407,7 +407,7 @@ class EntityExtractor:
         entities, ungrounded = merge_entities(document.text, answers)
         return DocumentExtraction(document.sha256, document.stream, document.path, entities,
                                   len(replies), usage["prompt"], usage["completion"],
-                                  usage["reasoning"], ungrounded, self.label or self.model)
+                                  usage["reasoning"], ungrounded, self.extractor_name or self.model)
 
     async def extract(self, documents: list[Document], deadline: float | None = None,
                       on_result: Any = None) -> ExtractionReport:

@@ -93,7 +93,7 @@ class InferenceServer(ConfigurableResource):
         "empty: the model itself.")
     merged_adapter: str = Field(
         default="", description="Managed mode: the adapter whose weights model_dir holds merged "
-        "into the base (provenance: it shows in `label()`, and the run config treats the model "
+        "into the base (provenance: it shows in `extractor_name()`, and the run config treats the model "
         "as that adapter); empty: none.")
     max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
                                "LoRA r among lora_modules.")
@@ -162,7 +162,7 @@ class InferenceServer(ConfigurableResource):
         return {"mode": "managed", "model": self.request_model, "model_dir": str(folder),
                 "files": files, "lora_modules": self.lora_modules}
 
-    def label(self) -> str:
+    def extractor_name(self) -> str:
         """Provenance of what this server extracts with: the model (folder name, or the external
         server's model name) and the adapter, if any: `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
         model = self.model if self.mode == "external" else self.resolved_model_dir().name
