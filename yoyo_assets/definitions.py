@@ -1,16 +1,14 @@
 """The one `Definitions` object of the yoyo-assets code location (`defs`): Phase 1
 (`datagraph/`) and Phase 2 (`adapters/`) merged, with the resources and sensor both share.
 Built from the environment (`shared/settings.py`); `build_definitions` builds it for another
-data root or with other resources (tests)."""
+data root, other settings or other resources (tests)."""
 
 from pathlib import Path
 
 from dagster import Definitions
 
-from .adapters.definitions import adapters_definitions, configured_store
-from .adapters.store import AdapterStore
+from .adapters.definitions import adapters_definitions, adapters_resources
 from .datagraph.definitions import datagraph_definitions, datagraph_resources
-from .datagraph.resources import GraphStore, LabelledSet
 from .shared.inference_server import InferenceServer
 from .shared.run_health import dead_run_reaper
 from .shared.settings import Settings
@@ -28,19 +26,21 @@ def configured_server(settings: Settings) -> InferenceServer:
 
 
 def build_definitions(root: Path | None = None, inference_server: InferenceServer | None = None,
-                      adapter_store: AdapterStore | None = None,
-                      labelled_set: LabelledSet | None = None,
-                      graph_store: GraphStore | None = None) -> Definitions:
-    """Definitions for the environment's settings, with the data root `root` if given; the
-    resources given replace the configured ones."""
-    settings = Settings.from_env(data_root=root)
-    given = {"inference_server": inference_server, "adapter_store": adapter_store,
-             "labelled_set": labelled_set, "graph_store": graph_store}
-    resources = {**datagraph_resources(settings), "adapter_store": configured_store(settings),
-                 "inference_server": configured_server(settings),
-                 **{key: value for key, value in given.items() if value is not None}}
-    return Definitions.merge(datagraph_definitions(settings), adapters_definitions(settings),
-                             Definitions(sensors=[dead_run_reaper], resources=resources))
+                      *, resources: dict | None = None, **settings) -> Definitions:
+    """Definitions for the environment's settings, with the data root `root` and the
+    `Settings` fields in `settings` if given; `inference_server` and `resources` (by resource
+    key) replace the configured ones.
+
+    Raises:
+        SettingsError: a setting that does not parse, naming its variable.
+    """
+    configured = Settings.from_env(data_root=root, **settings)
+    given = {"inference_server": inference_server, **(resources or {})}
+    bound = {**datagraph_resources(configured), **adapters_resources(configured),
+             "inference_server": configured_server(configured),
+             **{key: value for key, value in given.items() if value is not None}}
+    return Definitions.merge(datagraph_definitions(configured), adapters_definitions(configured),
+                             Definitions(sensors=[dead_run_reaper], resources=bound))
 
 
 defs = build_definitions()

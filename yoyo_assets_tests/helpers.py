@@ -23,9 +23,7 @@ from typing import Iterator
 
 import httpx
 from dagster import AssetKey
-from dagster_gcp import GCSResource
 
-from yoyo_assets.adapters.store import AdapterStore
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.partitions import nights_partitions
@@ -261,14 +259,10 @@ def sft_lines(corpora: Path) -> list[str]:
     return lines
 
 
-def make_defs(root: Path, model_dir: Path, gcs_bucket: str = "",
-              gcs_retry_timeout_s: float = 120.0, threshold: int = 50, **store_fields):
-    """The project's definitions over the data root `root`, training on `model_dir`;
-    `store_fields` set more AdapterStore fields (corpus_source, git_repositories, ...)."""
-    store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
-                         models_dir=str(root / "models"), base_model_dir=str(model_dir),
-                         adapter_threshold=threshold,
-                         gcs_bucket=gcs_bucket, gcs=GCSResource(project="yoyo-test"),
-                         gcs_retry_timeout_s=gcs_retry_timeout_s, **store_fields)
-    return build_definitions(root, adapter_store=store)
+def make_defs(root: Path, model_dir: Path, resources: dict | None = None, **settings):
+    """The project's definitions over the data root `root`, training on `model_dir`, in the
+    emulator's GCS project; `settings` set more Settings fields (gcs_bucket, corpus_source,
+    adapter_threshold, ...), `resources` replace configured resources by key."""
+    return build_definitions(root, base_model_dir=str(model_dir), gcs_project="yoyo-test",
+                             resources=resources, **settings)
 

@@ -12,6 +12,7 @@ from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
 from dagster_gcp import GCSResource
 
 from yoyo_assets.adapters.registry import versions
+from yoyo_assets.adapters.resources import CorpusBuckets
 from yoyo_assets.shared.embedded_model import HUB_NAME
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
@@ -64,8 +65,9 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     # Training reads the GCS copy of the corpus (mirrored elsewhere), never the local folder:
     # Phase 2 as it runs on a machine that did not see it.
     mirror = tmp_path / "trainer" / "corpus-gcs"
-    defs = make_defs(root, model_dir, gcs_bucket="adapters", corpus_source="gcs",
-                     corpus_mirror_root=str(mirror))
+    buckets = CorpusBuckets(corpus_root=str(root / "corpus"), source="gcs",
+                            mirror_root=str(mirror))
+    defs = make_defs(root, model_dir, {"corpus_buckets": buckets}, gcs_bucket="adapters")
     instance = DagsterInstance.get()
     lines = sft_lines(corpora)
 
@@ -171,7 +173,7 @@ def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir,
     """Two requests queued for one night (e.g. a manual one and the sensor's): the second run
     finds nothing pending and materializes nothing, so nothing is trained twice."""
     root = tmp_path / "data"
-    defs = make_defs(root, model_dir, threshold=4)
+    defs = make_defs(root, model_dir, adapter_threshold=4)
     instance = DagsterInstance.get()
     write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
     job = defs.resolve_job_def(JOB)
@@ -190,7 +192,7 @@ def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir,
 def test_missing_base_model_fails_the_run_clearly_and_the_set_is_requested_again(
         corpora, model_dir, dagster_home, tmp_path, monkeypatch):
     root = tmp_path / "data"
-    defs = make_defs(root, model_dir, threshold=4)
+    defs = make_defs(root, model_dir, adapter_threshold=4)
     instance = DagsterInstance.get()
     write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
     materialize_buckets(defs, instance, "2026-11-19")

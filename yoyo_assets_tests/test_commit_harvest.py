@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
-from dagster_gcp import GCSResource
 
 from yoyo_assets.adapters.commit_harvest import INSTRUCTION, harvest_repository
 from yoyo_assets.adapters.corpus import check_line, scan_bucket
-from yoyo_assets.adapters.store import AdapterStore
 from yoyo_assets.definitions import build_definitions
 
 from .helpers import REPO_ROOT
@@ -63,10 +61,7 @@ def test_a_nights_commits_become_tuples_once_each(tmp_path, dagster_home):
     repo = tmp_path / "service"
     make_repository(repo)
     root = tmp_path / "data"
-    store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
-                         models_dir=str(root / "models"), gcs=GCSResource(project="yoyo-test"),
-                         git_repositories=[f"pointsav={repo}"])
-    defs = build_definitions(root, adapter_store=store)
+    defs = build_definitions(root, gcs_project="yoyo-test", git_repositories=(f"pointsav={repo}",))
     instance = DagsterInstance.get()
     job = defs.resolve_job_def("corpus_nightly")
 

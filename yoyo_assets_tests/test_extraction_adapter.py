@@ -11,7 +11,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 from dagster import DagsterInstance
-from dagster_gcp import GCSResource
 from tokenizers import Tokenizer
 
 from yoyo_assets.adapters.corpus import check_line
@@ -21,7 +20,6 @@ from yoyo_assets.datagraph.extraction_config import ExtractionConfig
 from yoyo_assets.datagraph.extraction_tuples import extraction_tuples, write_tuples
 from yoyo_assets.datagraph.quality import load_labelled_set
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.adapters.store import AdapterStore
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.shared.inference_server import InferenceServer
 from yoyo_assets.datagraph.resources import LabelledSet
@@ -67,10 +65,8 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
 
     server = InferenceServer(model_dir=str(model_dir), log_dir=str(tmp_path / "logs"),
                              memory_share=0.25, health_timeout_s=600)
-    store = AdapterStore(corpus_root=str(root / "corpus"), adapters_root=str(root / "adapters"),
-                         models_dir=str(root / "models"), base_model_dir=str(model_dir),
-                         gcs=GCSResource(project="yoyo-test"))
-    defs = build_definitions(root, server, store, LabelledSet(path=str(gate)))
+    defs = build_definitions(root, server, resources={"labelled_set": LabelledSet(path=str(gate))},
+                             base_model_dir=str(model_dir), gcs_project="yoyo-test")
     instance = DagsterInstance.get()
     assert defs.resolve_job_def("corpus_nightly").execute_in_process(
         partition_key=NIGHT, instance=instance).success

@@ -169,7 +169,7 @@ def test_store_stopped_during_publication_fails_cleanly_then_publication_alone_c
     root = tmp_path / "data"
     write_bucket_file(root, "tuples.jsonl", sft_lines(corpora)[:6], NIGHT)
     defs = make_defs(root, model_dir, gcs_bucket="adapters", gcs_retry_timeout_s=3,
-                     threshold=4)
+                     adapter_threshold=4)
     instance = DagsterInstance.get()
 
     on_crash_point("publication.after_first_object", emulator.stop)

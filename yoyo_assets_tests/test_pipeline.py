@@ -56,8 +56,8 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     service = GraphService(tmp_path / "service.lbug", tmp_path / "service.log")
     service.start()
     try:
-        through = build_definitions(root, external_server, graph_store=GraphStore(
-            path=str(tmp_path / "unused.lbug"), sink="service", service_url=service.url))
+        through = build_definitions(root, external_server, resources={"graph_store": GraphStore(
+            path=str(tmp_path / "unused.lbug"), sink="service", service_url=service.url)})
         served = through.resolve_job_def("datagraph_nightly").execute_in_process(
             partition_key=NIGHT, instance=instance, asset_selection=[AssetKey("datagraph")])
     finally:

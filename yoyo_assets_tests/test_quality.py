@@ -100,7 +100,7 @@ def test_quality_check_measures_reuses_and_warns_when_f1_falls(external_server, 
     demo = demo_labelled_set()
     copy_documents([demo / "research" / "field-notes.md"], root, "research",
                    arrived_during(NIGHT))
-    defs = build_definitions(root, external_server, labelled_set=LabelledSet())
+    defs = build_definitions(root, external_server, resources={"labelled_set": LabelledSet()})
     job = defs.resolve_job_def("datagraph_nightly")
     instance = DagsterInstance.get()
 
@@ -138,7 +138,7 @@ def test_quality_check_names_a_broken_labelled_set(external_server, dagster_home
     (labelled / "note.md").write_text("- Elena Rossi met Lumen Labs.\n")
     (labelled / "gold.json").write_text('{"note.md": [}')
     defs = build_definitions(tmp_path / "data", external_server,
-                             labelled_set=LabelledSet(path=str(labelled)))
+                             resources={"labelled_set": LabelledSet(path=str(labelled))})
     result = defs.resolve_job_def("datagraph_nightly").execute_in_process(
         partition_key=NIGHT, instance=DagsterInstance.get())
     assert result.success  # the night itself is not held up by its measuring stick

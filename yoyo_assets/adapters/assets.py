@@ -17,7 +17,6 @@ from collections import Counter
 from dagster import (AssetExecutionContext, AssetKey, AssetsDefinition, Failure,
                      MaterializeResult, MetadataValue, PartitionsDefinition, asset)
 from google.api_core.exceptions import GoogleAPIError
-from google.cloud.storage.retry import DEFAULT_RETRY
 from tokenizers import Tokenizer
 
 from ..datagraph.extraction_config import ExtractionConfig
@@ -34,8 +33,8 @@ from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
 from .publication import publish_folder
 from .recovery import unrecorded_version
 from .registry import AdapterVersion, trained_hashes, version_for_night
+from .resources import AdapterVersions, CorpusBuckets, ExtractionServing, Publication
 from .serving_check import SAMPLE_PROMPTS, ExtractionGate, OverlayReport, check_overlay
-from .store import AdapterStore
 from .training import BaseModelError, TrainingConfig, check_base_model
 from .version_training import (QUALITY_CHECK, Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
@@ -50,52 +49,53 @@ def bucket_of(context: AssetExecutionContext) -> Bucket:
     return Bucket(tenant, role, ROLES[role])
 
 
-def _retry(store: AdapterStore):
-    return DEFAULT_RETRY.with_timeout(store.gcs_retry_timeout_s)
-
-
-def _corpus_folder(context: AssetExecutionContext, store: AdapterStore, bucket: Bucket,
-                   source: str):
+def _corpus_folder(context: AssetExecutionContext, buckets: CorpusBuckets,
+                   publication: Publication, bucket: Bucket):
     """The folder to scan: the local bucket, or (source "gcs") a mirror of the night's GCS copy,
     with the tuple hashes its manifest promises."""
-    if source == "local":
-        return store.bucket_folder(bucket.role, bucket.tenant), None
-    mirror = store.mirror_folder(bucket.role, bucket.tenant)
+    if buckets.source == "local":
+        return buckets.bucket_folder(bucket.role, bucket.tenant), None
+    mirror = buckets.mirror_folder(bucket.role, bucket.tenant)
     try:
-        promised = mirror_corpus(store.gcs.get_client(), store.gcs_bucket,
-                                 corpus_prefix(store.gcs_prefix, bucket.name),
-                                 context.partition_key, mirror, _retry(store))
+        promised = mirror_corpus(publication.gcs.get_client(), publication.bucket,
+                                 corpus_prefix(publication.prefix, bucket.name),
+                                 context.partition_key, mirror, publication.retry())
     except (CorpusNotSynced, GoogleAPIError) as exc:
         raise Failure(f"the GCS copy of {bucket.name} for night {context.partition_key} is "
                       f"unusable: {type(exc).__name__}: {str(exc)[:300]}") from None
     return mirror, promised
 
 
-def _scan(context: AssetExecutionContext, store: AdapterStore, bucket: Bucket,
-          source: str = "local") -> tuple[BucketScan, list[CorpusTuple]]:
-    """The bucket's valid tuples as of the night's end, and those no version has seen."""
-    folder, promised = _corpus_folder(context, store, bucket, source)
+def _scan(context: AssetExecutionContext, buckets: CorpusBuckets, versions: AdapterVersions,
+          bucket: Bucket, publication: Publication | None = None
+          ) -> tuple[BucketScan, list[CorpusTuple]]:
+    """The bucket's valid tuples as of the night's end, and those no version has seen; read
+    from the local folder, or with `publication` from where `buckets.source` says."""
+    if publication is None:
+        folder, promised = buckets.bucket_folder(bucket.role, bucket.tenant), None
+    else:
+        folder, promised = _corpus_folder(context, buckets, publication, bucket)
     scan = scan_bucket(folder, bucket.kind, context.partition_time_window.end.timestamp(),
-                       max_chars=store.max_tuple_chars)
+                       max_chars=buckets.max_tuple_chars)
     if promised is not None and sorted(t.sha256 for t in scan.tuples) != promised:
         raise Failure(f"the mirror {folder} does not hold the tuples its night's manifest lists")
     for invalid in scan.invalid:
         context.log.warning(f"skipped {invalid}")
-    return scan, scan.pending(trained_hashes(store.version_folder(bucket.tenant, bucket.role)))
+    return scan, scan.pending(trained_hashes(versions.version_folder(bucket.tenant, bucket.role)))
 
 
-def _copy_to_gcs(context: AssetExecutionContext, store: AdapterStore, bucket: Bucket,
+def _copy_to_gcs(context: AssetExecutionContext, publication: Publication, bucket: Bucket,
                  scan: BucketScan) -> dict:
     """Upload the night's files and manifest (corpus_sync.py); metadata of the copy."""
-    if not store.gcs_bucket:
+    if not publication.bucket:
         return {"gcs_copy": "none (no YOYO_GCS_BUCKET)"}
     try:
-        upload = upload_corpus(store.gcs.get_client(), store.gcs_bucket,
-                               corpus_prefix(store.gcs_prefix, bucket.name), scan.files,
+        upload = upload_corpus(publication.gcs.get_client(), publication.bucket,
+                               corpus_prefix(publication.prefix, bucket.name), scan.files,
                                [t.sha256 for t in scan.tuples], context.partition_key,
-                               _retry(store))
+                               publication.retry())
     except GoogleAPIError as exc:
-        raise Failure(f"copying {bucket.name} to gs://{store.gcs_bucket}/ failed: "
+        raise Failure(f"copying {bucket.name} to gs://{publication.bucket}/ failed: "
                       f"{type(exc).__name__}: {str(exc)[:300]}. The night's manifest was not "
                       "written; re-materialize corpus_bucket to send what is missing") from None
     return {"gcs_copy": MetadataValue.url(upload.manifest_uri),
@@ -103,15 +103,17 @@ def _copy_to_gcs(context: AssetExecutionContext, store: AdapterStore, bucket: Bu
             "gcs_files_already_present": len(upload.already_present)}
 
 
-def corpus_bucket(context: AssetExecutionContext, adapter_store: AdapterStore) -> MaterializeResult:
+def corpus_bucket(context: AssetExecutionContext, corpus_buckets: CorpusBuckets,
+                  adapter_versions: AdapterVersions,
+                  publication: Publication) -> MaterializeResult:
     """Validate and count the bucket's tuples (see the asset's description)."""
     bucket = bucket_of(context)
-    scan, pending = _scan(context, adapter_store, bucket)
+    scan, pending = _scan(context, corpus_buckets, adapter_versions, bucket)
     return MaterializeResult(metadata={
-        **_copy_to_gcs(context, adapter_store, bucket, scan),
+        **_copy_to_gcs(context, publication, bucket, scan),
         "bucket": bucket.name,
-        "bucket_path": MetadataValue.path(str(adapter_store.bucket_folder(bucket.role,
-                                                                          bucket.tenant))),
+        "bucket_path": MetadataValue.path(str(corpus_buckets.bucket_folder(bucket.role,
+                                                                           bucket.tenant))),
         "tuple_count": len(scan.tuples),
         "pending_tuples": len(pending),
         "pending_set_sha256": pending_set_sha256([t.sha256 for t in pending]),
@@ -124,16 +126,17 @@ def corpus_bucket(context: AssetExecutionContext, adapter_store: AdapterStore) -
     })
 
 
-def commit_tuples(context: AssetExecutionContext, adapter_store: AdapterStore) -> MaterializeResult:
+def commit_tuples(context: AssetExecutionContext,
+                  corpus_buckets: CorpusBuckets) -> MaterializeResult:
     """Harvest the night's commits of the tenant's repositories (see the asset's description)."""
     bucket = bucket_of(context)
     window = context.partition_time_window
-    folder = adapter_store.bucket_folder(bucket.role, bucket.tenant)
+    folder = corpus_buckets.bucket_folder(bucket.role, bucket.tenant)
     night_file = folder / f"git-{context.partition_key}.jsonl"
     already = harvested_shas(folder, night_file)
     try:
         harvests = [harvest_repository(path, window.start.timestamp(), window.end.timestamp(),
-                                       already) for path in adapter_store.repositories(bucket.tenant)]
+                                       already) for path in corpus_buckets.repositories(bucket.tenant)]
     except HarvestError as exc:
         raise Failure(str(exc)) from None
     tuples = [t for h in harvests for t in h.tuples]
@@ -186,12 +189,12 @@ def version_metadata(version: AdapterVersion) -> dict:
     }
 
 
-def _base_model(role: str, config: TrainingConfig, store: AdapterStore,
+def _base_model(role: str, config: TrainingConfig, versions: AdapterVersions,
                 server: InferenceServer):
     """An extraction adapter overlays the model Phase 1 serves, other roles the training base."""
     base_dir = (server.resolved_model_dir().resolve()
                 if role == "extraction" and not config.base_model_dir
-                else store.base_model(config.base_model_dir))
+                else versions.base_model(config.base_model_dir))
     try:
         check_base_model(base_dir)
     except BaseModelError as exc:
@@ -200,7 +203,8 @@ def _base_model(role: str, config: TrainingConfig, store: AdapterStore,
 
 
 def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
-                   server: InferenceServer, store: AdapterStore, labelled_set: LabelledSet):
+                   server: InferenceServer, serving: ExtractionServing,
+                   labelled_set: LabelledSet):
     """The serving check of a staged version (see serving_check.py): asked held-out prompts
     (topped up with training prompts) as an overlay; an extraction adapter is also scored
     against the extractor Phase 1 serves now on the labelled set."""
@@ -210,7 +214,7 @@ def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
             labelled = labelled_set.load()
         except LabelledSetError as exc:
             raise Failure(f"the extraction gate's labelled set is unusable: {exc}") from None
-        current = store.serving_extraction_version()
+        current = serving.serving_version()
         gate = ExtractionGate(labelled, ExtractionConfig(),
                               Tokenizer.from_file(str(base_dir / "tokenizer.json")),
                               current.manifest.served_name if current else None,
@@ -233,16 +237,18 @@ def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
     return check
 
 
-def adapter(context: AssetExecutionContext, config: TrainingConfig, adapter_store: AdapterStore,
+def adapter(context: AssetExecutionContext, config: TrainingConfig,
+            corpus_buckets: CorpusBuckets, adapter_versions: AdapterVersions,
+            publication: Publication, extraction_serving: ExtractionServing,
             inference_server: InferenceServer, labelled_set: LabelledSet):
     """Train the bucket's next version when its pending tuples reach the threshold; record a
     version that a killed run saved; else nothing (see the asset's description)."""
     tag_run_process(context)
     bucket, night = bucket_of(context), context.partition_key
-    scan, pending = _scan(context, adapter_store, bucket, adapter_store.corpus_source)
-    if len(pending) < adapter_store.adapter_threshold:
-        saved = unrecorded_version(context.instance, adapter_store, bucket.tenant, bucket.role,
-                                   night)
+    scan, pending = _scan(context, corpus_buckets, adapter_versions, bucket, publication)
+    if len(pending) < corpus_buckets.threshold:
+        saved = unrecorded_version(context.instance, adapter_versions, bucket.tenant,
+                                   bucket.role, night)
         if saved is not None:
             context.log.info(f"{bucket.name} night {night}: v{saved.number} was saved by a run "
                              "that died before it was recorded; recording it, no retraining")
@@ -250,19 +256,19 @@ def adapter(context: AssetExecutionContext, config: TrainingConfig, adapter_stor
             yield MaterializeResult(metadata={**version_metadata(saved), "recovered": True})
         else:  # a second request for a set that an earlier run already trained on ends here
             context.log.info(f"{bucket.name} night {night}: {len(pending)} pending tuples, below "
-                             f"the threshold {adapter_store.adapter_threshold}; nothing to train")
+                             f"the threshold {corpus_buckets.threshold}; nothing to train")
         return
-    base_dir = _base_model(bucket.role, config, adapter_store, inference_server)
+    base_dir = _base_model(bucket.role, config, adapter_versions, inference_server)
     check = _overlay_check(context, bucket, base_dir, config, inference_server,
-                           adapter_store, labelled_set)
-    base_name = adapter_store.public_base_name(bucket.role, base_dir)
+                           extraction_serving, labelled_set)
+    base_name = adapter_versions.public_base_name(bucket.role, base_dir)
     if base_name == str(base_dir):
         context.log.warning(f"no public name for the base {base_dir} (YOYO_BASE_MODEL_NAME / "
                             "YOYO_EXTRACTION_MODEL_NAME): a gateway elsewhere cannot resolve it")
     try:
         version = train_version(
             bucket, scan.tuples, config, base_dir, base_name,
-            adapter_store.version_folder(bucket.tenant, bucket.role), night, context.run.run_id,
+            adapter_versions.version_folder(bucket.tenant, bucket.role), night, context.run.run_id,
             run_deadline(context, config.budget_reserve_s), check, context.log.info,
             progress=lambda step, steps: context.log.debug(
                 f"step {step}/{steps}", extra={"yoyo_progress": (step, steps, "steps")}))
@@ -272,30 +278,30 @@ def adapter(context: AssetExecutionContext, config: TrainingConfig, adapter_stor
                                       "pending_tuples_before": len(pending), "recovered": False})
 
 
-def published_adapter(context: AssetExecutionContext,
-                      adapter_store: AdapterStore) -> MaterializeResult:
+def published_adapter(context: AssetExecutionContext, adapter_versions: AdapterVersions,
+                      publication: Publication) -> MaterializeResult:
     """Upload the night's version to GCS (see the asset's description)."""
     tag_run_process(context)
     bucket, night = bucket_of(context), context.partition_key
-    version = version_for_night(adapter_store.version_folder(bucket.tenant, bucket.role), night)
+    version = version_for_night(adapter_versions.version_folder(bucket.tenant, bucket.role),
+                                night)
     if version is None:
         raise Failure(f"no {bucket.name} adapter version was trained for night {night}")
     if not version.passed_quality_gate:
         raise Failure(f"{version.path} failed the quality gate ({QUALITY_CHECK}); it stays "
                       "local and is not published")
-    if not adapter_store.gcs_bucket:
+    if not publication.bucket:
         context.log.info("no GCS bucket configured (YOYO_GCS_BUCKET): not published")
         return MaterializeResult(metadata={
             "published": False, "version": version.number,
             "reason": "no GCS bucket configured (YOYO_GCS_BUCKET)"})
-    name = f"{adapter_store.gcs_prefix}/{bucket.tenant}/{bucket.role}/v{version.number}"
-    retry = _retry(adapter_store)
+    name = f"{publication.prefix}/{bucket.tenant}/{bucket.role}/v{version.number}"
     try:
-        report = publish_folder(adapter_store.gcs.get_client(), adapter_store.gcs_bucket, name,
-                                version.path, retry=retry)
+        report = publish_folder(publication.gcs.get_client(), publication.bucket, name,
+                                version.path, retry=publication.retry())
     except GoogleAPIError as exc:
         raise Failure(
-            f"publication of {version.path} to gs://{adapter_store.gcs_bucket}/{name}/ "
+            f"publication of {version.path} to gs://{publication.bucket}/{name}/ "
             f"failed: {type(exc).__name__}: {str(exc)[:300]}. Its manifest was not "
             "uploaded, so readers do not see a version there; re-materialize "
             "published_adapter for this night to send what is missing") from None

@@ -9,14 +9,14 @@ from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetChecksDe
 
 from .manifest import HeldOutEvaluation, Manifest, OverlayReport
 from .registry import AdapterVersion, version_for_night
-from .store import AdapterStore
+from .resources import AdapterVersions
 from .version_training import OVERLAY_CHECK, QUALITY_CHECK
 
 
 def _night_version(context: AssetCheckExecutionContext,
-                   adapter_store: AdapterStore) -> AdapterVersion | None:
+                   adapter_versions: AdapterVersions) -> AdapterVersion | None:
     tenant, role = context.check_specs[0].asset_key.path[:2]
-    return version_for_night(adapter_store.version_folder(tenant, role), context.partition_key)
+    return version_for_night(adapter_versions.version_folder(tenant, role), context.partition_key)
 
 
 def _cell(value: str | float) -> str:
@@ -95,10 +95,10 @@ def _gate_description(m: Manifest) -> str | None:
 
 
 def beats_base_model(context: AssetCheckExecutionContext,
-                     adapter_store: AdapterStore) -> AssetCheckResult:
+                     adapter_versions: AdapterVersions) -> AssetCheckResult:
     """Passes when the night's version's per-tuple held-out loss is below the base's by the
     gate's rule (the bootstrap interval's upper bound below 0, or the mean; see gate.py)."""
-    version = _night_version(context, adapter_store)
+    version = _night_version(context, adapter_versions)
     if version is None:
         return AssetCheckResult(passed=False, description="no version for the night")
     m = version.manifest
@@ -111,9 +111,9 @@ def beats_base_model(context: AssetCheckExecutionContext,
 
 
 def serves_as_overlay(context: AssetCheckExecutionContext,
-                      adapter_store: AdapterStore) -> AssetCheckResult:
+                      adapter_versions: AdapterVersions) -> AssetCheckResult:
     """Passes when the night's version passed its serving check (see serving_check.py)."""
-    version = _night_version(context, adapter_store)
+    version = _night_version(context, adapter_versions)
     if version is None:
         return AssetCheckResult(passed=False, description="no version for the night")
     check = version.manifest.serving_check

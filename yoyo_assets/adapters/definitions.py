@@ -1,6 +1,6 @@
 """Phase 2's `Definitions`: per tenant and role, the corpus bucket, adapter (with its blocking
 checks) and published adapter assets, the adapter job and its threshold sensor; the corpus job
-and schedule; and the adapter store resource."""
+and schedule; and Phase 2's resources."""
 
 from dagster import Definitions
 from dagster_gcp import GCSResource
@@ -12,30 +12,37 @@ from .checks import build_adapter_checks
 from .corpus import ROLES
 from .jobs import adapter_training, corpus_nightly
 from .sensors import corpus_nightly_schedule, corpus_threshold_sensor
-from .store import AdapterStore
+from .resources import AdapterVersions, CorpusBuckets, ExtractionServing, Publication
 
 
-def configured_store(settings: Settings) -> AdapterStore:
-    """The adapter store as `settings` configure it."""
-    return AdapterStore(
-        corpus_root=str(settings.data_root / "corpus"), adapters_root=str(settings.adapters_root),
-        models_dir=str(settings.models_dir), base_model_dir=settings.base_model_dir,
-        base_model_name=settings.base_model_name,
-        git_repositories=list(settings.git_repositories),
-        extraction_model_name=settings.extraction_model_name,
-        adapter_threshold=settings.adapter_threshold,
-        extraction_tenant=settings.extraction_tenant, gcs_bucket=settings.gcs_bucket,
-        extraction_serving=settings.extraction_serving,
-        gcs_prefix=settings.gcs_prefix, corpus_source=settings.corpus_source,
-        corpus_mirror_root=str(settings.data_root / "corpus-gcs"),
-        gcs_retry_timeout_s=settings.gcs_retry_timeout_s,
-        gcs=GCSResource(project=settings.gcs_project))
+def adapters_resources(settings: Settings) -> dict:
+    """Phase 2's own resources as `settings` configure them; `extraction_serving` is Phase 1's
+    choice of extraction adapter, made from Phase 2's versions."""
+    versions = AdapterVersions(
+        adapters_root=str(settings.adapters_root), models_dir=str(settings.models_dir),
+        base_model_dir=settings.base_model_dir, base_model_name=settings.base_model_name,
+        extraction_model_name=settings.extraction_model_name)
+    return {
+        "corpus_buckets": CorpusBuckets(
+            corpus_root=str(settings.data_root / "corpus"), source=settings.corpus_source,
+            mirror_root=str(settings.data_root / "corpus-gcs"),
+            threshold=settings.adapter_threshold,
+            git_repositories=list(settings.git_repositories)),
+        "adapter_versions": versions,
+        "publication": Publication(
+            bucket=settings.gcs_bucket, prefix=settings.gcs_prefix,
+            gcs=GCSResource(project=settings.gcs_project),
+            retry_timeout_s=settings.gcs_retry_timeout_s),
+        "extraction_serving": ExtractionServing(
+            tenant=settings.extraction_tenant, mode=settings.extraction_serving,
+            versions=versions),
+    }
 
 
 def adapters_definitions(settings: Settings) -> Definitions:
-    """Phase 2 for the tenants in `settings`. Its `adapter_store`, the shared `inference_server`
-    (the serving check) and Phase 1's `labelled_set` (the extraction gate) are bound where the
-    definitions are merged."""
+    """Phase 2 for the tenants in `settings`. Its resources (`adapters_resources`), the shared
+    `inference_server` (the serving check) and Phase 1's `labelled_set` (the extraction gate)
+    are bound where the definitions are merged."""
     nights = nights_partitions(settings)
     buckets = [(tenant, role) for tenant in settings.tenants for role in ROLES]
     jobs = {bucket: adapter_training(*bucket, settings.phase2_budget_s) for bucket in buckets}

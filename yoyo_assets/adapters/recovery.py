@@ -4,16 +4,16 @@ published) instead of trained again."""
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from .registry import AdapterVersion, version_for_night
-from .store import AdapterStore
+from .resources import AdapterVersions
 
 
-def unrecorded_version(instance: DagsterInstance, adapter_store: AdapterStore, tenant: str,
+def unrecorded_version(instance: DagsterInstance, versions: AdapterVersions, tenant: str,
                        role: str, night: str) -> AdapterVersion | None:
     """The night's adapter version if a run died (SIGKILL, preemption) after saving it but
     before Dagster recorded its materialization or, for a version that passed the quality gate,
     its publication; else None. Re-materializing the adapter then records it and lets the
     publication run, with no retraining."""
-    version = version_for_night(adapter_store.version_folder(tenant, role), night)
+    version = version_for_night(versions.version_folder(tenant, role), night)
     if version is None:
         return None
 

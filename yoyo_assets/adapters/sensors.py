@@ -7,7 +7,7 @@ from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, DefaultSchedul
                      build_schedule_from_partitioned_job)
 
 from .recovery import unrecorded_version
-from .store import AdapterStore
+from .resources import AdapterVersions, CorpusBuckets
 
 #: Run tag holding the pending set (SHA-256) that a Phase 2 run was requested for.
 PENDING_SET_TAG = "yoyo/pending_set"
@@ -56,11 +56,12 @@ def corpus_threshold_sensor(tenant: str, role: str, job) -> SensorDefinition:
                   default_status=DefaultSensorStatus.RUNNING,
                   description=f"Requests a new {role} adapter of {tenant} when its bucket holds "
                   "enough tuples that no adapter was trained on.")
-    def sensor(context, asset_event: EventLogEntry, adapter_store: AdapterStore):
+    def sensor(context, asset_event: EventLogEntry, corpus_buckets: CorpusBuckets,
+               adapter_versions: AdapterVersions):
         decision = adapter_run_request(context.instance, f"{role}-{tenant}", job.name,
-                                       asset_event, adapter_store.adapter_threshold)
+                                       asset_event, corpus_buckets.threshold)
         night = asset_event.asset_materialization.partition
-        saved = unrecorded_version(context.instance, adapter_store, tenant, role, night)
+        saved = unrecorded_version(context.instance, adapter_versions, tenant, role, night)
         if isinstance(decision, SkipReason) and saved is not None:
             return RunRequest(run_key=f"{role}-{tenant}:record:{saved.path.name}:{night}",
                               partition_key=night)

@@ -105,14 +105,14 @@ class NightRunner:
         return requests
 
     def adapter_run(self, job_name: str, request: RunRequest, night: str,
-                    store) -> tuple[str, AdapterVersion | None, bool]:
+                    versions) -> tuple[str, AdapterVersion | None, bool]:
         """Execute one requested adapter run; (bucket, the night's version, success)."""
         tenant, role = job_name.removeprefix("adapter_").rsplit("_", 1)
         config = {"ops": {f"{tenant}__{role}__adapter": {"config": self.training_config}}}
         result = self.run(job_name, request.partition_key or night,
                           tags={**request.tags, "dagster/run_key": request.run_key},
                           run_config=config if self.training_config else None)
-        version = version_for_night(store.version_folder(tenant, role),
+        version = version_for_night(versions.version_folder(tenant, role),
                                     request.partition_key or night)
         return f"{role}-{tenant}", version, result.success
 
@@ -140,10 +140,11 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
     runs = NightRuns(phase1=runner.run("datagraph_nightly", night))
     corpus = runner.run("corpus_nightly", night)
     runs.failed_runs += [r.run_id for r in (runs.phase1, corpus) if not r.success]
-    store = defs.resources["adapter_store"]
+    versions = defs.resources["adapter_versions"]
     for job_name, request in runner.sensor_requests():
-        runs.adapters.append(runner.adapter_run(job_name, request, night, store))
-    upcoming = store.extractor(defs.resources["inference_server"], logging.getLogger(__name__))
+        runs.adapters.append(runner.adapter_run(job_name, request, night, versions))
+    upcoming = defs.resources["extraction_serving"].extractor(defs.resources["inference_server"],
+                                                              logging.getLogger(__name__))
     print_summary(console, night, runs, display.warnings, upcoming.extractor_name(),
                   defs.resources["graph_store"].location(), home, settings.log_dir,
                   time.monotonic() - started)

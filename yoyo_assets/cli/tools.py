@@ -35,14 +35,15 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
     from ..datagraph.quality import load_labelled_set
     from ..definitions import defs
 
-    server, store = defs.resources["inference_server"], defs.resources["adapter_store"]
+    server, serving = defs.resources["inference_server"], defs.resources["extraction_serving"]
     tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
     extractor = EntityExtractor("unused", server.model, tokenizer, server.max_model_len,
                                 **ExtractionConfig().extractor_settings(adapter=True))
     labelled = load_labelled_set(Path(labelled_dir))[:limit or None]
     tuples = extraction_tuples(labelled, tokenizer, extractor.chunk_tokens,
                                extractor.answer_format, extractor.few_shot)
-    target = store.bucket_folder("extraction", tenant or store.extraction_tenant) / f"{name}.jsonl"
+    target = defs.resources["corpus_buckets"].bucket_folder(
+        "extraction", tenant or serving.tenant) / f"{name}.jsonl"
     write_tuples(tuples, target)
     print(f"{len(tuples)} extraction tuples ({extractor.chunk_tokens}-token chunks) -> {target}")
     return 0

@@ -13,7 +13,7 @@ from dagster import (AssetCheckSpec, AssetExecutionContext, AssetsDefinition, Fa
                      MaterializeResult, MetadataValue, Output, PartitionsDefinition, asset)
 from tokenizers import Tokenizer
 
-from ..adapters.store import AdapterStore
+from ..adapters.resources import ExtractionServing
 from ..shared.budget import run_deadline
 from ..shared.faults import crash_point
 from ..shared.inference_server import InferenceServer, ServerError
@@ -124,13 +124,13 @@ def _extract(context, config: ExtractionConfig, server: InferenceServer, documen
 
 def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                        documents: list[Document], inference_server: InferenceServer,
-                       labelled_set: LabelledSet, adapter_store: AdapterStore):
+                       labelled_set: LabelledSet, extraction_serving: ExtractionServing):
     """Entities of each new document from the model, checked against the JSON Schema. A document
     that fails, or is deferred (not started within the budget, or the server went away), is
     reported and left for the next run. The same extractor is then scored on the labelled set
     (check `extraction_quality`) when it or the set changed since the last evaluation."""
     tag_run_process(context)
-    server = adapter_store.extractor(inference_server, context.log)
+    server = extraction_serving.extractor(inference_server, context.log)
     quality = QualityPlan.make(context.instance, context.run.run_id, labelled_set,
                                server.identity(),
                                config.extractor_settings(bool(server.serves_adapter)))

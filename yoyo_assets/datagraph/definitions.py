@@ -27,7 +27,7 @@ def datagraph_resources(settings: Settings) -> dict:
 
 def datagraph_definitions(settings: Settings) -> Definitions:
     """Documents -> extracted_entities -> datagraph, partitioned by night. Its resources
-    (`datagraph_resources`), the shared `inference_server` and Phase 2's `adapter_store` (the
+    (`datagraph_resources`), the shared `inference_server` and Phase 2's `extraction_serving` (the
     extraction adapter) are bound where the definitions are merged."""
     job = datagraph_nightly(settings.phase1_budget_s)
     return Definitions(

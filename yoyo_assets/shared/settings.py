@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     """The deployment's settings, one field per `YOYO_<FIELD>` variable; paths are absolute."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True,
-                                      validate_default=True, frozen=True, extra="ignore")
+                                      validate_default=True, frozen=True, extra="forbid")
 
     data_root: Path = _setting(
         Path("var/data"), "documents (`transcripts/`, `research/`, `contacts/`), "
@@ -171,14 +171,14 @@ class Settings(BaseSettings):
         return value or next(iter(info.data.get("tenants", ())), "")
 
     @classmethod
-    def from_env(cls, data_root: Path | None = None) -> Settings:
+    def from_env(cls, data_root: Path | None = None, **fields) -> Settings:
         """Settings from this process's environment; `data_root`, if given, replaces
-        YOYO_DATA_ROOT.
+        YOYO_DATA_ROOT, and `fields` (Settings field names) replace their variables.
 
         Raises:
             SettingsError: a value that does not parse or is not allowed, naming the variable.
         """
-        given = {"data_root": data_root} if data_root is not None else {}
+        given = {**fields, **({"data_root": data_root} if data_root is not None else {})}
         try:
             return cls(**given)
         except ValidationError as exc:
