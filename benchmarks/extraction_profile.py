@@ -38,12 +38,13 @@ from yoyo_assets.datagraph.documents import read_document  # noqa: E402
 from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
-from yoyo_assets.shared.inference_server import DEFAULT_SERVER_ARGS, InferenceServer  # noqa: E402
+from yoyo_assets.shared.inference_server import (DEFAULT_SERVER_ARGS, InferenceServer,  # noqa: E402
+                                                  ServerLaunch, VllmOptions)
 
 CORPORA = REPO.parent / "shared" / "corpora"
 VLLM_BIND = {"cpu_bind": "auto"}  # vLLM's own: one core kept for its scheduler
 
-#: name -> (extra server flags, InferenceServer fields, which model answers: base|overlay|merged);
+#: name -> (extra server flags, VllmOptions fields, which model answers: base|overlay|merged);
 #: every variant but `vllm-bind` (and the `*-vllm-bind` ones) runs the managed server's
 #: defaults otherwise (`cpu_bind: all`).
 VARIANTS = {
@@ -129,9 +130,9 @@ def adapter_version(folder: Path):
 
 def server_for(variant: str, base: Path, adapter: Path | None, work: Path) -> InferenceServer:
     flags, fields, answers = VARIANTS[variant]
-    common = dict(log_dir=str(work / "logs"), server_args=DEFAULT_SERVER_ARGS + flags,
-                  memory_share=None,
-                  health_timeout_s=900, **fields)
+    common = dict(launch=ServerLaunch(log_dir=str(work / "logs"), args=DEFAULT_SERVER_ARGS + flags,
+                                      health_timeout_s=900,
+                                      vllm=VllmOptions(memory_share=None, **fields)))
     if answers == "overlay":
         return InferenceServer(model_dir=str(base), lora_modules={"extraction-adapter":
                                str(adapter)}, adapter="extraction-adapter", **common)

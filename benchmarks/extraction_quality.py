@@ -31,7 +31,7 @@ from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E4
 from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
 from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
-from yoyo_assets.shared.inference_server import InferenceServer  # noqa: E402
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 
@@ -77,9 +77,11 @@ def main() -> None:
         adapter, _, folder = args.adapter.partition("=")
         server = InferenceServer(mode="external" if args.url else "managed",
                                  url=args.url or "unused", model=args.model,
-                                 model_dir=str(model_dir), log_dir=tempfile.mkdtemp(),
+                                 model_dir=str(model_dir),
                                  lora_modules={adapter: folder} if adapter else {},
-                                 adapter=adapter, memory_share=args.memory_share)
+                                 adapter=adapter, launch=ServerLaunch(
+                                     log_dir=tempfile.mkdtemp(),
+                                     vllm=VllmOptions(memory_share=args.memory_share)))
         running = stack.enter_context(server.serving(logging.getLogger("server")))
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         print("| variant | set | P | R | F1 | person F1 | company F1 | location F1 | "

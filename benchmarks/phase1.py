@@ -36,7 +36,7 @@ from yoyo_assets.datagraph.extraction import (DocumentExtraction, EntityExtracto
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.datagraph.graph_store import open_graph  # noqa: E402
-from yoyo_assets.shared.inference_server import InferenceServer  # noqa: E402
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 
@@ -128,7 +128,8 @@ def main():
                    (CORPORA / "contacts").glob("*.json"))[:args.documents]]}
     model_dir = ensure_embedded_model(REPO / "var" / "data" / "models")
     server = InferenceServer(mode="external" if args.url else "managed", url=args.url or "x",
-                             model_dir=str(model_dir), log_dir=str(REPO / "var" / "data" / "logs"))
+                             model_dir=str(model_dir), launch=ServerLaunch(
+                                 log_dir=str(REPO / "var" / "data" / "logs")))
     rows = []
     with server.serving(logging.getLogger("bench")) as running:
         for name, documents in streams.items():

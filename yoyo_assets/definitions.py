@@ -9,20 +9,22 @@ from dagster import Definitions
 
 from .adapters.definitions import adapters_definitions, adapters_resources
 from .datagraph.definitions import datagraph_definitions, datagraph_resources
-from .shared.inference_server import InferenceServer
+from .shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from .shared.run_health import dead_run_reaper
 from .shared.settings import Settings
 
 
 def configured_server(settings: Settings) -> InferenceServer:
     """The inference server resource as `settings` configure it."""
+    vllm = VllmOptions(reasoning_parser=settings.reasoning_parser,
+                       memory_share=settings.vllm_memory_share, cpu_bind=settings.vllm_cpu_bind,
+                       enforce_eager=settings.vllm_enforce_eager)
     return InferenceServer(
         mode=settings.inference_mode, url=settings.inference_url,
         model_dir=settings.extraction_model_dir, tokenizer_path=settings.extraction_tokenizer,
-        reasoning_parser=settings.reasoning_parser, adapter=settings.extraction_adapter,
-        memory_share=settings.vllm_memory_share, server_python=settings.vllm_python,
-        cpu_bind=settings.vllm_cpu_bind, enforce_eager=settings.vllm_enforce_eager,
-        models_dir=str(settings.models_dir), log_dir=str(settings.log_dir))
+        adapter=settings.extraction_adapter, models_dir=str(settings.models_dir),
+        launch=ServerLaunch(python=settings.vllm_python, log_dir=str(settings.log_dir),
+                            vllm=vllm))
 
 
 def build_definitions(root: Path | None = None, inference_server: InferenceServer | None = None,

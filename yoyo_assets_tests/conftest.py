@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from yoyo_assets.shared.embedded_model import ensure_embedded_model
-from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.shared.processes import stop_process_group
 
 from .helpers import CORPORA, REPO_ROOT, TEST_CACHE, Emulator, free_port, timeout
@@ -91,11 +91,12 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
     """A running vLLM server; `.base_url`, `.model`, `.tokenizer_file()` as in a run.
     YOYO_TEST_VLLM_URL points the session at a server already running (development only)."""
     url = os.environ.get("YOYO_TEST_VLLM_URL", "")
+    launch = ServerLaunch(health_timeout_s=timeout(600), vllm=VllmOptions(memory_share=0.25),
+                          log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
     server = InferenceServer(mode="external" if url else "managed", url=url or "unused",
-                             model_dir=str(model_dir), health_timeout_s=timeout(600), memory_share=0.25,
-                             log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
+                             model_dir=str(model_dir), launch=launch)
     with server.serving(logging.getLogger("vllm_server")) as running:
-        pid_file = Path(server.log_dir) / "inference-server.pid"
+        pid_file = Path(launch.log_dir) / "inference-server.pid"
         pgid = int(pid_file.read_text().split()[0]) if not url else None
         yield running
     if pgid is not None:  # teardown stopped the whole process group (vLLM and its engine core)

@@ -21,7 +21,7 @@ from yoyo_assets.datagraph.extraction_tuples import extraction_tuples, write_tup
 from yoyo_assets.datagraph.quality import load_labelled_set
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.datagraph.graph_store import open_graph
-from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.datagraph.resources import LabelledSet
 
 from .helpers import copy_documents
@@ -63,8 +63,9 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     os.utime(bucket_file, (arrived_during(NIGHT),) * 2)
     gate = labelled_subset(corpora / "extraction" / "dev", GATE_NOTES, tmp_path / "gate")
 
-    server = InferenceServer(model_dir=str(model_dir), log_dir=str(tmp_path / "logs"),
-                             memory_share=0.25, health_timeout_s=600)
+    server = InferenceServer(model_dir=str(model_dir), launch=ServerLaunch(
+        log_dir=str(tmp_path / "logs"), health_timeout_s=600,
+        vllm=VllmOptions(memory_share=0.25)))
     defs = build_definitions(root, server, resources={"labelled_set": LabelledSet(path=str(gate))},
                              base_model_dir=str(model_dir), gcs_project="yoyo-test")
     instance = DagsterInstance.get()

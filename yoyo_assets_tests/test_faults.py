@@ -15,7 +15,7 @@ from yoyo_assets.adapters.publication import md5_base64
 from yoyo_assets.adapters.registry import versions
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.faults import on_crash_point
-from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
 
 from .helpers import Emulator, free_port
 from .helpers import (JOB, NIGHT, PUBLISHED, TINY, check_graph_invariants, corpus_night,
@@ -120,8 +120,8 @@ def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(
         corpora, external_server, model_dir, dagster_home, tmp_path):
     root = tmp_path / "data"
     total = corpus_night(corpora, root, transcripts=0, research=0, contacts=3)
-    managed = InferenceServer(mode="managed", model_dir=str(model_dir), health_timeout_s=600,
-                              log_dir=str(root / "logs"))
+    managed = InferenceServer(mode="managed", model_dir=str(model_dir), launch=ServerLaunch(
+        health_timeout_s=600, log_dir=str(root / "logs")))
     defs = build_definitions(root, managed)
     instance = DagsterInstance.get()
     killed = []

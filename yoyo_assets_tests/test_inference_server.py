@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
 from yoyo_assets.shared.processes import start_time, stop_process_group
 
 
@@ -20,7 +20,7 @@ def start_group(command):
 def test_stale_server_of_a_killed_run_is_stopped(tmp_path):
     orphan = start_group(["sleep", "300"])
     (tmp_path / "inference-server.pid").write_text(f"{orphan.pid} {start_time(orphan.pid)}\n")
-    server = InferenceServer(log_dir=str(tmp_path), shutdown_grace_s=5)
+    server = InferenceServer(launch=ServerLaunch(log_dir=str(tmp_path), shutdown_grace_s=5))
     server._reap_stale_server(logging.getLogger("test"))
     assert not psutil.pid_exists(orphan.pid)  # stopped (and reaped) by the next run
     assert not (tmp_path / "inference-server.pid").exists()
@@ -32,7 +32,8 @@ def test_recycled_pid_of_another_program_is_left_alone(tmp_path):
         # The recorded server started earlier: this pid now belongs to another program.
         recorded = start_time(other.pid) - 100
         (tmp_path / "inference-server.pid").write_text(f"{other.pid} {recorded}\n")
-        InferenceServer(log_dir=str(tmp_path))._reap_stale_server(logging.getLogger("test"))
+        InferenceServer(launch=ServerLaunch(log_dir=str(tmp_path)))._reap_stale_server(
+            logging.getLogger("test"))
         assert other.poll() is None
         assert not (tmp_path / "inference-server.pid").exists()
     finally:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from yoyo_assets.adapters.serving_check import check_overlay
-from yoyo_assets.shared.inference_server import vllm_lora_rank
-from yoyo_assets.shared.inference_server import InferenceServer
+from yoyo_assets.shared.inference_server import (InferenceServer, ServerLaunch, VllmOptions,
+                                                  vllm_lora_rank)
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +36,9 @@ def test_lora_rank_is_one_vllm_accepts():
 
 def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
         model_dir, untrained_adapter, tmp_path):
-    server = InferenceServer(log_dir=str(tmp_path / "logs"), memory_share=0.25,
-                             health_timeout_s=600)
+    server = InferenceServer(launch=ServerLaunch(log_dir=str(tmp_path / "logs"),
+                                                 health_timeout_s=600,
+                                                 vllm=VllmOptions(memory_share=0.25)))
     log = logging.getLogger("overlay")
 
     same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,

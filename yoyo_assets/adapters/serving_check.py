@@ -20,7 +20,7 @@ import httpx
 from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
-from ..shared.inference_server import InferenceServer, ServerError, vllm_lora_rank
+from ..shared.inference_server import Endpoint, InferenceServer, ServerError, vllm_lora_rank
 from ..shared.openai_client import ChatClient, served_models
 from .answer_scores import score_answers
 from .extraction_gate import judge_extractors
@@ -48,7 +48,7 @@ async def _answers(base_url: str, model: str, prompts: list[list[dict]]) -> list
         return list(await asyncio.gather(*(one(m) for m in prompts)))
 
 
-def ask_base_and_adapter(server: InferenceServer, adapter: str, prompts: list[list[dict]],
+def ask_base_and_adapter(server: Endpoint, adapter: str, prompts: list[list[dict]],
                          references: list[str] = ()) -> OverlayReport:
     """Through a live `server` that serves `adapter` as an overlay: the held-out `prompts`
     (chat message lists) asked of the base and of the adapter. The first prompts' answers are
@@ -76,7 +76,7 @@ def ask_base_and_adapter(server: InferenceServer, adapter: str, prompts: list[li
                          differing=sum(b != t for b, t in zip(base, tuned)))
 
 
-def compare_extractors(server: InferenceServer, candidate: str, serving: str,
+def compare_extractors(server: Endpoint, candidate: str, serving: str,
                        labelled: list[LabelledDocument], config: ExtractionConfig,
                        tokenizer: Any, statistic: GateStatistic = "upper_bound",
                        confidence: float = 0.95) -> ExtractionComparison:

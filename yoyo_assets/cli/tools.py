@@ -37,7 +37,7 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
 
     server, serving = defs.resources["inference_server"], defs.resources["extraction_serving"]
     tokenizer = Tokenizer.from_file(str(server.tokenizer_file()))
-    extractor = EntityExtractor("unused", server.model, tokenizer, server.max_model_len,
+    extractor = EntityExtractor("unused", server.model, tokenizer, server.launch.vllm.max_model_len,
                                 **ExtractionConfig().extractor_settings(adapter=True))
     labelled = load_labelled_set(Path(labelled_dir))[:limit or None]
     tuples = extraction_tuples(labelled, tokenizer, extractor.chunk_tokens,

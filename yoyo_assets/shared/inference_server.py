@@ -14,13 +14,14 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
 import httpx
 import tenacity
-from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from dagster import Config, ConfigurableResource
+from pydantic import Field
 
 from .embedded_model import ensure_embedded_model
 from .openai_client import is_healthy, served_models
@@ -55,12 +56,64 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-class InferenceServer(ConfigurableResource):
-    """An OpenAI-compatible chat-completions endpoint, managed (started per step) or external.
+class VllmOptions(Config):
+    """The flags a managed vLLM server is started with, besides its model and adapters."""
 
-    Inside a step, `base_url` and `model` name the live endpoint; `tokenizer_file()` is the
-    model's `tokenizer.json` and `context_tokens()` the server's context length in tokens.
-    """
+    max_model_len: int = Field(default=2048, description="Context length, tokens.")
+    kv_cache_gib: int = Field(default=2, description="CPU server: VLLM_CPU_KVCACHE_SPACE, GiB.")
+    enforce_eager: bool = Field(
+        default=declared_default("vllm_enforce_eager"), description="vLLM --enforce-eager: no "
+        "graph compilation (CPU: a faster start for slightly slower extraction, "
+        "docs/benchmarks.md); on a GPU, set False: CUDA graphs are worth far more there.")
+    cpu_bind: Literal["all", "auto"] = Field(
+        default=declared_default("vllm_cpu_bind"), description="CPU server: 'all' runs the "
+        "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "
+        "VLLM_CPU_NUM_OF_RESERVED_CPU=0); 'auto': vLLM's choice, which keeps one core for its "
+        "scheduler (docs/benchmarks.md); a GPU server ignores both.")
+    memory_share: float | None = Field(
+        default=declared_default("vllm_memory_share"), description="vLLM "
+        "--gpu-memory-utilization: the share of GPU memory (on a CPU build, of RAM) the server "
+        "may take; None: vLLM's default, 0.92, which refuses to start beside another server "
+        "holding memory.")
+    reasoning_parser: str = Field(default="", description="vLLM --reasoning-parser for a "
+                                  "reasoning (Think) model, e.g. 'olmo3'; empty: none.")
+
+
+class ServerLaunch(Config):
+    """How a managed server's process is started, watched and stopped."""
+
+    python: str = Field(default=declared_default("vllm_python"), description="Python of the "
+                        "server's environment (scripts/setup.sh makes .venv-vllm).")
+    args: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SERVER_ARGS),
+        description="Arguments after `python`; {model_dir} {model} {max_model_len} {host} "
+                    "{port} are filled in.")
+    vllm: VllmOptions = Field(default_factory=VllmOptions, description="vLLM's flags.")
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=0, description="Port; 0 picks a free one.")
+    log_dir: str = Field(default="var/data/logs", description="Where the server's output goes.")
+    health_timeout_s: float = Field(default=5400.0, description="Longest wait for /health, "
+                                    "seconds (the Yo-Yo deployment allows 90 minutes).")
+    shutdown_grace_s: float = Field(default=60.0, description="Seconds between SIGTERM and "
+                                    "SIGKILL of the server's process group on teardown.")
+
+
+def context_length(base_url: str, model: str, fallback: int) -> int:
+    """`model`'s context length in tokens as the server at `base_url` reports it (`GET
+    /v1/models`, vLLM's `max_model_len`), else `fallback`."""
+    try:
+        for entry in served_models(base_url):
+            if entry.get("id") == model and entry.get("max_model_len"):
+                return int(entry["max_model_len"])
+    except (httpx.HTTPError, ValueError):
+        pass
+    return fallback
+
+
+class InferenceServer(ConfigurableResource):
+    """An OpenAI-compatible chat-completions endpoint, managed (started per step) or external:
+    which model and adapters it serves, and (`launch`) how a managed one is run. `serving()`
+    gives the live `Endpoint`."""
 
     mode: Literal["managed", "external"] = Field(
         default="managed", description="managed: start the server for the step; external: use url.")
@@ -74,60 +127,22 @@ class InferenceServer(ConfigurableResource):
                             description="Where the embedded model is converted once and reused.")
     tokenizer_path: str = Field(default="", description="tokenizer.json (or its folder) of the "
                                 "served model, for counting tokens. Empty: the model_dir's.")
-    server_python: str = Field(default=declared_default("vllm_python"),
-                               description="Python of the server's environment (scripts/setup.sh "
-                               "makes .venv-vllm).")
-    server_args: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_SERVER_ARGS),
-        description="Arguments after server_python; {model_dir} {model} {max_model_len} {host} "
-                    "{port} are filled in.")
-    reasoning_parser: str = Field(default="", description="vLLM --reasoning-parser for a "
-                                  "reasoning (Think) model, e.g. 'olmo3'; empty: none.")
     lora_modules: dict[str, str] = Field(
         default_factory=dict, description="Managed mode: PEFT adapter folders served as LoRA "
         "overlays on the model, name -> folder (vLLM --enable-lora --lora-modules); a request "
         "names the adapter as its model.")
+    max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
+                               "LoRA r among lora_modules.")
     adapter: str = Field(
         default="", description="LoRA adapter that requests name as their model: one of "
         "lora_modules (managed), or an adapter the external server serves (the gateway's name); "
         "empty: the model itself.")
     merged_adapter: str = Field(
         default="", description="Managed mode: the adapter whose weights model_dir holds merged "
-        "into the base (provenance: it shows in `extractor_name()`, and the run config treats the model "
-        "as that adapter); empty: none.")
-    max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
-                               "LoRA r among lora_modules.")
-    memory_share: float | None = Field(
-        default=declared_default("vllm_memory_share"), description="vLLM "
-        "--gpu-memory-utilization: the share of GPU memory (on a CPU build, of RAM) the server "
-        "may take; None: vLLM's default, 0.92, which refuses to start beside another server "
-        "holding memory.")
-    host: str = Field(default="127.0.0.1", description="Managed mode: address to bind.")
-    port: int = Field(default=0, description="Managed mode: port; 0 picks a free one.")
-    max_model_len: int = Field(default=2048, description="Managed mode: context length, tokens.")
-    kv_cache_gib: int = Field(default=2, description="CPU server: VLLM_CPU_KVCACHE_SPACE, GiB.")
-    enforce_eager: bool = Field(
-        default=declared_default("vllm_enforce_eager"), description="vLLM --enforce-eager: no "
-        "graph compilation (CPU: a faster start for slightly slower extraction, "
-        "docs/benchmarks.md); on a GPU, set False: CUDA graphs are worth far more there.")
-    cpu_bind: Literal["all", "auto"] = Field(
-        default=declared_default("vllm_cpu_bind"), description="CPU server: 'all' runs the "
-        "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "
-        "VLLM_CPU_NUM_OF_RESERVED_CPU=0); 'auto': vLLM's choice, which keeps one core for its "
-        "scheduler (docs/benchmarks.md); a GPU server ignores both.")
-    log_dir: str = Field(default="var/data/logs", description="Where the server's output goes.")
-    health_timeout_s: float = Field(default=5400.0, description="Longest wait for /health, "
-                                    "seconds (the Yo-Yo deployment allows 90 minutes).")
-    shutdown_grace_s: float = Field(default=60.0, description="Seconds between SIGTERM and "
-                                    "SIGKILL of the server's process group on teardown.")
-
-    _base_url: str = PrivateAttr(default="")
-    _log_path: str = PrivateAttr(default="")
-
-    @property
-    def base_url(self) -> str:
-        """Base URL of the live endpoint (managed: set once it is healthy)."""
-        return self._base_url or self.url
+        "into the base (provenance: it shows in `extractor_name()`, and the run config treats "
+        "the model as that adapter); empty: none.")
+    launch: ServerLaunch = Field(default_factory=ServerLaunch,
+                                 description="Managed mode: how the server process is run.")
 
     @property
     def request_model(self) -> str:
@@ -138,11 +153,6 @@ class InferenceServer(ConfigurableResource):
     def serves_adapter(self) -> str:
         """The extraction adapter answering requests, as an overlay or merged; empty: none."""
         return self.adapter or self.merged_adapter
-
-    @property
-    def log_path(self) -> str:
-        """Managed mode: the file that receives the server's stdout and stderr."""
-        return self._log_path
 
     def resolved_model_dir(self) -> Path:
         """The model folder to serve: `model_dir`, or the embedded model (converted if needed)."""
@@ -164,7 +174,8 @@ class InferenceServer(ConfigurableResource):
 
     def extractor_name(self) -> str:
         """Provenance of what this server extracts with: the model (folder name, or the external
-        server's model name) and the adapter, if any: `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
+        server's model name) and the adapter, if any, e.g.
+        `SmolLM2-135M-Instruct + pointsav-extraction-v2`."""
         model = self.model if self.mode == "external" else self.resolved_model_dir().name
         return f"{model} + {self.serves_adapter}" if self.serves_adapter else model
 
@@ -187,18 +198,12 @@ class InferenceServer(ConfigurableResource):
         return path
 
     def context_tokens(self) -> int:
-        """The server's context length in tokens, from `GET /v1/models` (vLLM's `max_model_len`),
-        else `max_model_len`."""
-        try:
-            for entry in served_models(self.base_url):
-                if entry.get("id") == self.model and entry.get("max_model_len"):
-                    return int(entry["max_model_len"])
-        except (httpx.HTTPError, ValueError):
-            pass
-        return self.max_model_len
+        """External mode: the context length in tokens the server at `url` reports, else
+        `max_model_len`; managed mode: ask the live `Endpoint` instead."""
+        return context_length(self.url, self.model, self.launch.vllm.max_model_len)
 
     def _pid_file(self) -> Path:
-        return Path(self.log_dir) / "inference-server.pid"
+        return Path(self.launch.log_dir) / "inference-server.pid"
 
     def _reap_stale_server(self, log) -> None:
         """Stop a server left behind by a run that was killed before its teardown ran. The pid
@@ -214,91 +219,137 @@ class InferenceServer(ConfigurableResource):
             pgid, started_at = 0, 0.0
         if pgid and is_running(pgid, started_at):
             log.warning(f"stopping inference server process group {pgid} left by an earlier run")
-            stop_process_group(pgid, self.shutdown_grace_s)
+            stop_process_group(pgid, self.launch.shutdown_grace_s)
         pid_file.unlink(missing_ok=True)
 
-    def _cpu_bind_env(self) -> dict[str, str]:
-        if self.cpu_bind == "auto":
-            return {}
-        cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-        return {"VLLM_CPU_OMP_THREADS_BIND": cores, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    def _environment(self, scratch: str) -> dict[str, str]:
+        vllm, log_dir = self.launch.vllm, Path(self.launch.log_dir)
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(vllm.kv_cache_gib),
+               "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(log_dir / "vllm-cache"),
+               "TMPDIR": scratch}
+        if vllm.cpu_bind == "all":
+            cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+            env.update(VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0")
+        return env
 
     def command(self, model_dir: Path, port: int) -> list[str]:
         """The managed server's command line."""
-        values = {"model_dir": str(model_dir), "model": self.model, "host": self.host,
-                  "port": str(port), "max_model_len": str(self.max_model_len)}
-        args = [a.format(**values) for a in self.server_args]
-        if self.enforce_eager:
+        launch, vllm = self.launch, self.launch.vllm
+        values = {"model_dir": str(model_dir), "model": self.model, "host": launch.host,
+                  "port": str(port), "max_model_len": str(vllm.max_model_len)}
+        args = [a.format(**values) for a in launch.args]
+        if vllm.enforce_eager:
             args.append("--enforce-eager")
-        if self.reasoning_parser:
-            args += ["--reasoning-parser", self.reasoning_parser]
+        if vllm.reasoning_parser:
+            args += ["--reasoning-parser", vllm.reasoning_parser]
         if self.lora_modules:
             args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
-                     "--max-loras", str(len(self.lora_modules)), "--lora-modules", *(f"{name}={path}"
-                                         for name, path in self.lora_modules.items())]
-        if self.memory_share is not None:
-            args += ["--gpu-memory-utilization", str(self.memory_share)]
-        return [self.server_python, *args]
+                     "--max-loras", str(len(self.lora_modules)), "--lora-modules",
+                     *(f"{name}={path}" for name, path in self.lora_modules.items())]
+        if vllm.memory_share is not None:
+            args += ["--gpu-memory-utilization", str(vllm.memory_share)]
+        return [launch.python, *args]
 
-    def _wait_healthy(self, process: subprocess.Popen) -> None:
+    def _wait_healthy(self, process: subprocess.Popen, endpoint: Endpoint) -> None:
         def check() -> None:
             if process.poll() is not None:
                 raise ServerError(f"inference server exited with code {process.returncode} "
-                                  f"before it was healthy; see {self._log_path}")
-            if not is_healthy(self._base_url):
+                                  f"before it was healthy; see {endpoint.log_path}")
+            if not is_healthy(endpoint.base_url):
                 raise _NotReady()
 
+        timeout_s = self.launch.health_timeout_s
         try:
-            tenacity.Retrying(stop=tenacity.stop_after_delay(self.health_timeout_s),
+            tenacity.Retrying(stop=tenacity.stop_after_delay(timeout_s),
                               wait=tenacity.wait_fixed(1),
                               retry=tenacity.retry_if_exception_type(_NotReady))(check)
         except tenacity.RetryError as exc:
-            raise ServerError(f"inference server not healthy after {self.health_timeout_s:.0f} s;"
-                              f" see {self._log_path}") from exc
+            raise ServerError(f"inference server not healthy after {timeout_s:.0f} s; see "
+                              f"{endpoint.log_path}") from exc
 
     @contextmanager
-    def serving(self, log) -> Iterator["InferenceServer"]:
-        """Managed mode: run the server for the length of the block; external: use `url` as is.
-        The extraction asset enters this only when the night has documents, so an empty night
-        never starts (or waits for) a server. `log` is a Dagster or `logging` logger.
+    def serving(self, log) -> Iterator[Endpoint]:
+        """The live endpoint for the length of the block: managed mode starts the server and
+        stops its process group after; external mode uses `url` as is. The extraction asset
+        enters this only when the night has documents, so an empty night never starts (or
+        waits for) a server. `log` is a Dagster or `logging` logger.
 
         Raises:
             ServerError: the server did not start, exited, or never answered `/health`.
         """
         if self.mode == "external":
-            self._base_url = self.url.rstrip("/")
-            yield self
+            yield Endpoint(self, self.url.rstrip("/"))
             return
         model_dir = self.resolved_model_dir()
         if not (model_dir / "config.json").is_file():
             raise ServerError(f"model folder {model_dir} has no config.json")
-        log_dir = Path(self.log_dir)
+        log_dir = Path(self.launch.log_dir)
         (log_dir / "vllm-cache").mkdir(parents=True, exist_ok=True)
         self._reap_stale_server(log)
-        port = self.port or _free_port(self.host)
-        self._base_url = f"http://{self.host}:{port}"
-        self._log_path = str(log_dir / f"inference-server-{time.strftime('%Y%m%dT%H%M%S')}.log")
+        port = self.launch.port or _free_port(self.launch.host)
+        endpoint = Endpoint(self, f"http://{self.launch.host}:{port}", str(
+            log_dir / f"inference-server-{time.strftime('%Y%m%dT%H%M%S')}.log"))
         # vLLM binds ZeroMQ IPC sockets under TMPDIR, whose paths may not exceed 107 bytes: a
         # short private folder, not one under a (possibly deep) data root.
         scratch = tempfile.mkdtemp(prefix="yoyo-vllm-")
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
-               "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(log_dir / "vllm-cache"),
-               "TMPDIR": scratch, **self._cpu_bind_env()}
         command = self.command(model_dir, port)
-        log.info(f"starting inference server: {' '.join(command)} (output: {self._log_path})")
+        log.info(f"starting inference server: {' '.join(command)} (output: {endpoint.log_path})")
         started = time.monotonic()
-        with open(self._log_path, "ab") as out:
+        with open(endpoint.log_path, "ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env,
+                                       stdin=subprocess.DEVNULL, env=self._environment(scratch),
                                        start_new_session=True)  # own process group
         self._pid_file().write_text(f"{process.pid} {start_time(process.pid)}\n")
         try:
-            self._wait_healthy(process)
-            log.info(f"inference server healthy at {self._base_url} after "
+            self._wait_healthy(process, endpoint)
+            log.info(f"inference server healthy at {endpoint.base_url} after "
                      f"{time.monotonic() - started:.0f} s")
-            yield self
+            yield endpoint
         finally:
-            killed = stop_process_group(process.pid, self.shutdown_grace_s, process)
+            killed = stop_process_group(process.pid, self.launch.shutdown_grace_s, process)
             self._pid_file().unlink(missing_ok=True)
             shutil.rmtree(scratch, ignore_errors=True)
             log.info("inference server stopped" + (" (SIGKILL after grace)" if killed else ""))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A live server, for the length of `InferenceServer.serving`: where requests go
+    (`base_url`), the configuration it runs (`server`) and, managed, its output file."""
+
+    server: InferenceServer
+    base_url: str
+    log_path: str = ""
+
+    @property
+    def mode(self) -> str:
+        """managed or external."""
+        return self.server.mode
+
+    @property
+    def model(self) -> str:
+        """The served model's name (--served-model-name)."""
+        return self.server.model
+
+    @property
+    def request_model(self) -> str:
+        """The `model` of a request: the adapter if one is set, else the served model."""
+        return self.server.request_model
+
+    @property
+    def serves_adapter(self) -> str:
+        """The extraction adapter answering requests, as an overlay or merged; empty: none."""
+        return self.server.serves_adapter
+
+    def extractor_name(self) -> str:
+        """See `InferenceServer.extractor_name`."""
+        return self.server.extractor_name()
+
+    def tokenizer_file(self) -> Path:
+        """See `InferenceServer.tokenizer_file`."""
+        return self.server.tokenizer_file()
+
+    def context_tokens(self) -> int:
+        """The context length in tokens the live server reports (vLLM's `max_model_len`), else
+        the configured one."""
+        return context_length(self.base_url, self.model, self.server.launch.vllm.max_model_len)
