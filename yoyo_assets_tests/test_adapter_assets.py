@@ -115,7 +115,7 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert held_out.interval_low <= held_out.mean_difference <= held_out.interval_high
     assert held_out.passed == (held_out.interval_high < 0)
     assert checks["beats_base_model"].passed == held_out.passed is True
-    assert checks["beats_base_model"].metadata["held_out_tuples"].value == 8
+    assert checks["beats_base_model"].metadata["scored_held_out_tuples"].value == 8
     assert manifest.fitting.dropped == {}
     assert manifest.serving_check.answers.prompts == 8  # ROUGE-L of the held-out answers
     assert "reference" in manifest.serving_check.samples[0]

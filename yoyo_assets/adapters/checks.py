@@ -69,7 +69,7 @@ def overlay_metadata(number: int, check: OverlayReport) -> dict:
 def held_out_metadata(h: HeldOutEvaluation) -> dict:
     """The gate's evidence as metadata: the paired difference, its interval, how it was kept."""
     metadata = {
-        "held_out_tuples": len(h.tuples),
+        "scored_held_out_tuples": len(h.tuples),
         "loss_difference_mean": round(h.mean_difference, 4),
         "loss_difference_interval": f"[{h.interval_low:.4f}, {h.interval_high:.4f}] "
                                     f"({h.confidence:.0%}, bootstrap)",

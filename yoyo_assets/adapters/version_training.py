@@ -129,7 +129,7 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
               train: list[CorpusTuple],
               held_out: list[CorpusTuple], config: TrainingConfig, result: TrainingResult,
               overlay: OverlayReport, run_id: str) -> Manifest:
-    held_out = held_out_evaluation(result, config, len(train) + len(held_out))
+    evaluation = held_out_evaluation(result, config, len(train) + len(held_out))
     return Manifest(
         tenant=bucket.tenant, role=bucket.role, kind=bucket.kind, bucket=bucket.name,
         night=night, base_model=BaseModelRef(path=str(base_dir), name=base_name,
@@ -141,7 +141,7 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
         loss_history=result.loss_history, base_eval_loss=result.base_eval_loss,
         eval_loss=result.eval_loss,
         quality_gate=QualityGate(
-            passed=held_out.passed and overlay.passed,
+            passed=evaluation.passed and overlay.passed,
             checks=[QUALITY_CHECK, OVERLAY_CHECK], rule=gate_rule(bucket.role, config)),
         serving_check=overlay,
         training=TrainingFigures(
@@ -149,7 +149,7 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
             tokens_per_s=result.tokens_per_s, peak_memory_bytes=result.peak_memory_bytes,
             peak_memory_kind=result.peak_memory_kind, duration_s=result.duration_s,
             resumed_from_checkpoint=result.resumed_from),
-        fitting=FitCounts(**result.fit.as_dict()), held_out=held_out,
+        fitting=FitCounts(**result.fit.as_dict()), held_out=evaluation,
         dagster_run_id=run_id, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 

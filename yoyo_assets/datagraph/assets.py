@@ -35,12 +35,14 @@ GROUP = "datagraph"
 def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
               graph_store: GraphStore) -> Output[list[Document]]:
     """The night's new documents: arrived (modified) by the end of the night and not yet in the
-    ledger. Bad files are rejected with file, line and reason and do not stop the others."""
+    ledger. Only files changed since the ledger recorded them are opened (the scan index).
+    Bad files are rejected with file, line and reason and do not stop the others."""
     tag_run_process(context)
     night_end = context.partition_time_window.end
     scan = document_streams.scan(night_end.timestamp())
     with graph_store.open() as graph:
         known = graph.known_documents(d.sha256 for d in scan.documents)
+    document_streams.mark_recorded(known)
     new = [d for d in scan.documents if d.sha256 not in known]
     for rejection in scan.rejected:
         context.log.warning(f"rejected {rejection}")
@@ -51,6 +53,8 @@ def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
         **{f"documents_{s}": per_stream.get(s, 0) for s in STREAM_PATTERNS},
         "bytes": sum(d.size_bytes for d in new),
         "skipped_already_processed": len(known),
+        "skipped_unchanged_unopened": scan.unchanged,
+        "files_opened": scan.opened,
         "skipped_duplicate_files": len(scan.duplicates),
         "rejected": len(scan.rejected),
         "rejections": MetadataValue.json([

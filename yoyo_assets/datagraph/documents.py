@@ -6,15 +6,18 @@ A document's identity is the SHA-256 of its bytes. Nothing here touches the grap
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..shared.text import printable, unsafe_character
+from .scan_index import ScanIndex, Stat
 
 #: Stream name -> file patterns under `<data root>/<stream>/`.
 STREAM_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -211,39 +214,87 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
 
 @dataclass
 class StreamScan:
-    """What `scan_streams` found: readable documents (unique by hash), rejections, and duplicates
-    (files whose bytes equal an earlier file's in the same scan)."""
+    """What `scan_streams` found: readable documents (unique by hash), rejections, duplicates
+    (files whose bytes equal an earlier file's in the same scan), and how many files were
+    opened and how many were passed over unopened (unchanged since the ledger recorded them)."""
 
-    documents: list[Document]
-    rejected: list[Rejection]
-    duplicates: list[str]
+    documents: list[Document] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    opened: int = 0
+    unchanged: int = 0
+
+
+def _stream_files(folder: Path, patterns: tuple[str, ...], unsafe: list[Path]):
+    """(path, metadata) of the regular files (or links to them) in `folder` that match
+    `patterns`, as they are listed; a missing folder is empty, files removed meanwhile are left
+    out. Paths that are not valid text (a file name not in UTF-8) go to `unsafe` instead: they
+    are rejected when read."""
+    try:
+        entries = os.scandir(folder)
+    except FileNotFoundError:
+        return
+    with entries:
+        for entry in entries:
+            if not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
+                continue
+            try:
+                if not entry.is_file():
+                    continue
+                if unsafe_character(entry.path):
+                    unsafe.append(Path(entry.path))
+                    continue
+                yield entry.path, Stat.of(entry.stat())
+            except FileNotFoundError:
+                continue
+
+
+def _read_into(scan: StreamScan, index: ScanIndex, path: Path, stat: Stat | None, stream: str,
+               max_bytes: int, seen: set[str]) -> None:
+    """Read one file into `scan` and what it gave into `index` (`stat` None: not indexed)."""
+    scan.opened += 1
+    try:
+        document = read_document(path, stream, max_bytes)
+    except FileNotFoundError:
+        return  # removed while scanning
+    except DocumentError as exc:
+        scan.rejected.append(exc.rejection)
+        if stat is not None:
+            index.remember(str(path), stat, None, exc.rejection.reason, exc.rejection.line)
+        return
+    if stat is not None:
+        index.remember(str(path), stat, document.sha256)
+    if document.sha256 in seen:
+        scan.duplicates.append(document.path)
+        return
+    seen.add(document.sha256)
+    scan.documents.append(document)
 
 
 def scan_streams(data_root: Path, arrived_by: float,
-                 max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> StreamScan:
-    """Every document under `data_root/<stream>/` whose modification time is at most `arrived_by`
+                 max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+                 index: ScanIndex | None = None) -> StreamScan:
+    """The documents under `data_root/<stream>/` whose modification time is at most `arrived_by`
     (Unix seconds), in a stable order (stream, then path). A missing stream folder is empty.
+
+    With `index`, a file unchanged since the ledger recorded its hash is not opened, and an
+    unchanged rejected file is reported again without being opened (see scan_index.py); the
+    index learns what this scan read. A night's cost then follows what changed, plus one `stat`
+    per file. Without one, every file is read.
     """
-    documents: list[Document] = []
-    rejected: list[Rejection] = []
-    duplicates: list[str] = []
-    seen: set[str] = set()
+    index = index or ScanIndex()
+    scan, seen = StreamScan(), set()
     for stream, patterns in STREAM_PATTERNS.items():
-        folder = data_root / stream
-        paths = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
-        for path in paths:
-            try:
-                if path.stat().st_mtime > arrived_by:
-                    continue
-                document = read_document(path, stream, max_bytes)
-            except FileNotFoundError:
-                continue  # removed while scanning
-            except DocumentError as exc:
-                rejected.append(exc.rejection)
-                continue
-            if document.sha256 in seen:
-                duplicates.append(document.path)
-                continue
-            seen.add(document.sha256)
-            documents.append(document)
-    return StreamScan(documents, rejected, duplicates)
+        folder, unsafe = data_root / stream, []
+        triage = index.triage(str(folder), _stream_files(folder, patterns, unsafe),
+                              arrived_by)
+        scan.unchanged += triage.unchanged
+        scan.rejected += [Rejection(path, stream, reason, line)
+                          for path, reason, line in triage.rejected]
+        for path, stat in triage.to_read:
+            _read_into(scan, index, Path(path), stat, stream, max_bytes, seen)
+        for path in sorted(unsafe):
+            if path.lstat().st_mtime <= arrived_by:
+                _read_into(scan, index, path, None, stream, max_bytes, seen)
+        index.commit()
+    return scan

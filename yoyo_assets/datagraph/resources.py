@@ -17,18 +17,38 @@ from .graph_client import GraphServiceClient
 from .graph_store import (DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, DataGraph,
                           open_graph)
 from .quality import LabelledDocument, load_labelled_set
+from .scan_index import ScanIndex
 
 
 class DocumentStreams(ConfigurableResource):
-    """The data root holding `transcripts/*.md`, `research/*.yaml|*.yml|*.md`, `contacts/*.json`."""
+    """The data root holding `transcripts/*.md`, `research/*.yaml|*.yml|*.md`, `contacts/*.json`,
+    and the scan index that spares a night from opening the files it has seen
+    (`<root>/index/documents.sqlite`, scan_index.py)."""
 
     root: str = Field(description="Data root folder (absolute, or relative to the working dir).")
     max_document_bytes: int = Field(default=DEFAULT_MAX_DOCUMENT_BYTES,
                                     description="Larger documents are rejected, bytes.")
 
+    def index_path(self) -> Path:
+        """The scan index's file."""
+        return Path(self.root) / "index" / "documents.sqlite"
+
     def scan(self, arrived_by: float) -> StreamScan:
-        """Documents that arrived by `arrived_by` (Unix seconds); see `scan_streams`."""
-        return scan_streams(Path(self.root), arrived_by, self.max_document_bytes)
+        """Documents that arrived by `arrived_by` (Unix seconds) and that the index cannot
+        pass over; see `scan_streams`."""
+        index = ScanIndex(self.index_path())
+        try:
+            return scan_streams(Path(self.root), arrived_by, self.max_document_bytes, index)
+        finally:
+            index.close()
+
+    def mark_recorded(self, hashes: set[str]) -> None:
+        """The ledger holds `hashes`: their unchanged files are not opened again."""
+        index = ScanIndex(self.index_path())
+        try:
+            index.mark_recorded(hashes)
+        finally:
+            index.close()
 
 
 def demo_labelled_set() -> Path:
