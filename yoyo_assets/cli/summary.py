@@ -92,12 +92,16 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
                   seconds: float) -> None:
     """Print the summary (about 12 lines, more with failures and adapters) from what the
     night's runs recorded."""
-    entities, graph = _graph_lines(recorded_graph(runs), graph_location)
+    recorded = recorded_graph(runs)
+    entities, graph = _graph_lines(recorded, graph_location)
     failed = len(runs.failed_runs) + sum(not ok for _, _, ok in runs.adapters)
+    deferred = recorded.get("run_documents_deferred", 0)
     lines = [
         "",
         f"[bold]night {night}[/] in {seconds / 60:.1f} min"
-        + (f", [red]{failed} run(s) failed[/]" if failed else ", every run succeeded"),
+        + (f", [red]{failed} run(s) failed[/]" if failed else ", every run succeeded")
+        + (f", [red]{deferred} document(s) not written: deferred to the next run[/]"
+           if deferred else ""),
         *_phase1_lines(runs),
         entities,
         *_adapter_lines(runs),
