@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     night.add_argument("--training-config", type=json.loads, default={}, metavar="JSON",
                        help='TrainingConfig fields for every adapter run, e.g. '
                        '\'{"num_train_epochs": 1}\'')
+    night.add_argument("--extraction-config", type=json.loads, default={}, metavar="JSON",
+                       help='ExtractionConfig fields for Phase 1\'s extraction, e.g. '
+                       '\'{"max_chunk_tokens": null, "few_shot": false}\' (whole documents)')
     night.add_argument("--verbose", action="store_true",
                        help="also print Dagster's event log and every library warning")
     recover = commands.add_parser(
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return recover_runs(args.after_boot)
     if args.command == "extraction-tuples":
         return write_extraction_tuples(args.labelled_dir, args.tenant, args.name, args.limit)
-    return run_night(args.night, args.demo, args.training_config, args.verbose)
+    return run_night(args.night, args.demo, args.training_config, args.verbose,
+                     args.extraction_config)
 
 
 if __name__ == "__main__":

@@ -212,15 +212,21 @@ def graph_snapshot(graph_path: Path) -> dict:
         }
 
 
+#: Phase 1 reading whole documents with no worked example: one request per document, for tests
+#: of crashes and counting (chunking and its quality: test_extraction, test_quality).
+WHOLE_DOCUMENTS = {"max_chunk_tokens": None, "few_shot": False}
+
+
 def run_night_process(env: dict, log: Path, crash_at: str = "",
                       extra_args: list[str] = ()) -> int:
-    """Run one night in a child process (the README's command, with `extra_args`), killed at
-    crash point `crash_at` if given; returns its exit status."""
+    """Run one night in a child process (the README's command reading whole documents, with
+    `extra_args`), killed at crash point `crash_at` if given; returns its exit status."""
     env = {**env, "YOYO_CRASH_POINTS": crash_at}
     with open(log, "a") as out:
         # Own process group, killed after: a SIGKILL leaves the `tail` processes of Dagster's
         # compute-log capture behind.
         return run_with_timeout([sys.executable, "-m", "yoyo_assets", "night", "--night", NIGHT,
+                                 "--extraction-config", json.dumps(WHOLE_DOCUMENTS),
                                  *extra_args], 600, cwd=REPO_ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
 

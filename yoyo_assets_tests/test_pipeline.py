@@ -13,7 +13,8 @@ from yoyo_assets.datagraph.graph_client import GraphServiceClient
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.datagraph.resources import GraphStore
 
-from .helpers import (NIGHT, REPO_ROOT, GraphService, arrived_during, check_graph_invariants,
+from .helpers import (NIGHT, REPO_ROOT, WHOLE_DOCUMENTS, GraphService, arrived_during,
+                      check_graph_invariants,
                       copy_documents, corpus_night, graph_snapshot, metadata, run_night_process)
 
 pytestmark = pytest.mark.slow
@@ -31,8 +32,9 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     defs = build_definitions(root, external_server)
     job = defs.resolve_job_def("datagraph_nightly")
     instance = DagsterInstance.get()
+    whole = {"ops": {"extracted_entities": {"config": WHOLE_DOCUMENTS}}}
 
-    first = job.execute_in_process(partition_key=NIGHT, instance=instance)
+    first = job.execute_in_process(partition_key=NIGHT, instance=instance, run_config=whole)
     assert first.success
     found = metadata(first, "documents")
     assert found["documents"] == expected
@@ -66,7 +68,7 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     assert metadata(served, "datagraph")["run_documents_recorded"] == counts["documents"]
     assert graph_snapshot(service.graph_path) == graph_snapshot(graph_path)
 
-    second = job.execute_in_process(partition_key=NIGHT, instance=instance)
+    second = job.execute_in_process(partition_key=NIGHT, instance=instance, run_config=whole)
     assert second.success
     again = metadata(second, "documents")
     assert again["documents"] == extracted["documents_failed"]  # only failures are retried

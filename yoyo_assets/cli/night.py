@@ -117,8 +117,11 @@ class NightRunner:
         return f"{role}-{tenant}", version, result.success
 
 
-def run_night(night: str | None, demo: bool, training_config: dict, verbose: bool) -> int:
-    """The `night` command; returns the exit status (0: every run succeeded)."""
+def run_night(night: str | None, demo: bool, training_config: dict, verbose: bool,
+              extraction_config: dict | None = None) -> int:
+    """The `night` command; returns the exit status (0: every run succeeded). The configs are
+    run config of the adapter runs (`TrainingConfig` fields) and of Phase 1's extraction
+    (`ExtractionConfig` fields)."""
     started = time.monotonic()
     home = prepare_dagster_home()
     settings = Settings.from_env()
@@ -137,7 +140,9 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
         console.print(f"run {run_id} had died (killed or preempted): marked failed")
     display = StepDisplay(console)
     runner = NightRunner(defs, instance, display, console, verbose, training_config)
-    runs = NightRuns(phase1=runner.run("datagraph_nightly", night))
+    phase1_config = ({"ops": {"extracted_entities": {"config": extraction_config}}}
+                     if extraction_config else None)
+    runs = NightRuns(phase1=runner.run("datagraph_nightly", night, run_config=phase1_config))
     corpus = runner.run("corpus_nightly", night)
     runs.failed_runs += [r.run_id for r in (runs.phase1, corpus) if not r.success]
     versions = defs.resources["adapter_versions"]
