@@ -6,7 +6,6 @@ A document's identity is the SHA-256 of its bytes. Nothing here touches the grap
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -226,27 +225,29 @@ class StreamScan:
 
 
 def _stream_files(folder: Path, patterns: tuple[str, ...], unsafe: list[Path]):
-    """(path, metadata) of the regular files (or links to them) in `folder` that match
-    `patterns`, as they are listed; a missing folder is empty, files removed meanwhile are left
-    out. Paths that are not valid text (a file name not in UTF-8) go to `unsafe` instead: they
-    are rejected when read."""
+    """(path, size, mtime_ns, ctime_ns, inode) of the regular files (or links to them) in
+    `folder` that match `patterns` (`*.<suffix>`), as they are listed; a missing folder is empty,
+    files removed meanwhile are left out. Paths that are not valid text (a file name not in
+    UTF-8) go to `unsafe` instead: they are rejected when read."""
+    suffixes = tuple(pattern.removeprefix("*") for pattern in patterns)
     try:
         entries = os.scandir(folder)
     except FileNotFoundError:
         return
     with entries:
         for entry in entries:
-            if not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
+            if not entry.name.endswith(suffixes):
                 continue
             try:
                 if not entry.is_file():
                     continue
-                if unsafe_character(entry.path):
+                if not entry.path.isprintable() and unsafe_character(entry.path):
                     unsafe.append(Path(entry.path))
                     continue
-                yield entry.path, Stat.of(entry.stat())
+                stat = entry.stat()
             except FileNotFoundError:
                 continue
+            yield entry.path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
 def _read_into(scan: StreamScan, index: ScanIndex, path: Path, stat: Stat | None, stream: str,

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT, recorded INTEGER NOT NULL DEFAULT 0, rejection TEXT, line INTEGER);
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 CREATE TEMP TABLE IF NOT EXISTS present (
-    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER);
+    path TEXT, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER);
 """
 
 #: A file whose metadata equals what the index holds for its path.
@@ -76,30 +76,44 @@ class ScanIndex:
         """Close the file."""
         self._db.close()
 
-    def triage(self, folder: str, files: Iterable[tuple[str, Stat]],
+    def triage(self, folder: str, files: Iterable[tuple[str, int, int, int, int]],
                arrived_by: float) -> Triage:
-        """Sort the files now in `folder` (an iterable of path and metadata, consumed once):
-        those modified after `arrived_by` (Unix seconds) are left for a later night; entries of
-        files gone from the folder are forgotten."""
+        """Sort the files now in `folder` (an iterable of path, size, mtime_ns, ctime_ns and
+        inode, consumed once): those modified after `arrived_by` (Unix seconds) are left for a
+        later night; entries of files gone from the folder are forgotten. One pass over the
+        files in SQLite returns only those that are not passed over."""
         prefix, end = folder + os.sep, folder + chr(ord(os.sep) + 1)
+        due = [0]
+
+        def counted(rows):
+            for row in rows:
+                due[0] += row[2] / 1e9 <= arrived_by  # as Python's st_mtime compares
+                yield row
+
         with self._db:
             self._db.execute("DELETE FROM present")
-            self._db.executemany("INSERT INTO present VALUES (?, ?, ?, ?, ?)", (
-                (p, s.size, s.mtime_ns, s.ctime_ns, s.inode) for p, s in files))
-            self._db.execute("DELETE FROM files WHERE path >= ? AND path < ? AND path NOT IN "
-                             "(SELECT path FROM present)", (prefix, end))
-        due = "p.mtime_ns / 1e9 <= ?"  # as Python's st_mtime compares
-        triage = Triage(unchanged=self._db.execute(
-            f"SELECT count(*) FROM present p JOIN files f USING (path) WHERE {due} AND {_SAME} "
-            "AND f.recorded = 1", (arrived_by,)).fetchone()[0])
-        triage.rejected = self._db.execute(
-            f"SELECT p.path, f.rejection, f.line FROM present p JOIN files f USING (path) "
-            f"WHERE {due} AND {_SAME} AND f.sha256 IS NULL AND f.rejection IS NOT NULL "
-            "ORDER BY p.path", (arrived_by,)).fetchall()
-        triage.to_read = [(row[0], Stat(*row[1:])) for row in self._db.execute(
-            "SELECT p.path, p.size, p.mtime_ns, p.ctime_ns, p.inode FROM present p LEFT JOIN "
-            f"files f USING (path) WHERE {due} AND (f.path IS NULL OR NOT ({_SAME}) OR "
-            "(f.recorded = 0 AND f.sha256 IS NOT NULL)) ORDER BY p.path", (arrived_by,))]
+            self._db.executemany("INSERT INTO present VALUES (?, ?, ?, ?, ?)", counted(files))
+        rows = self._db.execute(
+            "SELECT p.path, p.size, p.mtime_ns, p.ctime_ns, p.inode, f.path IS NOT NULL, "
+            f"f.path IS NOT NULL AND {_SAME}, f.sha256, f.rejection, f.line "
+            "FROM present p LEFT JOIN files f USING (path) WHERE p.mtime_ns / 1e9 <= ? AND NOT "
+            f"(f.path IS NOT NULL AND {_SAME} AND f.recorded = 1) ORDER BY p.path",
+            (arrived_by,)).fetchall()
+        triage = Triage(unchanged=due[0] - len(rows))
+        for path, size, mtime_ns, ctime_ns, inode, _, same, sha256, rejection, line in rows:
+            if same and sha256 is None and rejection is not None:
+                triage.rejected.append((path, rejection, line))
+            else:
+                triage.to_read.append((path, Stat(size, mtime_ns, ctime_ns, inode)))
+        # Entries of files gone from the folder are forgotten. Counting first spares the search
+        # on most nights (it costs as much as the pass above); indexed files that are not due
+        # tonight (a backfill of an earlier night) make it search, and it keeps them.
+        indexed = self._db.execute("SELECT count(*) FROM files WHERE path >= ? AND path < ?",
+                                   (prefix, end)).fetchone()[0]
+        if indexed > triage.unchanged + sum(row[5] for row in rows):
+            with self._db:
+                self._db.execute("DELETE FROM files WHERE path >= ? AND path < ? AND path NOT "
+                                 "IN (SELECT path FROM present)", (prefix, end))
         return triage
 
     def remember(self, path: str, stat: Stat, sha256: str | None, rejection: str | None = None,
