@@ -45,11 +45,6 @@ class Stat:
     ctime_ns: int
     inode: int
 
-    @classmethod
-    def of(cls, result: os.stat_result) -> Stat:
-        """From `os.stat` / `DirEntry.stat`."""
-        return cls(result.st_size, result.st_mtime_ns, result.st_ctime_ns, result.st_ino)
-
 
 @dataclass
 class Triage:
