@@ -1,17 +1,21 @@
 """The graph store on a real LadybugDB file: idempotent batched writes, the ledger, hostile
 names as data, batches that break the rules refused before LadybugDB sees them, write plans
-that look nodes up by key, and one shared Database per process."""
+that look nodes up by key, large writes bulk-copied to the same graph, and one shared Database
+per process."""
 
 import dataclasses
 
 import ladybug
 import pytest
 
-from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity, entity_key
+from yoyo_assets.datagraph import graph_store
+from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
+                                              entity_key)
 from yoyo_assets.datagraph.graph_batch import InvalidBatch
-from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, columns, open_graph
+from yoyo_assets.datagraph.graph_bulk import BULK_ROWS, copy_new_rows
+from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, batch_rows, columns, open_graph
 
-from .helpers import check_graph_invariants
+from .helpers import check_graph_invariants, graph_snapshot
 
 
 def extraction(sha, names, stream="research"):
@@ -178,3 +182,53 @@ def test_a_graph_written_under_the_old_property_names_is_migrated_on_open(tmp_pa
         assert graph.query("MATCH (:Document {sha256: 'old'})-[m:MENTIONS]->() "
                            "RETURN m.mentions") == [[3]]
     check_graph_invariants(path)
+
+
+def large_batches() -> list[list[DocumentExtraction]]:
+    """Two batches over BULK_ROWS: 30 documents naming 80 entities each, half of them shared
+    with the previous document, names with quotes, commas, backslashes and other scripts; the
+    second batch names entities of the first (updates) and new ones."""
+    def name(n):
+        return ["O'Brien, \"Ltd\" %d", "back\\slash %d", "Zürich–Ōsaka %d", "plain %d"][n % 4] % n
+    def document(d, first):
+        names = [(name(n), ENTITY_TYPES[n % 5]) for n in range(first, first + 80)]
+        return extraction(f"{d:064x}", names, stream=("research", "contacts")[d % 2])
+    return [[document(d, 40 * d) for d in range(30)],
+            [document(d, 40 * (d - 15)) for d in range(30, 60)]]
+
+
+def test_a_large_write_is_bulk_copied_and_stores_what_small_writes_store(tmp_path,
+                                                                         monkeypatch):
+    bulk_writes = []
+
+    def counted(query, entities, documents, mentions):
+        bulk_writes.append(len(entities) + len(mentions))
+        copy_new_rows(query, entities, documents, mentions)
+
+    monkeypatch.setattr(graph_store, "copy_new_rows", counted)
+    batches = large_batches()
+    with open_graph(tmp_path / "bulk.lbug") as graph:
+        for night, batch in zip(("2026-11-20", "2026-11-21"), batches):
+            graph.write_extractions(batch, night)
+    assert len(bulk_writes) == 2 and min(bulk_writes) >= BULK_ROWS
+    with open_graph(tmp_path / "small.lbug") as graph:
+        for night, batch in zip(("2026-11-20", "2026-11-21"), batches):
+            for document in batch:
+                graph.write_extractions([document], night)
+    assert len(bulk_writes) == 2  # one document's rows stay under BULK_ROWS: UNWIND
+    bulk = check_graph_invariants(tmp_path / "bulk.lbug")
+    assert bulk == check_graph_invariants(tmp_path / "small.lbug")
+    assert bulk["documents"] == 60 and bulk["mentions"] == 60 * 80
+    assert graph_snapshot(tmp_path / "bulk.lbug") == graph_snapshot(tmp_path / "small.lbug")
+
+
+def test_a_bulk_copy_in_a_failed_transaction_leaves_no_trace(tmp_path):
+    [batch, _] = large_batches()
+    rows = batch_rows(batch, "2026-11-20")
+    with open_graph(tmp_path / "g.lbug") as graph:
+        with pytest.raises(RuntimeError, match="after the copy"):
+            with graph.transaction():
+                copy_new_rows(graph.query, rows.entities, rows.documents, rows.mentions)
+                assert graph.counts()["mentions"] == len(rows.mentions)
+                raise RuntimeError("after the copy")
+        assert graph.counts() == {"documents": 0, "entities": 0, "mentions": 0}

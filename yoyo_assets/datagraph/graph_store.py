@@ -28,6 +28,7 @@ from ..shared.faults import crash_point
 from ..shared.settings import declared_default
 from .extraction import ENTITY_TYPES, DocumentExtraction
 from .graph_batch import check_batch
+from .graph_bulk import BULK_ROWS, copy_new_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ RENAMED_PROPERTIES = (
 KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
 KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
 
-# Every write is `UNWIND` over list parameters, one list per column (`$key[i]`, 1-based):
+# A write's new rows go through `COPY FROM` from `graph_bulk.BULK_ROWS` on (graph_bulk); the rest
+# is `UNWIND` over list parameters, one list per column (`$key[i]`, 1-based):
 # LadybugDB converts lists of strings and numbers 4-5x faster than a list of row dicts
 # (docs/benchmarks.md). Every node a write touches is found by its primary key, one `MATCH`
 # clause per node, each after a `WITH` (a `$key[i]` inside the pattern, or two `MATCH` clauses
@@ -273,20 +275,29 @@ class GraphDatabase:
             rows = batch_rows(fresh, night)
             existing = {r[0] for r in self.query(KNOWN_ENTITIES,
                                                  {"keys": [e["key"] for e in rows.entities]})}
-            for statement, entities in (
-                    (CREATE_ENTITIES, [e for e in rows.entities if e["key"] not in existing]),
-                    (UPDATE_ENTITIES, [e for e in rows.entities if e["key"] in existing])):
-                if entities:
-                    self.query(statement, columns(entities))
-            self.query(CREATE_DOCUMENTS, columns(rows.documents))
-            if rows.mentions:
-                self.query(CREATE_MENTIONS, columns(rows.mentions))
+            new_entities = [e for e in rows.entities if e["key"] not in existing]
+            updated = [e for e in rows.entities if e["key"] in existing]
+            if updated:
+                self.query(UPDATE_ENTITIES, columns(updated))
+            if len(new_entities) + len(rows.mentions) >= BULK_ROWS:
+                copy_new_rows(self.query, new_entities, rows.documents, rows.mentions)
+            else:
+                self._create_rows(new_entities, rows.documents, rows.mentions)
             crash_point("graph.before_commit")
         stats.entities_created = len(rows.entities) - len(existing)
         stats.entities_updated = len(existing)
         stats.documents_recorded = len(rows.documents)
         stats.relationships_written = len(rows.mentions)
         return stats
+
+    def _create_rows(self, entities: list[dict], documents: list[dict],
+                     mentions: list[dict]) -> None:
+        """Create new entities, documents and their MENTIONS with the UNWIND statements."""
+        if entities:
+            self.query(CREATE_ENTITIES, columns(entities))
+        self.query(CREATE_DOCUMENTS, columns(documents))
+        if mentions:
+            self.query(CREATE_MENTIONS, columns(mentions))
 
     def night_totals(self, night: str, sample: int = 10) -> NightTotals:
         """What the ledger holds for `night` (a partition key), whichever run wrote it."""

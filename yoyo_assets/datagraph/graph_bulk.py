@@ -1,0 +1,73 @@
+"""Bulk appends of a write's new rows: Parquet files that LadybugDB's `COPY FROM` appends to the
+node and relationship tables inside the writer's open transaction.
+
+`COPY FROM` costs ~30 ms per table whatever its size and a few microseconds per row; the
+`UNWIND` statements of graph_store cost ~80 µs per row (docs/benchmarks.md, "Graph writes").
+They cross near 1,500 rows, so graph_store sends a write through here from `BULK_ROWS` new
+entities and relationships on. A COPY into a table that holds a row's primary key already fails
+(and the transaction with it), so only rows new to the graph come here; updates stay `UNWIND`.
+The files are scanned from disk, never from Python objects: a DataFrame scan pins memory until
+the process ends (docs/reliability.md, "Bounded memory").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+#: New entities plus new `MENTIONS` of one write from which `COPY FROM` is used.
+BULK_ROWS = 2000
+
+#: Arrow type of each property whose Parquet type would not be inferred as LadybugDB's.
+ARROW_TYPES = {"document_count": pa.int64(), "entity_count": pa.int64(), "mentions": pa.int64(),
+               "spellings": pa.list_(pa.string()), "processed_at": pa.timestamp("us")}
+
+Query = Callable[..., list[list[Any]]]
+
+
+def property_names(query: Query, table: str) -> list[str]:
+    """`table`'s properties in the order the catalog keeps them: the order `COPY FROM` reads a
+    file's columns in (a graph migrated since it was made may differ from the schema's text)."""
+    return [row[1] for row in query(f"CALL table_info('{table}') RETURN *")]
+
+
+def copy_new_rows(query: Query, entities: list[dict], documents: list[dict],
+                  mentions: list[dict]) -> None:
+    """Append `entities` (rows of graph_store.batch_rows, all new to the graph), `documents`
+    and their `mentions` to the graph through `query`, a connection inside a transaction.
+
+    Raises:
+        RuntimeError: LadybugDB refused a file (a primary key already present, a type it
+            cannot read); the caller's transaction rolls the whole write back.
+    """
+    stamp = datetime.now(timezone.utc).replace(tzinfo=None)  # TIMESTAMP is UTC, without zone
+    tables = (
+        ("Entity", [{**e, "first_night": e["night"], "last_night": e["night"],
+                     "document_count": e["documents"]} for e in entities]),
+        ("Document", [{**d, "processed_at": stamp} for d in documents]),
+        ("MENTIONS", [{"from": m["sha256"], "to": m["key"], "mentions": m["mentions"]}
+                      for m in mentions]),
+    )
+    with tempfile.TemporaryDirectory(prefix="yoyo-graph-copy-") as folder:
+        if "'" in folder:  # the path is the one text pasted into a statement
+            raise RuntimeError(f"temporary folder {folder!r} has a quote; set TMPDIR")
+        for table, rows in tables:
+            if not rows:
+                continue
+            names = property_names(query, table)
+            if table == "MENTIONS":
+                names = ["from", "to", *names]
+            path = Path(folder) / f"{table}.parquet"
+            pq.write_table(arrow_table(rows, names), path)
+            query(f"COPY {table} FROM '{path}'")
+
+
+def arrow_table(rows: list[dict], names: list[str]) -> pa.Table:
+    """`rows` as an Arrow table with the columns `names`, in that order."""
+    return pa.table({name: pa.array([row[name] for row in rows], ARROW_TYPES.get(name))
+                     for name in names})
