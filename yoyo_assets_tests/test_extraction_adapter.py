@@ -25,7 +25,7 @@ from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, V
 from yoyo_assets.datagraph.resources import LabelledSet
 
 from .helpers import copy_documents
-from .helpers import NIGHT, arrived_during
+from .helpers import NIGHT, QUICK_OVERLAY_CHECK, arrived_during
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 # average ("mean"), and no stream may be worse beyond its interval (test_gate has the interval
 # rule on 72 documents).
 TRAINING = {"num_train_epochs": 1.0, "sft_learning_rate": 1e-3, "per_device_train_batch_size": 8,
-            "gate_statistic": "mean", "gradient_checkpointing": False}
+            "gate_statistic": "mean", "gradient_checkpointing": False, **QUICK_OVERLAY_CHECK}
 TRAIN_TUPLES = 64
 GATE_NOTES = ["wnut17-dev-002.md", "wnut17-dev-003.md"]
 

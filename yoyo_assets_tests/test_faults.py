@@ -18,13 +18,14 @@ from yoyo_assets.shared.faults import on_crash_point
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
 
 from .helpers import Emulator, free_port
-from .helpers import (JOB, NIGHT, PUBLISHED, TINY, check_graph_invariants, corpus_night,
+from .helpers import (JOB, NIGHT, PUBLISHED, QUICK_OVERLAY_CHECK, TINY, check_graph_invariants, corpus_night,
                       make_defs, run_night_process, sft_lines, write_bucket_file)
 
 pytestmark = pytest.mark.slow
 
 #: Two epochs of a few steps each, so that there is a step, a checkpoint and a resume to hit.
-SMALL = {"max_length": 64, "num_train_epochs": 2, "per_device_train_batch_size": 2, "gradient_checkpointing": False}
+SMALL = {"max_length": 64, "num_train_epochs": 2, "per_device_train_batch_size": 2,
+         "gradient_checkpointing": False, **QUICK_OVERLAY_CHECK}
 ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
 
 

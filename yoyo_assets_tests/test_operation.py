@@ -24,7 +24,8 @@ from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.shared.processes import group_members
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .helpers import REPO_ROOT, arrived_during, copy_documents, free_port, timeout
+from .helpers import (QUICK_OVERLAY_CHECK, REPO_ROOT, arrived_during, copy_documents, free_port,
+                      timeout)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ops]
 
@@ -260,7 +261,8 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
             ("adapter_pointsav_engineering", SINGLE_NIGHT, {"ops": {
                 "pointsav__engineering__adapter": {"config": {
                     "max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 8,
-                    "gradient_checkpointing": False, "sft_learning_rate": 1e-3}}}})):
+                    "gradient_checkpointing": False, "sft_learning_rate": 1e-3,
+                    **QUICK_OVERLAY_CHECK}}}})):
         result = stack.graphql(LAUNCH_RUN, {"params": {
             "selector": {**REPOSITORY, "jobName": job}, "runConfigData": config,
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": night}]}}})

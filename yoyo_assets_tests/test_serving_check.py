@@ -42,7 +42,7 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
     log = logging.getLogger("overlay")
 
     same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
-                         references=["Paris."])
+                         references=["Paris."], max_tokens=16)
     assert same.served and same.prompts == 2, same.error
     assert same.differing == 0 and not same.passed
     assert same.samples[0]["base"] == same.samples[0]["adapter"] != ""

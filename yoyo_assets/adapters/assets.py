@@ -34,7 +34,7 @@ from .publication import publish_folder
 from .recovery import unrecorded_version
 from .registry import AdapterVersion, trained_hashes, version_for_night
 from .resources import AdapterVersions, CorpusBuckets, ExtractionServing, Publication
-from .serving_check import SAMPLE_PROMPTS, ExtractionGate, OverlayReport, check_overlay
+from .serving_check import ExtractionGate, OverlayReport, check_overlay
 from .training import BaseModelError, TrainingConfig, check_base_model
 from .version_training import (QUALITY_CHECK, Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
@@ -223,12 +223,13 @@ def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
 
     def check(staged, split) -> OverlayReport:
         # The fitted prompts: what training saw, and within max_length of the server's context.
-        prompts = [e["prompt"] for e in [*split.held_out, *split.train][:SAMPLE_PROMPTS]]
-        references = [e["completion"][-1]["content"] for e in split.held_out[:SAMPLE_PROMPTS]
+        asked = config.overlay_check_prompts
+        prompts = [e["prompt"] for e in [*split.held_out, *split.train][:asked]]
+        references = [e["completion"][-1]["content"] for e in split.held_out[:asked]
                       if "completion" in e]
         gc.collect()  # the trained model's memory back before a server starts beside this one
         report = check_overlay(server, base_dir, staged, prompts, context.log, config.lora_r, gate,
-                               references)
+                               references, config.overlay_check_tokens)
         context.log.info(f"{bucket.name}: overlay check {'passed' if report.passed else 'failed'}"
                          f" ({report.differing}/{report.prompts} answers differ from the base's"
                          + (f"; {report.error}" if report.error else "") + ")")

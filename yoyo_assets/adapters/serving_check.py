@@ -28,18 +28,13 @@ from .gate import GateStatistic
 from .manifest import (AnswerQuality, ExtractionComparison, ExtractorScore, F1Interval,
                        OverlayReport)
 
-#: Answer tokens per held-out prompt: enough to tell two answers apart, cheap on a CPU.
-SAMPLE_TOKENS = 48
-#: Held-out prompts asked of base and adapter.
-SAMPLE_PROMPTS = 8
-
-
-async def _answers(base_url: str, model: str, prompts: list[list[dict]]) -> list[str]:
+async def _answers(base_url: str, model: str, prompts: list[list[dict]],
+                   max_tokens: int) -> list[str]:
     async with ChatClient(base_url, timeout_s=600, attempts=2) as client:
         async def one(messages: list[dict]) -> str:
             try:
                 reply = await client.complete({"model": model, "messages": messages,
-                                               "max_tokens": SAMPLE_TOKENS, "temperature": 0.0})
+                                               "max_tokens": max_tokens, "temperature": 0.0})
             except httpx.HTTPStatusError as exc:
                 raise ServerError(f"{model}: server answered {exc.response.status_code}: "
                                   f"{exc.response.text[:300]}") from None
@@ -49,10 +44,11 @@ async def _answers(base_url: str, model: str, prompts: list[list[dict]]) -> list
 
 
 def ask_base_and_adapter(server: Endpoint, adapter: str, prompts: list[list[dict]],
-                         references: list[str] = ()) -> OverlayReport:
+                         references: list[str] = (), max_tokens: int = 48) -> OverlayReport:
     """Through a live `server` that serves `adapter` as an overlay: the held-out `prompts`
-    (chat message lists) asked of the base and of the adapter. The first prompts' answers are
-    scored against `references` (ROUGE-L, exact match), when given.
+    (chat message lists) asked of the base and of the adapter, `max_tokens` answer tokens each
+    (greedy). The first prompts' answers are scored against `references` (ROUGE-L, exact
+    match), when given.
 
     Raises:
         ServerError: the adapter is not listed or a request is refused.
@@ -60,8 +56,8 @@ def ask_base_and_adapter(server: Endpoint, adapter: str, prompts: list[list[dict
     """
     if adapter not in {entry["id"] for entry in served_models(server.base_url)}:
         raise ServerError(f"the server does not list adapter {adapter!r} under /v1/models")
-    base = asyncio.run(_answers(server.base_url, server.model, prompts))
-    tuned = asyncio.run(_answers(server.base_url, adapter, prompts))
+    base = asyncio.run(_answers(server.base_url, server.model, prompts, max_tokens))
+    tuned = asyncio.run(_answers(server.base_url, adapter, prompts, max_tokens))
     samples = [{"prompt": m[-1]["content"][:300], "base": b, "adapter": t}
                for m, b, t in list(zip(prompts, base, tuned))[:3]]
     answers = None
@@ -122,10 +118,11 @@ class ExtractionGate:
 def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                   prompts: list[list[dict]], log: Any, lora_r: int,
                   extraction: ExtractionGate | None = None,
-                  references: list[str] = ()) -> OverlayReport:
+                  references: list[str] = (), max_tokens: int = 48) -> OverlayReport:
     """Start a managed server (`server`'s settings) with `base_dir` and the adapter in
-    `adapter_folder` as an overlay, ask `prompts` (the first scored against `references`, see
-    `ask_base_and_adapter`), and with `extraction` compare F1; the server
+    `adapter_folder` as an overlay, ask `prompts` for `max_tokens` answer tokens (the first
+    scored against `references`, see `ask_base_and_adapter`), and with `extraction` compare F1;
+    the server
     is stopped before returning. Never raises for a server or adapter problem: `served` is
     False and `error` says why."""
     started = time.monotonic()
@@ -138,7 +135,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                                         "max_lora_rank": vllm_lora_rank(lora_r)})
     try:
         with overlay.serving(log) as live:
-            report = ask_base_and_adapter(live, candidate, prompts, references)
+            report = ask_base_and_adapter(live, candidate, prompts, references, max_tokens)
             if extraction is not None:
                 report.extraction = compare_extractors(
                     live, candidate, extraction.serving_name or live.model, extraction.labelled,

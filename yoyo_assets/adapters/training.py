@@ -48,6 +48,7 @@ class TrainingConfig(Config):
     `gradient_checkpointing`, `eval_steps`, `early_stopping_patience`, `seed`,
     `budget_reserve_s`.
     Parameters of the quality gate: `gate_statistic`, `gate_confidence`.
+    Parameters of the serving check: `overlay_check_prompts`, `overlay_check_tokens`.
     """
 
     # Model
@@ -113,6 +114,13 @@ class TrainingConfig(Config):
         "tuple) must be below 0 at the upper bound of its bootstrap interval, or (\"mean\") on "
         "average only.")
     gate_confidence: float = Field(default=0.95, description="Confidence of that interval.")
+    # Serving check (adapters/serving_check.py)
+    overlay_check_prompts: int = Field(
+        default=8, ge=1, description="Held-out prompts (topped up with training prompts) the "
+        "overlay check asks of the base and of the adapter.")
+    overlay_check_tokens: int = Field(
+        default=48, ge=1, description="Answer tokens per overlay-check prompt (greedy): "
+        "enough to tell two answers apart.")
 
 
 class BaseModelError(ValueError):
