@@ -243,9 +243,10 @@ QUICK_OVERLAY_CHECK = {"overlay_check_prompts": 4, "overlay_check_tokens": 16}
 
 #: Small enough for a CPU test: one epoch, batches of 16 short sequences; a learning rate high
 #: enough that the few steps change the adapter's greedy answers (the overlay check).
-TINY = {"ops": {"pointsav__engineering__adapter": {"config": {
-    "max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 16,
-    "gradient_checkpointing": False, "sft_learning_rate": 1e-3, **QUICK_OVERLAY_CHECK}}}}
+TINY_TRAINING = {"max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 16,
+                 "gradient_checkpointing": False, "sft_learning_rate": 1e-3,
+                 **QUICK_OVERLAY_CHECK}
+TINY = {"ops": {"pointsav__engineering__adapter": {"config": TINY_TRAINING}}}
 
 
 def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> None:

@@ -1,5 +1,5 @@
-"""Phase 2 through Dagster with a real instance: the corpus threshold sensor (49 pending: skip;
-50: one run request; same state: none; 50 new after v1: v2), the adapter run with its blocking
+"""Phase 2 through Dagster with a real instance: the corpus threshold sensor (threshold 20: 19
+pending: skip; 20: one run request; same state: none; 20 new after v1: v2), the adapter run with its blocking
 quality check, publication to a real GCS emulator and its retry alone, the published version
 loaded back by a gateway-like reader, and a bad base model."""
 
@@ -16,11 +16,16 @@ from yoyo_assets.adapters.resources import CorpusBuckets
 from yoyo_assets.shared.embedded_model import HUB_NAME
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .helpers import JOB, PUBLISHED, TINY, make_defs, sft_lines, write_bucket_file
+from .helpers import (JOB, PUBLISHED, TINY, TINY_TRAINING, make_defs, sft_lines,
+                      write_bucket_file)
 
 pytestmark = pytest.mark.slow
 
 SENSOR = "pointsav_engineering_corpus_threshold"
+#: A threshold of 20 leaves 12 tuples to train on after the 8 held out: batches of 4, so that
+#: v1 takes a few steps.
+SENSOR_RUN = {"ops": {"pointsav__engineering__adapter": {"config": {
+    **TINY_TRAINING, "per_device_train_batch_size": 4}}}}
 ADAPTER = AssetKey(["pointsav", "engineering", "adapter"])
 
 
@@ -67,26 +72,27 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     mirror = tmp_path / "trainer" / "corpus-gcs"
     buckets = CorpusBuckets(corpus_root=str(root / "corpus"), source="gcs",
                             mirror_root=str(mirror))
-    defs = make_defs(root, model_dir, {"corpus_buckets": buckets}, gcs_bucket="adapters")
+    defs = make_defs(root, model_dir, {"corpus_buckets": buckets}, gcs_bucket="adapters",
+                     adapter_threshold=20)
     instance = DagsterInstance.get()
     lines = sft_lines(corpora)
 
-    # Night 1: 49 valid tuples, one duplicate, two bad lines.
-    write_bucket_file(root, "n1.jsonl", lines[:49] + [lines[0], "not json", '{"messages": 1}'],
+    # Night 1: 19 valid tuples, one duplicate, two bad lines.
+    write_bucket_file(root, "n1.jsonl", lines[:19] + [lines[0], "not json", '{"messages": 1}'],
                       "2026-11-18")
     materialize_buckets(defs, instance, "2026-11-18")
     meta = instance.fetch_materializations(
         AssetKey(["pointsav", "engineering", "corpus_bucket"]), limit=1).records[0] \
         .asset_materialization.metadata
-    assert (meta["tuple_count"].value, meta["pending_tuples"].value) == (49, 49)
+    assert (meta["tuple_count"].value, meta["pending_tuples"].value) == (19, 19)
     assert meta["duplicates_dropped"].value == 1 and meta["invalid_lines"].value == 2
-    assert [i["line"] for i in meta["invalid"].value] == [51, 52]
+    assert [i["line"] for i in meta["invalid"].value] == [21, 22]
     first = tick(defs, instance, None)
-    assert first.run_requests == [] and "49 pending tuples, below the threshold 50" in \
+    assert first.run_requests == [] and "19 pending tuples, below the threshold 20" in \
         first.skip_message
 
-    # Night 2: the 50th tuple arrives: one request; the next tick (same state) gives none.
-    write_bucket_file(root, "n2.jsonl", lines[49:50], "2026-11-19")
+    # Night 2: the 20th tuple arrives: one request; the next tick (same state) gives none.
+    write_bucket_file(root, "n2.jsonl", lines[19:20], "2026-11-19")
     materialize_buckets(defs, instance, "2026-11-19")
     second = tick(defs, instance, first.cursor)
     assert len(second.run_requests) == 1
@@ -94,13 +100,13 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert request.partition_key == "2026-11-19"
     assert tick(defs, instance, second.cursor).run_requests == []
 
-    result = run_requested(defs, instance, request)
+    result = run_requested(defs, instance, request, SENSOR_RUN)
     assert result.success
     assert defs.resolve_job_def(JOB).tags[GPU_TAG_KEY] == "exclusive"
     [v1] = versions(root / "adapters" / "pointsav" / "engineering")
     manifest = v1.manifest
     assert v1.path.name == "v1" and manifest.night == "2026-11-19"
-    assert len(manifest.trained_tuples) + len(manifest.held_out_tuples) == 50
+    assert len(manifest.trained_tuples) + len(manifest.held_out_tuples) == 20
     copy = json.loads(GCSResource(project="yoyo-test").get_client().bucket("adapters").blob(
         "adapters/corpus/engineering-pointsav/manifests/2026-11-19.json").download_as_bytes())
     assert sorted(manifest.trained_tuples + manifest.held_out_tuples) == copy["tuples"]
@@ -111,7 +117,7 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     assert [r for r in manifest.loss_history if "train_loss" in r]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     held_out = manifest.held_out
-    assert len(held_out.tuples) == len(manifest.held_out_tuples) == 8  # max(8, 10% of 50)
+    assert len(held_out.tuples) == len(manifest.held_out_tuples) == 8  # max(8, 10% of 20)
     assert held_out.interval_low <= held_out.mean_difference <= held_out.interval_high
     assert held_out.passed == (held_out.interval_high < 0)
     assert checks["beats_base_model"].passed == held_out.passed is True
@@ -155,15 +161,15 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     third = tick(defs, instance, second.cursor)
     assert third.run_requests == [] and "0 pending tuples" in third.skip_message
 
-    # 50 new tuples on night 3: version 2, trained on the whole bucket.
-    write_bucket_file(root, "n3.jsonl", lines[50:100], "2026-11-20")
+    # 20 new tuples on night 3: version 2, trained on the whole bucket.
+    write_bucket_file(root, "n3.jsonl", lines[20:40], "2026-11-20")
     materialize_buckets(defs, instance, "2026-11-20")
     fourth = tick(defs, instance, third.cursor)
     assert len(fourth.run_requests) == 1 and fourth.run_requests[0].partition_key == "2026-11-20"
-    assert run_requested(defs, instance, fourth.run_requests[0]).success
+    assert run_requested(defs, instance, fourth.run_requests[0], SENSOR_RUN).success
     v1_again, v2 = versions(root / "adapters" / "pointsav" / "engineering")
     assert v2.number == 2
-    assert len(v2.manifest.trained_tuples) + len(v2.manifest.held_out_tuples) == 100
+    assert len(v2.manifest.trained_tuples) + len(v2.manifest.held_out_tuples) == 40
     runs = instance.get_runs(RunsFilter(job_name=JOB, statuses=[DagsterRunStatus.SUCCESS]))
     assert len({r.tags["dagster/run_key"] for r in runs if "dagster/run_key" in r.tags}) == 2
 
