@@ -130,6 +130,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for sink in sinks:
         for writes, size in ((args.single, 1), (args.batches, args.batch_size)):
+            if writes == 0:  # that workload skipped
+                continue
             rows = run(sink, writes, size, args)
             for done, rss, ms in rows:
                 print(f"| {sink} | {writes} x {size} | {done} | {rss:.0f} | {ms:.1f} |",
