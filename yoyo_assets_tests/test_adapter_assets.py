@@ -71,9 +71,8 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     # Phase 2 as it runs on a machine that did not see it.
     mirror = tmp_path / "trainer" / "corpus-gcs"
     buckets = CorpusBuckets(corpus_root=str(root / "corpus"), source="gcs",
-                            mirror_root=str(mirror))
-    defs = make_defs(root, model_dir, {"corpus_buckets": buckets}, gcs_bucket="adapters",
-                     adapter_threshold=20)
+                            mirror_root=str(mirror), threshold=20)
+    defs = make_defs(root, model_dir, {"corpus_buckets": buckets}, gcs_bucket="adapters")
     instance = DagsterInstance.get()
     lines = sft_lines(corpora)
 

@@ -2,9 +2,9 @@
 
 from datetime import datetime, timezone
 
-from dagster import DagsterInstance, Definitions, build_schedule_context
+from dagster import AssetKey, DagsterInstance, Definitions, build_schedule_context
 
-from yoyo_assets.definitions import defs
+from yoyo_assets.definitions import build_definitions, defs
 from yoyo_assets.shared.settings import GPU_POOL, GPU_TAG_KEY
 
 from .helpers import timeout
@@ -35,6 +35,19 @@ def test_all_definitions_load():
         f"pointsav/{role}/adapter:{check}" for role in ("engineering", "apprenticeship",
                                                          "extraction")
         for check in ("beats_base_model", "serves_as_overlay")}
+
+
+def test_the_lineage_shows_phase_2_feeding_phase_1(tmp_path):
+    """extracted_entities of a night is downstream of the previous night's extraction adapter of
+    the tenant Phase 1 serves (none other's)."""
+    for tenants, serving in (("pointsav", "pointsav"), ("pointsav,acme", "acme")):
+        built = build_definitions(tmp_path, tenants=tenants, extraction_tenant=serving)
+        extraction = built.resolve_assets_def("extracted_entities")
+        adapters = {k for k in built.resolve_asset_graph().get(
+            AssetKey("extracted_entities")).parent_keys if k.path[-1] == "adapter"}
+        assert adapters == {AssetKey([serving, "extraction", "adapter"])}
+        mapping = extraction.get_partition_mapping(AssetKey([serving, "extraction", "adapter"]))
+        assert (mapping.start_offset, mapping.end_offset) == (-1, -1)  # the night before
 
 
 def test_schedule_requests_the_night_that_just_ended(dagster_home):

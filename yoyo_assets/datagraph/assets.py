@@ -9,11 +9,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dagster import (AssetCheckSpec, AssetExecutionContext, AssetsDefinition, Failure,
-                     MaterializeResult, MetadataValue, Output, PartitionsDefinition, asset)
+from dagster import (AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetsDefinition,
+                     Failure, MaterializeResult, MetadataValue, Output, PartitionsDefinition,
+                     ResourceParam, TimeWindowPartitionMapping, asset)
 from tokenizers import Tokenizer
 
-from ..adapters.resources import ExtractionServing
 from ..shared.budget import run_deadline
 from ..shared.faults import crash_point
 from ..shared.inference_server import InferenceServer, ServerError
@@ -27,7 +27,7 @@ from .graph_batch import InvalidBatch
 from .graph_client import GraphServiceRejected, GraphServiceUnavailable
 from .graph_store import DataGraph, NightTotals, WriteStats
 from .graph_wire import request_id
-from .resources import DocumentStreams, GraphStore, LabelledSet
+from .resources import DocumentStreams, ExtractionAdapterChoice, GraphStore, LabelledSet
 
 GROUP = "datagraph"
 
@@ -128,7 +128,8 @@ def _extract(context, config: ExtractionConfig, server: InferenceServer, documen
 
 def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
                        documents: list[Document], inference_server: InferenceServer,
-                       labelled_set: LabelledSet, extraction_serving: ExtractionServing):
+                       labelled_set: LabelledSet,
+                       extraction_serving: ResourceParam[ExtractionAdapterChoice]):
     """Entities of each new document from the model, checked against the JSON Schema. A document
     that fails, or is deferred (not started within the budget, or the server went away), is
     reported and left for the next run. The same extractor is then scored on the labelled set
@@ -228,14 +229,22 @@ def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionRepo
         **{f"graph_{name}": value for name, value in counts.items()}})
 
 
-def build_datagraph_assets(nights: PartitionsDefinition) -> list[AssetsDefinition]:
+def build_datagraph_assets(nights: PartitionsDefinition,
+                           extraction_adapter: AssetKey) -> list[AssetsDefinition]:
     """Phase 1's three assets, partitioned by `nights`; extraction in the GPU pool, with the
-    `extraction_quality` check."""
+    `extraction_quality` check. `extracted_entities` depends on the previous night of
+    `extraction_adapter` (Phase 2's extraction adapter asset): the loop, in the lineage."""
     quality = AssetCheckSpec(
         QUALITY_CHECK, asset="extracted_entities",
         description="Precision, recall and F1 of the serving extractor on the labelled set, per "
                     "entity type and for the name alone; warns when F1 falls.")
     common = dict(group_name=GROUP, partitions_def=nights)
+    # A night serves the newest version that passed its gate, trained the night before or
+    # earlier (the `extractor` metadata names it); the edge to the previous night says where
+    # a new one comes from. Not a data input: nothing is loaded through it.
+    served = AssetDep(extraction_adapter, partition_mapping=TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=-1))
     return [asset(**common)(documents),
-            asset(**common, pool=GPU_POOL, check_specs=[quality])(extracted_entities),
+            asset(**common, pool=GPU_POOL, check_specs=[quality], deps=[served])(
+                extracted_entities),
             asset(**common)(datagraph)]

@@ -1,6 +1,6 @@
 """Phase 1's `Definitions` (assets and check, job, schedule) and its resources."""
 
-from dagster import Definitions
+from dagster import AssetKey, Definitions
 
 from ..shared.partitions import nights_partitions
 from ..shared.settings import Settings
@@ -26,12 +26,14 @@ def datagraph_resources(settings: Settings) -> dict:
 
 
 def datagraph_definitions(settings: Settings) -> Definitions:
-    """Documents -> extracted_entities -> datagraph, partitioned by night. Its resources
+    """Documents -> extracted_entities -> datagraph, partitioned by night; `extracted_entities`
+    downstream of the previous night's extraction adapter of the serving tenant. Its resources
     (`datagraph_resources`), the shared `inference_server` and Phase 2's `extraction_serving` (the
-    extraction adapter) are bound where the definitions are merged."""
+    extraction adapter Phase 1 serves) are bound where the definitions are merged."""
     job = datagraph_nightly(settings.phase1_budget_s)
+    adapter = AssetKey([settings.extraction_tenant, "extraction", "adapter"])
     return Definitions(
-        assets=build_datagraph_assets(nights_partitions(settings)),
+        assets=build_datagraph_assets(nights_partitions(settings), adapter),
         jobs=[job],
         schedules=[datagraph_nightly_schedule(job, settings.schedule_hour,
                                               settings.schedule_minute)])

@@ -6,11 +6,12 @@ uses too, is in shared/."""
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal, Protocol
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from ..shared.inference_server import InferenceServer
 from ..shared.settings import declared_default
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
 from .graph_client import GraphServiceClient
@@ -18,6 +19,15 @@ from .graph_store import (DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, DataG
                           open_graph)
 from .quality import LabelledDocument, load_labelled_set
 from .scan_index import ScanIndex
+
+
+class ExtractionAdapterChoice(Protocol):
+    """Which extraction adapter Phase 1 serves. Phase 2 decides (its registry of versions that
+    passed their gate: `adapters.resources.ExtractionServing`); the code location binds that
+    resource as `extraction_serving`, so Phase 1 does not import Phase 2."""
+
+    def extractor(self, server: InferenceServer, log: Any) -> InferenceServer:
+        """`server` set up to serve the chosen adapter (or `server` itself: none)."""
 
 
 class DocumentStreams(ConfigurableResource):
