@@ -68,7 +68,8 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
         log_dir=str(tmp_path / "logs"), health_timeout_s=600,
         vllm=VllmOptions(memory_share=0.25)))
     defs = build_definitions(root, server, resources={"labelled_set": LabelledSet(path=str(gate))},
-                             base_model_dir=str(model_dir), gcs_project="yoyo-test")
+                             base_model_dir=str(model_dir), gcs_project="yoyo-test",
+                             adapter_threshold=TRAIN_TUPLES)
     instance = DagsterInstance.get()
     assert defs.resolve_job_def("corpus_nightly").execute_in_process(
         partition_key=NIGHT, instance=instance).success
