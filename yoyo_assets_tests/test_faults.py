@@ -18,7 +18,7 @@ from yoyo_assets.shared.faults import on_crash_point
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
 
 from .helpers import Emulator, free_port
-from .helpers import (JOB, NIGHT, PUBLISHED, QUICK_OVERLAY_CHECK, TINY, check_graph_invariants, corpus_night,
+from .helpers import (JOB, NIGHT, PUBLISHED, QUICK_OVERLAY_CHECK, TINY, WHOLE_DOCUMENTS, check_graph_invariants, corpus_night,
                       make_defs, run_night_process, sft_lines, write_bucket_file)
 
 pytestmark = pytest.mark.slow
@@ -137,7 +137,8 @@ def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(
     try:
         first = defs.resolve_job_def("datagraph_nightly").execute_in_process(
             partition_key=NIGHT, instance=instance, run_config={"ops": {
-                "extracted_entities": {"config": {"concurrency": 2, "attempts": 2}}}})
+                "extracted_entities": {"config": {"concurrency": 2, "attempts": 2,
+                                                  **WHOLE_DOCUMENTS}}}})
     finally:
         on_crash_point("extraction.after_first_document", None)
     assert killed and first.success  # the night ends
@@ -151,7 +152,9 @@ def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(
 
     # The next run (the server back) processes exactly what was not recorded.
     second = build_definitions(root, external_server).resolve_job_def(
-        "datagraph_nightly").execute_in_process(partition_key=NIGHT, instance=instance)
+        "datagraph_nightly").execute_in_process(partition_key=NIGHT, instance=instance,
+                                                run_config={"ops": {"extracted_entities": {
+                                                    "config": WHOLE_DOCUMENTS}}})
     assert second.success
     found = second.asset_materializations_for_node("documents")[0].metadata
     assert found["documents"].value == meta["documents_deferred"] + meta["documents_failed"]
