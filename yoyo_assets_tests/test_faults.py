@@ -17,9 +17,9 @@ from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.faults import on_crash_point
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
 
-from .helpers import Emulator, free_port
-from .helpers import (JOB, NIGHT, PUBLISHED, QUICK_OVERLAY_CHECK, TINY, WHOLE_DOCUMENTS, check_graph_invariants, corpus_night,
-                      make_defs, run_night_process, sft_lines, write_bucket_file)
+from .helpers import (JOB, NIGHT, PUBLISHED, QUICK_OVERLAY_CHECK, TINY, WHOLE_DOCUMENTS, Emulator,
+                      check_graph_invariants, corpus_night, free_port, make_defs,
+                      run_night_process, sft_lines, write_bucket_file)
 
 pytestmark = pytest.mark.slow
 
