@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 # rule on 72 documents).
 TRAINING = {"num_train_epochs": 1.0, "sft_learning_rate": 1e-3, "per_device_train_batch_size": 8,
             "gate_statistic": "mean", "gradient_checkpointing": False, **QUICK_OVERLAY_CHECK}
-TRAIN_TUPLES = 32
+TRAIN_TUPLES = 64
 GATE_NOTES = ["wnut17-dev-002.md", "wnut17-dev-003.md"]
 
 
