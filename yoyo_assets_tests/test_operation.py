@@ -329,7 +329,7 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page = browser.new_page(viewport={"width": 1600, "height": 1500})
             page.goto(f"{dev_stack.url}/asset-groups", wait_until="networkidle")
             skip = page.get_by_role("button", name="Skip")  # a first visit's newsletter dialog
             if skip.is_visible():
