@@ -57,6 +57,6 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
     for item in untrained_adapter.iterdir():
         (broken / item.name).write_bytes(item.read_bytes())
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_r=16)
+    failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_r=16, max_tokens=16)
     assert not failed.served and not failed.passed
     assert failed.error  # the reason, for the check's metadata

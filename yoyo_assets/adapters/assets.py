@@ -229,7 +229,7 @@ def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
                       if "completion" in e]
         gc.collect()  # the trained model's memory back before a server starts beside this one
         report = check_overlay(server, base_dir, staged, prompts, context.log, config.lora_r, gate,
-                               references, config.overlay_check_tokens)
+                               references, max_tokens=config.overlay_check_tokens)
         context.log.info(f"{bucket.name}: overlay check {'passed' if report.passed else 'failed'}"
                          f" ({report.differing}/{report.prompts} answers differ from the base's"
                          + (f"; {report.error}" if report.error else "") + ")")

@@ -44,7 +44,7 @@ async def _answers(base_url: str, model: str, prompts: list[list[dict]],
 
 
 def ask_base_and_adapter(server: Endpoint, adapter: str, prompts: list[list[dict]],
-                         references: list[str] = (), max_tokens: int = 48) -> OverlayReport:
+                         references: list[str], max_tokens: int) -> OverlayReport:
     """Through a live `server` that serves `adapter` as an overlay: the held-out `prompts`
     (chat message lists) asked of the base and of the adapter, `max_tokens` answer tokens each
     (greedy). The first prompts' answers are scored against `references` (ROUGE-L, exact
@@ -118,13 +118,13 @@ class ExtractionGate:
 def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                   prompts: list[list[dict]], log: Any, lora_r: int,
                   extraction: ExtractionGate | None = None,
-                  references: list[str] = (), max_tokens: int = 48) -> OverlayReport:
+                  references: list[str] = (), *, max_tokens: int) -> OverlayReport:
     """Start a managed server (`server`'s settings) with `base_dir` and the adapter in
-    `adapter_folder` as an overlay, ask `prompts` for `max_tokens` answer tokens (the first
-    scored against `references`, see `ask_base_and_adapter`), and with `extraction` compare F1;
-    the server
-    is stopped before returning. Never raises for a server or adapter problem: `served` is
-    False and `error` says why."""
+    `adapter_folder` as an overlay, ask `prompts` for `max_tokens` answer tokens each (run config
+    `overlay_check_tokens`; the first answers scored against `references`, see
+    `ask_base_and_adapter`), and with `extraction` compare F1; the server is stopped before
+    returning. Never raises for a server or adapter problem: `served` is False and `error` says
+    why."""
     started = time.monotonic()
     candidate = "candidate"
     modules = {candidate: str(adapter_folder)}
