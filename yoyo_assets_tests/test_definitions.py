@@ -16,7 +16,8 @@ def test_all_definitions_load():
     phase2 = {f"pointsav/{role}/{name}" for role in ("engineering", "apprenticeship", "extraction")
               for name in ("corpus_bucket", "adapter", "published_adapter")}
     phase2.add("pointsav/engineering/commit_tuples")  # upstream of the engineering bucket
-    assert keys == {"documents", "extracted_entities", "datagraph"} | phase2
+    assert keys == {"documents", "corrections", "extracted_entities", "datagraph",
+                    "correction_tuples"} | phase2
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()
               if k.to_user_string() in phase2}
@@ -39,7 +40,8 @@ def test_all_definitions_load():
 
 def test_the_lineage_shows_phase_2_feeding_phase_1(tmp_path):
     """extracted_entities of a night is downstream of the previous night's extraction adapter of
-    the tenant Phase 1 serves (none other's)."""
+    the tenant Phase 1 serves (none other's); corrections upstream of the graph and, through
+    correction_tuples, of that tenant's extraction and apprenticeship buckets."""
     for tenants, serving in (("pointsav", "pointsav"), ("pointsav,acme", "acme")):
         built = build_definitions(tmp_path, tenants=tenants, extraction_tenant=serving)
         extraction = built.resolve_assets_def("extracted_entities")
@@ -48,6 +50,12 @@ def test_the_lineage_shows_phase_2_feeding_phase_1(tmp_path):
         assert adapters == {AssetKey([serving, "extraction", "adapter"])}
         mapping = extraction.get_partition_mapping(AssetKey([serving, "extraction", "adapter"]))
         assert (mapping.start_offset, mapping.end_offset) == (-1, -1)  # the night before
+        # Operators' corrections feed the graph and the serving tenant's buckets.
+        graph = built.resolve_asset_graph()
+        assert AssetKey("corrections") in graph.get(AssetKey("datagraph")).parent_keys
+        fed = {k for k in graph.get(AssetKey("correction_tuples")).child_keys}
+        assert fed == {AssetKey([serving, role, "corpus_bucket"])
+                       for role in ("extraction", "apprenticeship")}
 
 
 def test_schedule_requests_the_night_that_just_ended(dagster_home):

@@ -4,6 +4,9 @@ that look nodes up by key, large writes bulk-copied to the same graph, and one s
 per process."""
 
 import dataclasses
+import gc
+import subprocess
+import sys
 
 import ladybug
 import pytest
@@ -15,7 +18,7 @@ from yoyo_assets.datagraph.graph_batch import InvalidBatch
 from yoyo_assets.datagraph.graph_bulk import BULK_ROWS, copy_new_rows
 from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, batch_rows, columns, open_graph
 
-from .helpers import check_graph_invariants, graph_snapshot
+from .helpers import REPO_ROOT, check_graph_invariants, graph_snapshot
 
 
 def extraction(sha, names, stream="research"):
@@ -232,3 +235,20 @@ def test_a_bulk_copy_in_a_failed_transaction_leaves_no_trace(tmp_path):
                 assert graph.counts()["mentions"] == len(rows.mentions)
                 raise RuntimeError("after the copy")
         assert graph.counts() == {"documents": 0, "entities": 0, "mentions": 0}
+
+
+def test_a_graph_left_in_a_variable_holds_neither_the_lock_nor_stale_pages(tmp_path):
+    path = tmp_path / "g.lbug"
+    with open_graph(path) as graph:
+        graph.write_extractions([extraction("a" * 64, [("Ada", "person")])], "2026-11-20")
+    # `graph` outlives its block (a test's or a handler's local); another process then writes.
+    writer = (f"from yoyo_assets.datagraph.graph_store import open_graph\n"
+              f"from yoyo_assets_tests.test_graph_store import extraction\n"
+              f"with open_graph({str(path)!r}) as g:\n"
+              f"    for i in range(20):\n"
+              f"        g.write_extractions([extraction(format(i + 1, '064x'), "
+              f"[('Name %d' % j, 'person') for j in range(10)])], '2026-11-21')\n")
+    subprocess.run([sys.executable, "-c", writer], cwd=REPO_ROOT, check=True)
+    del graph
+    gc.collect()  # the connection is gone now: it must not have written anything back
+    assert check_graph_invariants(path) == {"documents": 21, "entities": 11, "mentions": 201}

@@ -329,15 +329,16 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1500})
+            page = browser.new_page(viewport={"width": 1600, "height": 1800})
             page.goto(f"{dev_stack.url}/asset-groups", wait_until="networkidle")
             skip = page.get_by_role("button", name="Skip")  # a first visit's newsletter dialog
             if skip.is_visible():
                 skip.click()
             assert page.get_by_text("Global asset lineage").is_visible()
             # Both groups are drawn collapsed; a double click on a group's node opens it.
-            for group, assets in (("datagraph", ("documents", "extracted_entities",
-                                                 "datagraph")),
+            for group, assets in (("datagraph", ("documents", "corrections",
+                                                 "extracted_entities", "datagraph",
+                                                 "correction_tuples")),
                                   ("adapters", ("corpus_bucket", "adapter",
                                                 "published_adapter"))):
                 in_graph: list = []

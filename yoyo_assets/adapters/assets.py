@@ -314,9 +314,10 @@ def published_adapter(context: AssetExecutionContext, adapter_versions: AdapterV
     })
 
 
-def build_bucket_assets(tenant: str, role: str,
-                        nights: PartitionsDefinition) -> list[AssetsDefinition]:
-    """The corpus bucket, adapter and published adapter assets of one tenant and role.
+def build_bucket_assets(tenant: str, role: str, nights: PartitionsDefinition,
+                        writers: tuple[AssetKey, ...] = ()) -> list[AssetsDefinition]:
+    """The corpus bucket, adapter and published adapter assets of one tenant and role;
+    `writers`: other assets that add tuples to the bucket (Phase 1's `correction_tuples`).
 
     Raises:
         ValueError: an unsafe tenant name or unknown role.
@@ -333,7 +334,8 @@ def build_bucket_assets(tenant: str, role: str,
         if role == "engineering" else []
     return [
         *harvest,
-        asset(name="corpus_bucket", **common, deps=[h.key for h in harvest], description=(
+        asset(name="corpus_bucket", **common, deps=[*(h.key for h in harvest), *writers],
+              description=(
             f"`{bucket.name}`: {kind} tuples that arrived by the night's end, validated line "
             "by line, exact duplicates dropped, pending = not yet trained on."))(corpus_bucket),
         asset(name="adapter", **common, deps=[AssetKey([*prefix, "corpus_bucket"])],

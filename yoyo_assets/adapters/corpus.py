@@ -19,6 +19,7 @@ import jsonschema
 from datasketch import MinHash, MinHashLSH
 
 from ..shared.json_schema import schema_violation
+from ..shared.jsonl import InvalidLine
 
 #: Bucket role -> training kind. `extraction` holds SFT tuples that teach the entity extractor
 #: (datagraph/extraction_tuples.py); its adapter is served to Phase 1.
@@ -79,18 +80,6 @@ class CorpusTuple:
     record: dict[str, Any]
     path: str
     line: int
-
-
-@dataclass(frozen=True)
-class InvalidLine:
-    """A line turned away, with its file, 1-based line number and reason."""
-
-    path: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}"
 
 
 @dataclass

@@ -2,7 +2,7 @@
 checks) and published adapter assets, the adapter job and its threshold sensor; the corpus job
 and schedule; and Phase 2's resources."""
 
-from dagster import Definitions
+from dagster import AssetKey, Definitions
 from dagster_gcp import GCSResource
 
 from ..shared.partitions import nights_partitions
@@ -39,6 +39,17 @@ def adapters_resources(settings: Settings) -> dict:
     }
 
 
+#: Phase 1's asset that adds operators' corrections to the serving tenant's buckets.
+CORRECTION_TUPLES = AssetKey("correction_tuples")
+
+
+def writers(tenant: str, role: str, settings: Settings) -> tuple[AssetKey, ...]:
+    """Assets outside Phase 2 that add tuples to bucket `<role>-<tenant>`: corrections feed the
+    extraction tenant's `extraction` (SFT) and `apprenticeship` (DPO) buckets."""
+    fed = tenant == settings.extraction_tenant and role in ("extraction", "apprenticeship")
+    return (CORRECTION_TUPLES,) if fed else ()
+
+
 def adapters_definitions(settings: Settings) -> Definitions:
     """Phase 2 for the tenants in `settings`. Its resources (`adapters_resources`), the shared
     `inference_server` (the serving check) and Phase 1's `labelled_set` (the extraction gate)
@@ -48,7 +59,8 @@ def adapters_definitions(settings: Settings) -> Definitions:
     jobs = {bucket: adapter_training(*bucket, settings.phase2_budget_s) for bucket in buckets}
     corpus_job = corpus_nightly(settings.tenants)
     return Definitions(
-        assets=[a for bucket in buckets for a in build_bucket_assets(*bucket, nights)],
+        assets=[a for bucket in buckets
+                for a in build_bucket_assets(*bucket, nights, writers(*bucket, settings))],
         asset_checks=[c for bucket in buckets for c in build_adapter_checks(*bucket, nights)],
         jobs=[corpus_job, *jobs.values()],
         schedules=[corpus_nightly_schedule(corpus_job, settings.schedule_hour,

@@ -8,12 +8,13 @@ Scheduled and backfilled runs go through the daemon (scripts/dagster-dev.sh) ins
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def prepare_dagster_home() -> Path:
 
 
 def install_demo_data(data_root: Path, arrived_at: float) -> int:
-    """Copy the shipped demo documents (`<stream>/`) and corpus buckets (`corpus/<bucket>/`),
+    """Copy the shipped demo documents (`<stream>/`), corpus buckets (`corpus/<bucket>/`) and
+    operators' corrections (`corrections/`, dated `arrived_at`),
     not the files in NOT_DATA, into `data_root` (files already there are left alone) with
     modification time `arrived_at` (Unix seconds). Returns how many files were copied."""
     copied = 0
@@ -63,9 +65,18 @@ def install_demo_data(data_root: Path, arrived_at: float) -> int:
         if item.is_file() and item.name not in NOT_DATA and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(item, target)
+            if item.parent.name == "corrections":
+                _date_corrections(target, arrived_at)
             os.utime(target, (arrived_at, arrived_at))
             copied += 1
     return copied
+
+
+def _date_corrections(path: Path, made_at: float) -> None:
+    """The demo's corrections, made at `made_at` (Unix seconds): that night's."""
+    at = datetime.fromtimestamp(made_at, timezone.utc).isoformat()
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    path.write_text("".join(json.dumps({**line, "at": at}) + "\n" for line in lines))
 
 
 class NightRunner:
@@ -140,7 +151,9 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
         console.print(f"run {run_id} had died (killed or preempted): marked failed")
     display = StepDisplay(console)
     runner = NightRunner(defs, instance, display, console, verbose, training_config)
-    phase1_config = ({"ops": {"extracted_entities": {"config": extraction_config}}}
+    # The correction tuples are cut as the extractor cuts its prompts: one config for both.
+    phase1_config = ({"ops": {op: {"config": extraction_config}
+                              for op in ("extracted_entities", "correction_tuples")}}
                      if extraction_config else None)
     runs = NightRuns(phase1=runner.run("datagraph_nightly", night, run_config=phase1_config))
     corpus = runner.run("corpus_nightly", night)

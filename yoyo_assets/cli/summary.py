@@ -76,6 +76,20 @@ def recorded_graph(runs: NightRuns) -> dict:
     return {k: v.value for k, v in written[-1].metadata.items()} if written else {}
 
 
+def _correction_lines(runs: NightRuns, recorded: dict) -> list[str]:
+    """What the night did with operators' corrections; nothing when there were none."""
+    counts = {status: recorded.get(f"corrections_{status}", 0)
+              for status in ("applied", "already_applied", "superseded", "waiting")}
+    if not any(counts.values()):
+        return []
+    tuples = runs.phase1.asset_materializations_for_node("correction_tuples")
+    made = {k: v.value for k, v in tuples[-1].metadata.items()} if tuples else {}
+    return [f"corrections {counts['applied']} applied, {counts['already_applied']} applied "
+            f"before, {counts['waiting']} waiting for their document; "
+            f"{made.get('sft_tuples', 0)} SFT tuples and {made.get('dpo_pairs', 0)} DPO pairs "
+            f"for {made.get('tenant', 'the serving tenant')}'s next adapters"]
+
+
 def _graph_lines(recorded: dict, location: str) -> list[str]:
     if "night_entities" not in recorded:
         return ["entities   not recorded: Phase 1 wrote no night totals (see above)",
@@ -104,6 +118,7 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
            if deferred else ""),
         *_phase1_lines(runs),
         entities,
+        *_correction_lines(runs, recorded),
         *_adapter_lines(runs),
         f"warnings   {len(warnings)}" + (f"; first: {warnings[0][:100]}" if warnings else ""),
         f"next       the next night extracts with {next_extractor}",

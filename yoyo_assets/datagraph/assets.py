@@ -1,33 +1,41 @@
-"""Phase 1 assets: documents -> extracted_entities -> datagraph, one partition per night.
+"""Phase 1 assets, one partition per night: documents -> extracted_entities -> datagraph, with
+operators' corrections applied in the graph and turned into training material
+(corrections -> datagraph -> correction_tuples, which Phase 2's buckets take).
 
 The asset bodies are module-level functions; `build_datagraph_assets` decorates them with the
 night partitions. The work is in domain modules (documents, extraction, checks, graph_store).
 """
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster import (AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetsDefinition,
                      Failure, MaterializeResult, MetadataValue, Output, PartitionsDefinition,
                      ResourceParam, TimeWindowPartitionMapping, asset)
 from tokenizers import Tokenizer
 
+from ..shared.atomic import write_atomically
 from ..shared.budget import run_deadline
 from ..shared.faults import crash_point
 from ..shared.inference_server import InferenceServer, ServerError
 from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
 from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
+from .corrections import Correction, CorrectionOutcome, PlannedCorrection, read_corrections
 from .documents import STREAM_PATTERNS, Document
 from .extraction import ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport
 from .extraction_config import ExtractionConfig
+from .extraction_tuples import CorrectionMaterial, correction_material
 from .graph_batch import InvalidBatch
 from .graph_client import GraphServiceRejected, GraphServiceUnavailable
 from .graph_store import DataGraph, NightTotals, WriteStats
 from .graph_wire import request_id
-from .resources import DocumentStreams, ExtractionAdapterChoice, GraphStore, LabelledSet
+from .resources import (BucketFolders, DocumentStreams, ExtractionAdapterChoice, GraphStore,
+                        LabelledSet)
 
 GROUP = "datagraph"
 
@@ -56,6 +64,51 @@ def documents(context: AssetExecutionContext, document_streams: DocumentStreams,
         "skipped_unchanged_unopened": scan.unchanged,
         "files_opened": scan.opened,
         "skipped_duplicate_files": len(scan.duplicates),
+        "rejected": len(scan.rejected),
+        "rejections": MetadataValue.json([
+            {"file": r.path, "line": r.line, "reason": r.reason} for r in scan.rejected]),
+    })
+
+
+def _planned(scan_corrections: list[Correction], previews: list[CorrectionOutcome],
+             documents: list[Document]) -> list[PlannedCorrection]:
+    """The corrections with their previews; one of a document new tonight (not in the ledger
+    yet, written by this night's `datagraph`) is applicable, its extractor's answer unknown."""
+    tonight = {d.sha256: d for d in documents}
+    planned = []
+    for correction, preview in zip(scan_corrections, previews):
+        new = tonight.get(correction.document)
+        if preview.status == "waiting" and new is not None:
+            preview = CorrectionOutcome(correction.id, correction.document, "applicable",
+                                        new.path, new.stream)
+        planned.append(PlannedCorrection(correction, preview))
+    return planned
+
+
+def corrections(context: AssetExecutionContext, documents: list[Document],
+                document_streams: DocumentStreams,
+                graph_store: GraphStore) -> Output[list[PlannedCorrection]]:
+    """Operators' corrections made by the end of the night (`<data root>/corrections/*.jsonl`,
+    docs/corrections.md), the latest per document, each with what the graph would do with it
+    (applicable, already applied, superseded, or waiting for its document). Bad lines are
+    rejected with file, line and reason and do not stop the others."""
+    night_end = context.partition_time_window.end
+    scan = read_corrections(Path(document_streams.root), night_end.timestamp())
+    for rejection in scan.rejected:
+        context.log.warning(f"rejected correction {rejection}")
+    previews = []
+    if scan.corrections:
+        with graph_store.open() as graph:
+            previews = graph.apply_corrections(scan.corrections, context.partition_key,
+                                               preview=True)
+    planned = _planned(scan.corrections, previews, documents)
+    status = Counter(p.preview.status for p in planned)
+    return Output(planned, metadata={
+        "corrections": len(planned),
+        **{f"corrections_{s}": status.get(s, 0)
+           for s in ("applicable", "already_applied", "superseded", "waiting")},
+        "operators": len({p.correction.by for p in planned}),
+        "later_than_the_night": scan.later,
         "rejected": len(scan.rejected),
         "rejections": MetadataValue.json([
             {"file": r.path, "line": r.line, "reason": r.reason} for r in scan.rejected]),
@@ -195,13 +248,38 @@ def _write_batches(graph: DataGraph, results: list[DocumentExtraction], size: in
     return written
 
 
+def _apply_corrections(context: AssetExecutionContext, graph: DataGraph,
+                       planned: list[PlannedCorrection], night: str) -> dict:
+    """Apply the night's applicable corrections in one transaction; when the graph service is
+    unavailable they wait for the next run, when it refuses them the asset fails. Returns the
+    metadata: how many of the night's corrections were applied, or are waiting and why."""
+    applicable = [p.correction for p in planned if p.preview.status == "applicable"]
+    outcomes = []
+    try:
+        outcomes = graph.apply_corrections(applicable, night)
+    except GraphServiceUnavailable as exc:
+        context.log.warning(f"corrections not applied, graph service unavailable: {exc}")
+    except (GraphServiceRejected, InvalidBatch) as exc:
+        raise Failure(f"the graph refused the night's corrections: {exc}") from None
+    applied = sum(o.status == "applied" for o in outcomes)
+    before = Counter(p.preview.status for p in planned)
+    return {"corrections_applied": applied,
+            "corrections_already_applied": before["already_applied"],
+            "corrections_superseded": before["superseded"],
+            "corrections_waiting": before["waiting"] + len(applicable) - applied,
+            "corrected_documents": MetadataValue.json([
+                {"document": o.document, "path": o.path, "status": o.status}
+                for o in outcomes[:100]])}
+
+
 def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionReport,
-              graph_store: GraphStore) -> MaterializeResult:
+              corrections: list[PlannedCorrection], graph_store: GraphStore) -> MaterializeResult:
     """The night's entities merged into the graph, each batch of documents in one transaction
     with its ledger entries, so a crash loses at most an uncommitted batch and never counts a
-    document twice. Batches the graph service could not take are deferred to the next run;
-    batches it refused fail the asset with its answer, after the others are written. Its
-    metadata holds what this run wrote and the night's totals."""
+    document twice; then operators' applicable corrections, in one transaction, each once.
+    Batches the graph service could not take are deferred to the next run, with the
+    corrections; batches it refused fail the asset with its answer, after the others are
+    written. Its metadata holds what this run wrote and the night's totals."""
     night = context.partition_key
     with graph_store.open() as graph:
         written = _write_batches(graph, extracted_entities.results,
@@ -221,6 +299,7 @@ def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionRepo
                                 f"the next run: {written.deferred[0]['reason']}")
             return MaterializeResult(metadata={"status": "deferred: graph service unavailable",
                                                **metadata})
+        metadata.update(_apply_corrections(context, graph, corrections, night))
         counts, totals = graph.counts(), graph.night_totals(night)
     return MaterializeResult(metadata={
         "status": "written" if extracted_entities.results else
@@ -229,9 +308,48 @@ def datagraph(context: AssetExecutionContext, extracted_entities: ExtractionRepo
         **{f"graph_{name}": value for name, value in counts.items()}})
 
 
+def _night_material(planned: list[PlannedCorrection], night: str) -> list[PlannedCorrection]:
+    """The corrections this night applies, or applied in an earlier run of the same night."""
+    return [p for p in planned if p.preview.status == "applicable" or (
+        p.preview.status == "already_applied" and p.preview.applied_night == night)]
+
+
+def correction_tuples(context: AssetExecutionContext, config: ExtractionConfig,
+                      corrections: list[PlannedCorrection], inference_server: InferenceServer,
+                      corpus_buckets: ResourceParam[BucketFolders],
+                      extraction_serving: ResourceParam[ExtractionAdapterChoice]
+                      ) -> MaterializeResult:
+    """The corrections the night applies as training material for the serving tenant:
+    extraction SFT tuples into `extraction-<tenant>` and, where the extractor had answered a
+    chunk differently, DPO pairs into `apprenticeship-<tenant>`, each file
+    `corrections-<night>.jsonl` (written whole; a re-run writes the same)."""
+    night = context.partition_key
+    used = _night_material(corrections, night)
+    material = CorrectionMaterial()
+    if used:
+        tokenizer = Tokenizer.from_file(str(inference_server.tokenizer_file()))
+        material = correction_material([(p.preview, p.correction) for p in used], tokenizer,
+                                       config.max_chunk_tokens or 512, config.answer_format)
+    for correction_id, reason in material.skipped.items():
+        context.log.warning(f"correction {correction_id[:12]} gave no tuples: {reason}")
+    tenant, arrived = extraction_serving.tenant, context.partition_time_window.end.timestamp() - 1
+    files = {}
+    for role, records in (("extraction", material.sft), ("apprenticeship", material.dpo)):
+        if records:
+            path = corpus_buckets.bucket_folder(role, tenant) / f"corrections-{night}.jsonl"
+            write_atomically(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True)
+                                           + "\n" for r in records), mtime=arrived)
+            files[f"{role}_file"] = MetadataValue.path(str(path))
+    return MaterializeResult(metadata={
+        "corrections_used": len(used) - len(material.skipped),
+        "corrections_skipped": len(material.skipped), "sft_tuples": len(material.sft),
+        "dpo_pairs": len(material.dpo), "tenant": tenant, **files})
+
+
 def build_datagraph_assets(nights: PartitionsDefinition,
                            extraction_adapter: AssetKey) -> list[AssetsDefinition]:
-    """Phase 1's three assets, partitioned by `nights`; extraction in the GPU pool, with the
+    """Phase 1's assets, partitioned by `nights`: documents and corrections -> extracted_entities
+    -> datagraph -> correction_tuples; extraction in the GPU pool, with the
     `extraction_quality` check. `extracted_entities` depends on the previous night of
     `extraction_adapter` (Phase 2's extraction adapter asset): the loop, in the lineage."""
     quality = AssetCheckSpec(
@@ -245,6 +363,8 @@ def build_datagraph_assets(nights: PartitionsDefinition,
     served = AssetDep(extraction_adapter, partition_mapping=TimeWindowPartitionMapping(
         start_offset=-1, end_offset=-1))
     return [asset(**common)(documents),
+            asset(**common)(corrections),
             asset(**common, pool=GPU_POOL, check_specs=[quality], deps=[served])(
                 extracted_entities),
-            asset(**common)(datagraph)]
+            asset(**common)(datagraph),
+            asset(**common)(correction_tuples)]

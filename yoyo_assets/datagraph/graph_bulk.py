@@ -27,6 +27,9 @@ BULK_ROWS = 2000
 ARROW_TYPES = {"document_count": pa.int64(), "entity_count": pa.int64(), "mentions": pa.int64(),
                "spellings": pa.list_(pa.string()), "processed_at": pa.timestamp("us")}
 
+#: Properties a write leaves at their default (set later by corrections: graph_corrections.py).
+LEFT_EMPTY = {"confirmed_by", "confirmed_at"}
+
 Query = Callable[..., list[list[Any]]]
 
 
@@ -69,5 +72,6 @@ def copy_new_rows(query: Query, entities: list[dict], documents: list[dict],
 
 def arrow_table(rows: list[dict], names: list[str]) -> pa.Table:
     """`rows` as an Arrow table with the columns `names`, in that order."""
-    return pa.table({name: pa.array([row[name] for row in rows], ARROW_TYPES.get(name))
+    return pa.table({name: pa.array([row[name] if name not in LEFT_EMPTY else ""
+                                     for row in rows], ARROW_TYPES.get(name))
                      for name in names})

@@ -17,11 +17,13 @@ from pydantic import ValidationError
 
 from ..shared.faults import crash_point
 from ..shared.http_retry import is_transient
+from .corrections import Correction, CorrectionOutcome, check_corrections
 from .extraction import DocumentExtraction
 from .graph_batch import InvalidBatch, describe
 from .graph_store import NightTotals, WriteStats
-from .graph_wire import (COUNTS, COUNTS_PATH, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
-                         KnownRequest, KnownResponse, MutateRequest, MutateResponse)
+from .graph_wire import (CORRECTIONS_PATH, COUNTS, COUNTS_PATH, KNOWN_PATH, MUTATE_PATH,
+                         NIGHT_PATH, NIGHT_TOTALS, CorrectionsResponse, KnownRequest,
+                         KnownResponse, MutateRequest, MutateResponse)
 
 
 class GraphServiceUnavailable(RuntimeError):
@@ -104,6 +106,24 @@ class GraphServiceClient:
         crash_point("graph.before_request")
         answer = self._call("POST", MUTATE_PATH, request.model_dump(mode="json"))
         return MutateResponse.model_validate(answer).stats
+
+    def apply_corrections(self, corrections: list[Correction], night: str,
+                          preview: bool = False) -> list[CorrectionOutcome]:
+        """Send operators' corrections as one request; the service applies them in one
+        transaction (graph_corrections.py), or with `preview` only says what it would do, and
+        answers each one's outcome.
+
+        Raises:
+            graph_batch.InvalidBatch: the corrections break corrections.CorrectionBatch's rules
+                (nothing is sent).
+            GraphServiceRejected, GraphServiceUnavailable: see `_call`.
+        """
+        if not corrections:
+            return []
+        batch = check_corrections(corrections, night)
+        answer = self._call("POST", CORRECTIONS_PATH,
+                            {**batch.model_dump(mode="json"), "preview": preview})
+        return CorrectionsResponse.model_validate(answer).outcomes
 
     def night_totals(self, night: str, sample: int = 10) -> NightTotals:
         """What the service's ledger holds for `night` (a partition key)."""

@@ -23,6 +23,7 @@ import hmac
 import ipaddress
 import json
 import logging
+from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,9 @@ from starlette.routing import Route
 from ..shared.faults import crash_point
 from .graph_batch import InvalidBatch, describe
 from .graph_store import DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, GraphDatabase, open_graph
-from .graph_wire import (COUNTS_PATH, HEALTH_PATH, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH,
-                         NIGHT_TOTALS, KnownRequest, KnownResponse, MutateRequest, MutateResponse,
-                         NightQuery)
+from .graph_wire import (CORRECTIONS_PATH, COUNTS_PATH, HEALTH_PATH, KNOWN_PATH, MUTATE_PATH,
+                         NIGHT_PATH, NIGHT_TOTALS, CorrectionsRequest, CorrectionsResponse,
+                         KnownRequest, KnownResponse, MutateRequest, MutateResponse, NightQuery)
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,18 @@ class _Endpoints:
         return JSONResponse(MutateResponse(request_id=body.request_id, replayed=replayed,
                                            stats=stats).model_dump(mode="json"))
 
+    async def corrections(self, request: Request) -> JSONResponse:
+        raw = await read_json(request, self.limits)
+        try:
+            body = CorrectionsRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise ClientError(422, describe(exc)) from None
+        outcomes = self.graph.apply_corrections(body.corrections, body.night, body.preview,
+                                                checked=True)
+        log.info("corrections for %s: %s", body.night,
+                 dict(Counter(outcome.status for outcome in outcomes)))
+        return JSONResponse(CorrectionsResponse(outcomes=outcomes).model_dump(mode="json"))
+
     async def known(self, request: Request) -> JSONResponse:
         try:
             body = KnownRequest.model_validate(await read_json(request, self.limits))
@@ -212,6 +225,8 @@ def build_app(graph_path: Path, limits: ServiceLimits = ServiceLimits(), token: 
     return Starlette(lifespan=endpoints.lifespan, exception_handlers={Exception: _server_error},
                      routes=[
                          Route(MUTATE_PATH, guarded(endpoints.mutate), methods=["POST"]),
+                         Route(CORRECTIONS_PATH, guarded(endpoints.corrections),
+                               methods=["POST"]),
                          Route(KNOWN_PATH, guarded(endpoints.known), methods=["POST"]),
                          Route(COUNTS_PATH, guarded(endpoints.counts), methods=["GET"]),
                          Route(NIGHT_PATH, guarded(endpoints.night), methods=["GET"]),

@@ -26,9 +26,12 @@ import ladybug
 
 from ..shared.faults import crash_point
 from ..shared.settings import declared_default
+from .corrections import Correction, CorrectionOutcome, check_corrections
 from .extraction import ENTITY_TYPES, DocumentExtraction
 from .graph_batch import check_batch
 from .graph_bulk import BULK_ROWS, copy_new_rows
+from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
+from .graph_corrections import apply_correction
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ SCHEMA = (
     # Which extractor (model, and adapter version if any) produced the document's entities;
     # added to graphs made before it existed.
     "ALTER TABLE Document ADD IF NOT EXISTS extractor STRING DEFAULT ''",
+    *CORRECTION_SCHEMA,  # operators' corrections (graph_corrections.py)
 )
 
 #: Properties renamed since graphs were first written: (table, old name, new name). A graph file
@@ -204,6 +208,14 @@ class GraphDatabase:
             self._connection.execute(statement)
         self.migrate_names()
 
+    def close(self) -> None:
+        """Close the connection. `open_graph` does this before it closes the `Database`: a
+        connection left open keeps the database (its file lock, its buffered pages) alive after
+        `Database.close()`, until the connection is garbage-collected, which may be while
+        another process writes the file (`test_graph_store::test_a_graph_left_in_a_variable_
+        holds_neither_the_lock_nor_stale_pages`)."""
+        self._connection.close()
+
     def migrate_names(self) -> list[str]:
         """Rename the properties of RENAMED_PROPERTIES that this file still has under their
         old names (values kept); returns the renames done, as `Table.old -> new`."""
@@ -290,6 +302,28 @@ class GraphDatabase:
         stats.relationships_written = len(rows.mentions)
         return stats
 
+    def apply_corrections(self, corrections: list[Correction], night: str,
+                          preview: bool = False, checked: bool = False
+                          ) -> list[CorrectionOutcome]:
+        """Apply operators' `corrections` during `night` in one transaction (see
+        graph_corrections.py): a correction applied before, or older than one applied, changes
+        nothing; one whose document is not in the ledger waits. `preview`: say what would be
+        done, write nothing. `checked`: as for `write_extractions`.
+
+        Raises:
+            graph_batch.InvalidBatch: the corrections break corrections.CorrectionBatch's rules
+                (named); nothing is applied.
+        """
+        if not corrections:
+            return []
+        if not checked:
+            check_corrections(corrections, night)
+        with self.transaction():
+            outcomes = [apply_correction(self.query, c, night, preview) for c in corrections]
+            if not preview:
+                crash_point("corrections.before_commit")
+        return outcomes
+
     def _create_rows(self, entities: list[dict], documents: list[dict],
                      mentions: list[dict]) -> None:
         """Create new entities, documents and their MENTIONS with the UNWIND statements."""
@@ -320,12 +354,14 @@ class GraphDatabase:
 
 
 class DataGraph(Protocol):
-    """The four operations Phase 1 needs from its graph, whichever sink provides them:
+    """The five operations Phase 1 needs from its graph, whichever sink provides them:
     `GraphDatabase` (embedded) or `graph_client.GraphServiceClient` (service)."""
 
     def known_documents(self, hashes: Iterable[str]) -> set[str]: ...
     def write_extractions(self, extractions: list[DocumentExtraction],
                           night: str) -> WriteStats: ...
+    def apply_corrections(self, corrections: list[Correction], night: str,
+                          preview: bool = False) -> list[CorrectionOutcome]: ...
     def night_totals(self, night: str, sample: int = 10) -> NightTotals: ...
     def counts(self) -> dict[str, int]: ...
 
@@ -364,9 +400,13 @@ def open_graph(path: str | Path, buffer_pool_mib: int = DEFAULT_BUFFER_POOL_MIB,
             path.parent.mkdir(parents=True, exist_ok=True)
             entry = _registry[path] = [_open_database(path, buffer_pool_mib, checkpoint_mib), 0]
         entry[1] += 1
+    graph = None
     try:
-        yield GraphDatabase(entry[0])
+        graph = GraphDatabase(entry[0])
+        yield graph
     finally:
+        if graph is not None:
+            graph.close()
         with _registry_lock:
             entry[1] -= 1
             if entry[1] == 0:

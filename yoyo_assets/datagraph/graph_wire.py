@@ -14,12 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from .corrections import CorrectionBatch, CorrectionOutcome
 from .extraction import DocumentExtraction, ExtractedEntity
 from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, Batch, Night, Sha256, StrictModel,
                           documents_of)
 from .graph_store import NightTotals, WriteStats
 
 MUTATE_PATH = "/v1/graph/mutate"
+CORRECTIONS_PATH = "/v1/graph/corrections"
 KNOWN_PATH = "/v1/graph/documents/known"
 COUNTS_PATH = "/v1/graph/counts"
 NIGHT_PATH = "/v1/graph/nights/{night}"
@@ -74,6 +76,22 @@ class MutateResponse(BaseModel):
     request_id: str
     replayed: bool
     stats: WriteStats
+
+
+class CorrectionsRequest(CorrectionBatch):
+    """Body of `POST /v1/graph/corrections`: operators' corrections applied during `night`, in
+    one transaction (corrections.CorrectionBatch's rules), or with `preview` only said what
+    would be done. Applying one twice changes nothing, so a retry needs no id of its own."""
+
+    preview: bool = False
+
+
+class CorrectionsResponse(BaseModel):
+    """What the service did with each correction, in the request's order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcomes: list[CorrectionOutcome]
 
 
 class KnownRequest(StrictModel):

@@ -26,8 +26,19 @@ class ExtractionAdapterChoice(Protocol):
     passed their gate: `adapters.resources.ExtractionServing`); the code location binds that
     resource as `extraction_serving`, so Phase 1 does not import Phase 2."""
 
+    tenant: str  # whose `extraction-<tenant>` adapter is served
+
     def extractor(self, server: InferenceServer, log: Any) -> InferenceServer:
         """`server` set up to serve the chosen adapter (or `server` itself: none)."""
+
+
+class BucketFolders(Protocol):
+    """Where Phase 2's corpus buckets are (`adapters.resources.CorpusBuckets`, bound as
+    `corpus_buckets`): the folder of bucket `<role>-<tenant>`, which Phase 1 adds the tuples
+    and pairs of operators' corrections to."""
+
+    def bucket_folder(self, role: str, tenant: str) -> Path:
+        """The bucket's folder."""
 
 
 class DocumentStreams(ConfigurableResource):
