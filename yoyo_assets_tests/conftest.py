@@ -15,13 +15,10 @@ import json
 import logging
 import os
 import shutil
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
-from filelock import FileLock
 
 from yoyo_assets.shared.embedded_model import ensure_embedded_model
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
@@ -34,23 +31,8 @@ from .helpers import CORPORA, REPO_ROOT, TEST_CACHE, Emulator, free_port, timeou
 SLOW_FIXTURES = {"vllm_server", "external_server", "emulator"}
 
 
-#: Test files by how long they take (minutes on two cores), longest first: pytest-xdist hands
-#: whole files to its workers in this order, so the longest do not start last.
-LONGEST_FILES = ("test_faults.py", "test_operation.py", "test_extraction_adapter.py",
-                 "test_pipeline.py", "test_adapter_assets.py", "test_training.py",
-                 "test_corrections.py", "test_extraction.py", "test_serving_check.py",
-                 "test_quality.py")
-
-
-def _file_rank(item) -> int:
-    name = item.path.name
-    return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
-
-
 def pytest_collection_modifyitems(items):
-    """Longest files first (LONGEST_FILES; the order within a file kept); mark tests by the
-    fixtures they use; modules mark what fixtures cannot tell."""
-    items.sort(key=_file_rank)
+    """Mark tests by the fixtures they use; modules mark what fixtures cannot tell."""
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
@@ -107,80 +89,20 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
     """A running vLLM server; `.base_url`, `.model`, `.tokenizer_file()` as in a run.
-    YOYO_TEST_VLLM_URL points the session at a server already running (development only).
-    Under pytest-xdist the workers share one server (`_shared_server`)."""
+    YOYO_TEST_VLLM_URL points the session at a server already running (development only)."""
     url = os.environ.get("YOYO_TEST_VLLM_URL", "")
-    if url:
-        server = InferenceServer(mode="external", url=url, model_dir=str(model_dir))
-        with server.serving(logging.getLogger("vllm_server")) as running:
-            yield running
-    elif os.environ.get("PYTEST_XDIST_WORKER"):
-        yield from _shared_server(model_dir, tmp_path_factory)
-    else:
-        with _started_server(model_dir, tmp_path_factory) as running:
-            yield running
-
-
-@contextmanager
-def _started_server(model_dir, tmp_path_factory):
-    """A managed server for this process; on leaving, its whole process group is stopped."""
     launch = ServerLaunch(health_timeout_s=timeout(600), vllm=VllmOptions(memory_share=0.25),
                           log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
-    server = InferenceServer(mode="managed", url="unused", model_dir=str(model_dir),
-                             launch=launch)
+    server = InferenceServer(mode="external" if url else "managed", url=url or "unused",
+                             model_dir=str(model_dir), launch=launch)
     with server.serving(logging.getLogger("vllm_server")) as running:
         pid_file = Path(launch.log_dir) / "inference-server.pid"
-        pgid = int(pid_file.read_text().split()[0])
+        pgid = int(pid_file.read_text().split()[0]) if not url else None
         yield running
-    # Teardown stopped the whole process group (vLLM and its engine core).
-    assert not pid_file.exists()
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pgid, 0)
-
-
-def _shared_server(model_dir, tmp_path_factory):
-    """One server for all xdist workers of a run: the first worker that needs it starts it
-    and records its URL in the run's common temporary folder; the others use it as an external
-    server and sign off when their session ends. The starting worker, at its own end, waits
-    until every user has signed off before it stops the server (two CPU servers side by side
-    would halve each one's speed and double the memory)."""
-    common = tmp_path_factory.getbasetemp().parent
-    lock, state = FileLock(common / "vllm-server.lock"), common / "vllm-server.json"
-
-    def sign(change: int) -> int:
-        record = json.loads(state.read_text())
-        record["users"] += change
-        state.write_text(json.dumps(record))
-        return record["users"]
-
-    with lock:
-        if state.exists():
-            record, owned = json.loads(state.read_text()), None
-            sign(+1)
-        else:
-            owned = _started_server(model_dir, tmp_path_factory)
-            running = owned.__enter__()
-            record = {"url": running.base_url, "model": running.model, "users": 1}
-            state.write_text(json.dumps(record))
-    if owned is None:
-        server = InferenceServer(mode="external", url=record["url"], model=record["model"],
-                                 model_dir=str(model_dir))
-        with server.serving(logging.getLogger("vllm_server")) as running:
-            yield running
-        with lock:
-            sign(-1)
-        return
-    try:
-        yield running
-    finally:
-        deadline = time.monotonic() + timeout(3600)
-        while time.monotonic() < deadline:
-            with lock:
-                if sign(0) <= 1:
-                    state.unlink()  # a worker that asks later starts a server of its own
-                    break
-            time.sleep(2)
-        owned.__exit__(None, None, None)
+    if pgid is not None:  # teardown stopped the whole process group (vLLM and its engine core)
+        assert not pid_file.exists()
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
 
 
 @pytest.fixture
