@@ -84,10 +84,15 @@ def _correction_lines(runs: NightRuns, recorded: dict) -> list[str]:
         return []
     tuples = runs.phase1.asset_materializations_for_node("correction_tuples")
     made = {k: v.value for k, v in tuples[-1].metadata.items()} if tuples else {}
-    return [f"corrections {counts['applied']} applied, {counts['already_applied']} applied "
-            f"before, {counts['waiting']} waiting for their document; "
-            f"{made.get('sft_tuples', 0)} SFT tuples and {made.get('dpo_pairs', 0)} DPO pairs "
-            f"for {made.get('tenant', 'the serving tenant')}'s next adapters"]
+    corrected = [Path(d["path"]).name for d in recorded.get("corrected_documents") or []
+                 if d["status"] == "applied"]
+    return [f"corrections {counts['applied']} applied"
+            + (f" ({', '.join(corrected[:3])}{', …' if len(corrected) > 3 else ''})"
+               if corrected else "")
+            + f", {counts['already_applied']} applied before, {counts['waiting']} waiting for "
+            f"their document; {made.get('sft_tuples', 0)} SFT tuples and "
+            f"{made.get('dpo_pairs', 0)} DPO pairs for "
+            f"{made.get('tenant', 'the serving tenant')}'s next adapters"]
 
 
 def _graph_lines(recorded: dict, location: str) -> list[str]:
