@@ -29,7 +29,7 @@ from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
 from .extraction import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
 from .graph_batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
-                          Sha256, StrictModel, describe)
+                          Sha256, StrictModel, check_once, describe)
 
 #: Longest operator name (`by`), characters.
 MAX_OPERATOR_CHARS = 200
@@ -105,11 +105,7 @@ class Correction(StrictModel):
 
     @model_validator(mode="after")
     def _entities_once(self) -> "Correction":
-        seen = set()
-        for index, entity in enumerate(self.entities):
-            if entity.key in seen:
-                raise ValueError(f"entities.{index}: entity {entity.key!r} given twice")
-            seen.add(entity.key)
+        check_once("entities", "entity", [repr(entity.key) for entity in self.entities])
         return self
 
 
@@ -121,12 +117,7 @@ class CorrectionBatch(StrictModel):
 
     @model_validator(mode="after")
     def _documents_once(self) -> "CorrectionBatch":
-        seen = set()
-        for index, correction in enumerate(self.corrections):
-            if correction.document in seen:
-                raise ValueError(f"corrections.{index}: document {correction.document} given "
-                                 "twice")
-            seen.add(correction.document)
+        check_once("corrections", "document", [c.document for c in self.corrections])
         return self
 
 

@@ -68,7 +68,7 @@ Night = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 Stream = Literal[tuple(STREAM_PATTERNS)]
 
 
-def _once(field: str, what: str, keys: list[str]) -> None:
+def check_once(field: str, what: str, keys: list[str]) -> None:
     """Raises ValueError naming the first item of `field` whose key came before."""
     seen = set()
     for index, key in enumerate(keys):
@@ -116,7 +116,7 @@ class BatchDocument(StrictModel):
 
     @model_validator(mode="after")
     def _entities_once(self) -> "BatchDocument":
-        _once("entities", "entity", [repr(entity.key) for entity in self.entities])
+        check_once("entities", "entity", [repr(entity.key) for entity in self.entities])
         return self
 
 
@@ -128,7 +128,7 @@ class Batch(StrictModel):
 
     @model_validator(mode="after")
     def _documents_once(self) -> "Batch":
-        _once("documents", "document", [document.sha256 for document in self.documents])
+        check_once("documents", "document", [document.sha256 for document in self.documents])
         return self
 
 
