@@ -91,7 +91,7 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
     """A running vLLM server; `.base_url`, `.model`, `.tokenizer_file()` as in a run.
     YOYO_TEST_VLLM_URL points the session at a server already running (development only)."""
     url = os.environ.get("YOYO_TEST_VLLM_URL", "")
-    launch = ServerLaunch(health_timeout_s=timeout(600), vllm=VllmOptions(memory_share=0.25),
+    launch = ServerLaunch(health_timeout_s=timeout(600), vllm=VllmOptions(memory_share=0.25, runtime_lora=True),
                           log_dir=str(tmp_path_factory.mktemp("vllm-logs")))
     server = InferenceServer(mode="external" if url else "managed", url=url or "unused",
                              model_dir=str(model_dir), launch=launch)
@@ -107,8 +107,10 @@ def vllm_server(model_dir, tmp_path_factory) -> InferenceServer:
 
 @pytest.fixture
 def external_server(vllm_server, model_dir) -> InferenceServer:
-    """The session server as a run's resource sees it: external mode."""
+    """The session server as a run's resource sees it: external mode, serving `model_dir` (the
+    base Phase 2 trains extraction adapters on, and loads them into at runtime)."""
     return InferenceServer(mode="external", url=vllm_server.base_url, model=vllm_server.model,
+                           model_dir=str(model_dir),
                            tokenizer_path=str(model_dir / "tokenizer.json"))
 
 

@@ -64,7 +64,7 @@ def run_requested(defs, instance, request, run_config=TINY):
 
 
 def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home, tmp_path,
-                                               emulator, monkeypatch):
+                                               emulator, monkeypatch, external_server):
     GCSResource(project="yoyo-test").get_client().create_bucket("adapters")
     root = tmp_path / "data"
     # Training reads the GCS copy of the corpus (mirrored elsewhere), never the local folder:
@@ -72,7 +72,9 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
     mirror = tmp_path / "trainer" / "corpus-gcs"
     buckets = CorpusBuckets(corpus_root=str(root / "corpus"), source="gcs",
                             mirror_root=str(mirror), threshold=20)
-    defs = make_defs(root, model_dir, {"corpus_buckets": buckets}, gcs_bucket="adapters")
+    defs = make_defs(root, model_dir, {"corpus_buckets": buckets,
+                                       "inference_server": external_server},
+                     gcs_bucket="adapters")
     instance = DagsterInstance.get()
     lines = sft_lines(corpora)
 
@@ -174,11 +176,11 @@ def test_sensor_requests_each_pending_set_once(corpora, model_dir, dagster_home,
 
 
 def test_a_request_for_an_already_trained_set_trains_nothing(corpora, model_dir, dagster_home,
-                                                              tmp_path, monkeypatch):
+                                                              tmp_path, external_server):
     """Two requests queued for one night (e.g. a manual one and the sensor's): the second run
     finds nothing pending and materializes nothing, so nothing is trained twice."""
     root = tmp_path / "data"
-    defs = make_defs(root, model_dir, adapter_threshold=4)
+    defs = make_defs(root, model_dir, {"inference_server": external_server}, adapter_threshold=4)
     instance = DagsterInstance.get()
     write_bucket_file(root, "n1.jsonl", sft_lines(corpora)[:6], "2026-11-19")
     job = defs.resolve_job_def(JOB)

@@ -20,10 +20,9 @@ from yoyo_assets.datagraph.graph_batch import InvalidBatch
 from yoyo_assets.datagraph.graph_client import GraphServiceClient
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.datagraph.graph_wire import CORRECTIONS_PATH
-from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 
 from .helpers import (NIGHT, REPO_ROOT, TINY_TRAINING, arrived_during, check_graph_invariants,
-                      graph_snapshot, make_defs, run_night_process, timeout)
+                      graph_snapshot, make_defs, run_night_process)
 from .test_graph_service import service  # noqa: F401 (fixture)
 from .test_graph_store import extraction
 
@@ -292,13 +291,13 @@ def test_corrections_survive_nights_a_kill_and_become_training_material(
         ["adapter_pointsav_extraction"], result.skip_message
     # ... and the run it asks for trains a version on exactly those tuples (whether it then
     # passes its F1 gate on the labelled set is test_extraction_adapter's matter).
-    server = InferenceServer(model_dir=str(model_dir), launch=ServerLaunch(
-        log_dir=str(tmp_path / "logs"), health_timeout_s=timeout(600),
-        vllm=VllmOptions(memory_share=0.25)))
-    defs = make_defs(root, model_dir, {"inference_server": server}, adapter_threshold=pending)
+    # The session server serves the extraction base: the check loads the version into it.
+    defs = make_defs(root, model_dir, {"inference_server": external_server},
+                     adapter_threshold=pending)
     defs.resolve_job_def("adapter_pointsav_extraction").execute_in_process(
         partition_key=result.run_requests[0].partition_key, instance=instance,
         raise_on_error=False, run_config={"ops": {
             "pointsav__extraction__adapter": {"config": {**TINY_TRAINING, "max_length": 384}}}})
     [version] = versions(root / "adapters" / "pointsav" / "extraction")
+    assert version.manifest.serving_check.served_by.startswith("loaded into")  # no server start
     assert len(version.manifest.trained_tuples + version.manifest.held_out_tuples) == pending

@@ -1,6 +1,7 @@
 """The compounding loop end to end, on real parts: extraction tuples from labelled notes fill the
 `extraction-pointsav` bucket; Phase 2 trains an adapter on them, serves it as a vLLM LoRA overlay
-and scores it against the base on a fixed labelled set; the next Phase 1 night starts its managed
+(loaded into the session server at runtime) and scores it against the base on a fixed labelled
+set; the next Phase 1 night starts its managed
 vLLM with the adapter and records it on every document in the graph."""
 
 import json
@@ -51,7 +52,7 @@ def labelled_subset(source: Path, names: list[str], target: Path) -> Path:
 
 
 def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, dagster_home,
-                                                         tmp_path):
+                                                         tmp_path, external_server):
     root = tmp_path / "data"
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     extractor = EntityExtractor("unused", "m", tokenizer, 2048,
@@ -64,22 +65,25 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     os.utime(bucket_file, (arrived_during(NIGHT),) * 2)
     gate = labelled_subset(corpora / "extraction" / "dev", GATE_NOTES, tmp_path / "gate")
 
-    server = InferenceServer(model_dir=str(model_dir), launch=ServerLaunch(
-        log_dir=str(tmp_path / "logs"), health_timeout_s=600,
-        vllm=VllmOptions(memory_share=0.25)))
-    defs = build_definitions(root, server, resources={"labelled_set": LabelledSet(path=str(gate))},
-                             base_model_dir=str(model_dir), gcs_project="yoyo-test",
-                             adapter_threshold=TRAIN_TUPLES)
+    def definitions(server: InferenceServer):
+        return build_definitions(
+            root, server, resources={"labelled_set": LabelledSet(path=str(gate))},
+            base_model_dir=str(model_dir), gcs_project="yoyo-test", adapter_threshold=TRAIN_TUPLES)
+
+    # Phase 2 checks the version through the session server (it serves the same base and loads
+    # adapters at runtime); the next night's Phase 1 starts its own server, as in production.
+    phase2 = definitions(external_server)
     instance = DagsterInstance.get()
-    assert defs.resolve_job_def("corpus_nightly").execute_in_process(
+    assert phase2.resolve_job_def("corpus_nightly").execute_in_process(
         partition_key=NIGHT, instance=instance).success
 
-    trained = defs.resolve_job_def("adapter_pointsav_extraction").execute_in_process(
+    trained = phase2.resolve_job_def("adapter_pointsav_extraction").execute_in_process(
         partition_key=NIGHT, instance=instance, raise_on_error=False, run_config={"ops": {
             "pointsav__extraction__adapter": {"config": TRAINING}}})
     [version] = versions(root / "adapters" / "pointsav" / "extraction")
     check = version.manifest.serving_check
     assert check.served, check.error
+    assert check.served_by == f"loaded into {external_server.url} at runtime"
     assert check.differing > 0
     extraction = check.extraction
     assert extraction.serving_extractor == "extraction"  # the base: no adapter served yet
@@ -94,6 +98,9 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     # as the overlay did in the gate.
     copy_documents([corpora / "research" / "wnut17-test-001.md"], root, "research",
                    arrived_during(NIGHT))
+    defs = definitions(InferenceServer(model_dir=str(model_dir), launch=ServerLaunch(
+        log_dir=str(tmp_path / "logs"), health_timeout_s=600,
+        vllm=VllmOptions(memory_share=0.25))))
     night = defs.resolve_job_def("datagraph_nightly").execute_in_process(
         partition_key=NIGHT, instance=instance)
     assert night.success

@@ -46,14 +46,14 @@ def bucket_objects(client, prefix: str) -> dict[str, str]:
 
 
 def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
-        corpora, model_dir, dagster_home, tmp_path, monkeypatch):
+        corpora, model_dir, dagster_home, tmp_path, monkeypatch, external_server):
     root = tmp_path / "data"
     write_bucket_file(root, "tuples.jsonl", sft_lines(corpora)[:12], NIGHT)
     emulator = Emulator(free_port(), data_dir=tmp_path / "gcs")
     emulator.start()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "YOYO_DATA_ROOT": str(root),
-           "YOYO_INFERENCE_MODE": "external", "YOYO_BASE_MODEL_DIR": str(model_dir),
-           "YOYO_ADAPTER_THRESHOLD": "8", "YOYO_GCS_BUCKET": "adapters",
+           "YOYO_INFERENCE_MODE": "external", "YOYO_INFERENCE_URL": external_server.url,
+           "YOYO_BASE_MODEL_DIR": str(model_dir), "YOYO_ADAPTER_THRESHOLD": "8", "YOYO_GCS_BUCKET": "adapters",
            "YOYO_GCS_PROJECT": "yoyo-test", "STORAGE_EMULATOR_HOST": emulator.url}
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     client = GCSResource(project="yoyo-test").get_client()
@@ -164,7 +164,7 @@ def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(
 
 
 def test_store_stopped_during_publication_fails_cleanly_then_publication_alone_completes(
-        corpora, model_dir, dagster_home, tmp_path, monkeypatch):
+        corpora, model_dir, dagster_home, tmp_path, monkeypatch, external_server):
     emulator = Emulator(free_port(), data_dir=tmp_path / "gcs")
     emulator.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
@@ -172,8 +172,8 @@ def test_store_stopped_during_publication_fails_cleanly_then_publication_alone_c
     client.create_bucket("adapters")
     root = tmp_path / "data"
     write_bucket_file(root, "tuples.jsonl", sft_lines(corpora)[:6], NIGHT)
-    defs = make_defs(root, model_dir, gcs_bucket="adapters", gcs_retry_timeout_s=3,
-                     adapter_threshold=4)
+    defs = make_defs(root, model_dir, {"inference_server": external_server},
+                     gcs_bucket="adapters", gcs_retry_timeout_s=3, adapter_threshold=4)
     instance = DagsterInstance.get()
 
     on_crash_point("publication.after_first_object", emulator.stop)

@@ -1,5 +1,6 @@
-"""The overlay check with a real vLLM server: an adapter that changes nothing, and one whose
-weights are broken, both fail it (so neither is published)."""
+"""The overlay check with a real vLLM server, started for the check or loading the adapter into
+the running session server: an adapter that changes nothing, and one whose weights are broken,
+both fail it (so neither is published)."""
 
 import logging
 from pathlib import Path
@@ -9,6 +10,9 @@ import pytest
 from yoyo_assets.adapters.serving_check import check_overlay
 from yoyo_assets.shared.inference_server import (InferenceServer, ServerLaunch, VllmOptions,
                                                   vllm_lora_rank)
+from yoyo_assets.shared.openai_client import served_models
+
+from .helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +39,18 @@ def test_lora_rank_is_one_vllm_accepts():
 
 
 def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
-        model_dir, untrained_adapter, tmp_path):
-    server = InferenceServer(launch=ServerLaunch(log_dir=str(tmp_path / "logs"),
-                                                 health_timeout_s=600,
-                                                 vllm=VllmOptions(memory_share=0.25)))
+        model_dir, untrained_adapter, tmp_path, external_server):
+    # An external server that cannot be asked (a gateway down, say): the check starts its own.
+    unreachable = InferenceServer(
+        mode="external", url=f"http://127.0.0.1:{free_port()}", launch=ServerLaunch(
+            log_dir=str(tmp_path / "logs"), health_timeout_s=600,
+            vllm=VllmOptions(memory_share=0.25)))
     log = logging.getLogger("overlay")
 
-    same = check_overlay(server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
+    same = check_overlay(unreachable, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
                          references=["Paris."], max_tokens=16)
     assert same.served and same.prompts == 2, same.error
+    assert same.served_by == "a managed overlay server"
     assert same.differing == 0 and not same.passed
     assert same.samples[0]["base"] == same.samples[0]["adapter"] != ""
     # The first prompt's answers scored against its reference: the same answer, the same score.
@@ -52,11 +59,22 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
     assert same.samples[0]["reference"] == "Paris."
     assert same.samples[0]["base_rouge_l"] == same.samples[0]["adapter_rouge_l"]
 
+    # The session server serves the same base and loads adapters at runtime: the same verdict
+    # without a server of its own.
+    loaded = check_overlay(external_server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
+                           max_tokens=16)
+    assert loaded.served_by == f"loaded into {external_server.url} at runtime", loaded.error
+    assert loaded.served and loaded.differing == 0 and not loaded.passed
+
     broken = tmp_path / "broken"
     broken.mkdir()
     for item in untrained_adapter.iterdir():
         (broken / item.name).write_bytes(item.read_bytes())
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_r=16, max_tokens=16)
-    assert not failed.served and not failed.passed
-    assert failed.error  # the reason, for the check's metadata
+    for server in (unreachable, external_server):
+        failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_r=16, max_tokens=16)
+        assert not failed.served and not failed.passed
+        assert failed.error  # the reason, for the check's metadata
+    assert "refused adapter" in failed.error
+    # Nothing stays loaded, and the server answers on.
+    assert [m["id"] for m in served_models(external_server.url)] == [external_server.model]

@@ -84,12 +84,14 @@ class OverlayReport(BaseModel):
     prompts whose adapter answer differs from the base's (greedy decoding); `samples`: prompt,
     base answer and adapter answer of the first three (with the reference answer and each
     side's ROUGE-L where scored); `answers`: ROUGE-L and exact match of the held-out SFT
-    prompts; `seconds`: the whole check."""
+    prompts; `served_by`: a managed overlay server, or the external server it was loaded
+    into; `seconds`: the whole check."""
 
     model_config = ConfigDict(extra="ignore")
 
     served: bool
     error: str = ""
+    served_by: str = ""
     prompts: int = 0
     differing: int = 0
     seconds: float = 0.0

@@ -1,19 +1,23 @@
 """Serving an adapter version the way the deployment's gateway does: as a vLLM LoRA overlay
 (`--enable-lora --lora-modules <name>=<folder>`) on its base model.
 
-`check_overlay` starts a managed server with the base and the version, asks held-out prompts of
-both, and reports whether the server took the adapter and whether its answers differ from the
-base's. For an extraction adapter, `compare_extractors` then scores the new version and the
-extractor now serving on a labelled set through the same server.
+`check_overlay` starts a managed server with the base and the version (or, when the inference
+server is an external one that serves the same base and lets clients load adapters at runtime,
+loads the version into it), asks held-out prompts of both, and reports whether the server took
+the adapter and whether its answers differ from the base's. For an extraction adapter,
+`compare_extractors` then scores the new version and the extractor now serving on a labelled
+set through the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
@@ -21,7 +25,8 @@ from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, score_extractions
 from ..shared.inference_server import Endpoint, InferenceServer, ServerError, vllm_lora_rank
-from ..shared.openai_client import ChatClient, served_models
+from ..shared.openai_client import (ChatClient, RuntimeLoadingOff, load_lora_adapter,
+                                    served_models, unload_lora_adapter)
 from .answer_scores import score_answers
 from .extraction_gate import judge_extractors
 from .gate import GateStatistic
@@ -75,11 +80,12 @@ def ask_base_and_adapter(server: Endpoint, adapter: str, prompts: list[list[dict
 def compare_extractors(server: Endpoint, candidate: str, serving: str,
                        labelled: list[LabelledDocument], config: ExtractionConfig,
                        tokenizer: Any, statistic: GateStatistic = "upper_bound",
-                       confidence: float = 0.95) -> ExtractionComparison:
+                       confidence: float = 0.95, serving_label: str = "") -> ExtractionComparison:
     """F1 ("any type") on `labelled` of the extractor `serving` (the base model's name, or the
-    adapter Phase 1 serves now) and of `candidate`, through one live server, judged by
-    `extraction_gate.judge_extractors` (pooled and per stream, with bootstrap intervals). Both
-    extract with `config`'s settings, as Phase 1 would."""
+    adapter Phase 1 serves now) and of `candidate` (model names in requests), through one live
+    server, judged by `extraction_gate.judge_extractors` (pooled and per stream, with bootstrap
+    intervals). Both extract with `config`'s settings, as Phase 1 would. The report names the
+    serving extractor `serving_label` (default: `serving`)."""
     scores, results = {}, {}
     for side, model in (("serving", serving), ("candidate", candidate)):
         extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
@@ -95,7 +101,7 @@ def compare_extractors(server: Endpoint, candidate: str, serving: str,
     verdict = judge_extractors(labelled, results["serving"], results["candidate"], statistic,
                                confidence)
     return ExtractionComparison(
-        serving_extractor=serving, labelled_documents=len(labelled), passed=verdict.passed,
+        serving_extractor=serving_label or serving, labelled_documents=len(labelled), passed=verdict.passed,
         confidence=verdict.confidence, reason=verdict.reason, **scores,
         intervals={name: F1Interval(**vars(d)) for name, d in verdict.differences.items()})
 
@@ -119,29 +125,94 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                   prompts: list[list[dict]], log: Any, lora_r: int,
                   extraction: ExtractionGate | None = None,
                   references: list[str] = (), *, max_tokens: int) -> OverlayReport:
-    """Start a managed server (`server`'s settings) with `base_dir` and the adapter in
-    `adapter_folder` as an overlay, ask `prompts` for `max_tokens` answer tokens each (run config
-    `overlay_check_tokens`; the first answers scored against `references`, see
-    `ask_base_and_adapter`), and with `extraction` compare F1; the server is stopped before
-    returning. Never raises for a server or adapter problem: `served` is False and `error` says
-    why."""
+    """Serve the adapter in `adapter_folder` as an overlay on `base_dir` (see `overlay_server`),
+    ask `prompts` for `max_tokens` answer tokens each (run config `overlay_check_tokens`; the
+    first answers scored against `references`, see `ask_base_and_adapter`), and with
+    `extraction` compare F1; a managed server is stopped, adapters loaded into an external one
+    unloaded, before returning. Never raises for a server or adapter problem: `served` is False
+    and `error` says why."""
     started = time.monotonic()
-    candidate = "candidate"
-    modules = {candidate: str(adapter_folder)}
-    if extraction is not None and extraction.serving_name:
-        modules[extraction.serving_name] = str(extraction.serving_folder)
-    overlay = server.model_copy(update={"mode": "managed", "model_dir": str(base_dir),
-                                        "tokenizer_path": "", "lora_modules": modules,
-                                        "max_lora_rank": vllm_lora_rank(lora_r)})
+    modules = {"candidate": str(adapter_folder)}
+    serving_name = extraction.serving_name if extraction is not None else None
+    if serving_name:
+        modules[serving_name] = str(extraction.serving_folder)
+    report = OverlayReport(served=False)
     try:
-        with overlay.serving(log) as live:
-            report = ask_base_and_adapter(live, candidate, prompts, references, max_tokens)
+        with overlay_server(server, base_dir, modules, lora_r, log) as (live, names, served_by):
+            report = ask_base_and_adapter(live, names["candidate"], prompts, references,
+                                          max_tokens)
             if extraction is not None:
                 report.extraction = compare_extractors(
-                    live, candidate, extraction.serving_name or live.model, extraction.labelled,
-                    extraction.config, extraction.tokenizer, extraction.statistic,
-                    extraction.confidence)
+                    live, names["candidate"], names.get(serving_name, live.model),
+                    extraction.labelled, extraction.config, extraction.tokenizer,
+                    extraction.statistic, extraction.confidence, serving_name or live.model)
+            report.served_by = served_by
     except (ServerError, httpx.HTTPError) as exc:
         report = OverlayReport(served=False, error=f"{type(exc).__name__}: {exc}"[:1000])
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+@contextmanager
+def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, str],
+                   lora_r: int, log: Any) -> Iterator[tuple[Endpoint, dict[str, str], str]]:
+    """A live server with `base_dir` and the adapters `modules` (name -> folder) as overlays,
+    for the length of the block: `(endpoint, request name per module name, where)`.
+
+    An external `server` that serves `base_dir` and loads adapters at runtime (vLLM with
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING, `VllmOptions.runtime_lora`) gets them loaded under names
+    of their own (`<name>-<8 hex>`: a check killed before its unloading leaves no name that a
+    later check would take for its own) and unloaded after; otherwise a managed server is
+    started with them (`server`'s launch settings) and stopped after.
+
+    Raises:
+        ServerError, httpx.HTTPError: the server did not start, or refused an adapter.
+    """
+    if server.mode == "external":
+        with server.serving(log) as live:
+            try:
+                names = _load_at_runtime(live, base_dir, modules)
+            except RuntimeLoadingOff as exc:
+                log.info(f"{exc}; starting an overlay server")
+            else:
+                try:
+                    yield live, names, f"loaded into {live.base_url} at runtime"
+                finally:
+                    _unload(live, names.values(), log)
+                return
+    overlay = server.model_copy(update={"mode": "managed", "model_dir": str(base_dir),
+                                        "tokenizer_path": "", "lora_modules": modules,
+                                        "max_lora_rank": vllm_lora_rank(lora_r)})
+    with overlay.serving(log) as live:
+        yield live, {name: name for name in modules}, "a managed overlay server"
+
+
+def _load_at_runtime(live: Endpoint, base_dir: Path, modules: dict[str, str]) -> dict[str, str]:
+    try:
+        listed = served_models(live.base_url)
+    except (httpx.HTTPError, ValueError) as exc:  # e.g. the gateway is down during Phase 2
+        raise RuntimeLoadingOff(f"{live.base_url} cannot be asked ({exc})") from None
+    roots = [e.get("root", "") for e in listed if e.get("id") == live.model]
+    if not roots or Path(roots[0]).resolve() != Path(base_dir).resolve():
+        raise RuntimeLoadingOff(f"{live.base_url} serves {roots[0] if roots else 'no base'}, "
+                                f"not the version's base {base_dir}")
+    names: dict[str, str] = {}
+    try:
+        for name, folder in modules.items():
+            request_name = f"{name}-{secrets.token_hex(4)}"
+            load_lora_adapter(live.base_url, request_name, folder)
+            names[name] = request_name
+    except httpx.HTTPStatusError as exc:
+        _unload(live, names.values(), None)
+        raise ServerError(f"{live.base_url} refused adapter {folder}: "
+                          f"{exc.response.status_code} {exc.response.text[:300]}") from None
+    return names
+
+
+def _unload(live: Endpoint, names, log: Any) -> None:
+    for name in names:
+        try:
+            unload_lora_adapter(live.base_url, name)
+        except httpx.HTTPError as exc:  # the check's result stands; the server keeps it loaded
+            if log is not None:
+                log.warning(f"could not unload adapter {name} from {live.base_url}: {exc}")

@@ -36,6 +36,10 @@ DEFAULT_SERVER_ARGS = [
     "--host", "{host}", "--port", "{port}",
 ]
 
+#: Adapters a server started with `runtime_lora` holds at once (vLLM --max-loras).
+RUNTIME_LORAS = 2
+
+
 def vllm_lora_rank(lora_r: int) -> int:
     """The smallest `--max-lora-rank` vLLM accepts that holds rank `lora_r` (vLLM allows
     1, 8, 16, 32, 64, 128, 256, 320, 512)."""
@@ -77,6 +81,11 @@ class VllmOptions(Config):
         "holding memory.")
     reasoning_parser: str = Field(default="", description="vLLM --reasoning-parser for a "
                                   "reasoning (Think) model, e.g. 'olmo3'; empty: none.")
+    runtime_lora: bool = Field(
+        default=False, description="Let clients load LoRA adapters into the running server "
+        "(--enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING; POST /v1/load_lora_adapter): an "
+        "adapter's serving check then needs no server of its own. vLLM calls this a "
+        "development setting; the deployment leaves it off.")
 
 
 class ServerLaunch(Config):
@@ -227,6 +236,8 @@ class InferenceServer(ConfigurableResource):
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(vllm.kv_cache_gib),
                "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(log_dir / "vllm-cache"),
                "TMPDIR": scratch}
+        if vllm.runtime_lora:
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         if vllm.cpu_bind == "all":
             cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
             env.update(VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0")
@@ -242,9 +253,13 @@ class InferenceServer(ConfigurableResource):
             args.append("--enforce-eager")
         if vllm.reasoning_parser:
             args += ["--reasoning-parser", vllm.reasoning_parser]
-        if self.lora_modules:
+        if self.lora_modules or vllm.runtime_lora:
+            # At runtime the serving check loads a candidate and the serving adapter: two.
+            loras = len(self.lora_modules) or RUNTIME_LORAS
             args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
-                     "--max-loras", str(len(self.lora_modules)), "--lora-modules",
+                     "--max-loras", str(loras)]
+        if self.lora_modules:
+            args += ["--lora-modules",
                      *(f"{name}={path}" for name, path in self.lora_modules.items())]
         if vllm.memory_share is not None:
             args += ["--gpu-memory-utilization", str(vllm.memory_share)]

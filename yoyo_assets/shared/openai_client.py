@@ -1,6 +1,6 @@
 """The one client of OpenAI-compatible endpoints (vLLM's server, the Yo-Yo gateway) that every
-caller in the package uses: chat completions with a retry policy, the served models, and the
-health probe of a managed server."""
+caller in the package uses: chat completions with a retry policy, the served models, the
+health probe of a managed server, and loading LoRA adapters into a running vLLM server."""
 
 from __future__ import annotations
 
@@ -74,3 +74,38 @@ def is_healthy(base_url: str, timeout_s: float = 5.0) -> bool:
         return httpx.get(f"{base_url.rstrip('/')}/health", timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+class RuntimeLoadingOff(Exception):
+    """The server has no `POST /v1/load_lora_adapter` (vLLM started without
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING, or not vLLM)."""
+
+
+def load_lora_adapter(base_url: str, name: str, folder: str, timeout_s: float = 300.0) -> None:
+    """Load the PEFT adapter in `folder` (a path the server can read) into the running vLLM
+    server at `base_url`; requests then name it `name` as their model. Not retried: a refusal
+    is about the adapter, not the connection.
+
+    Raises:
+        RuntimeLoadingOff: the server does not offer runtime loading.
+        httpx.HTTPStatusError: the server refused the adapter (vLLM: 400 bad request or name in
+            use, 404 folder not found, 500 weights it cannot load).
+        httpx.TransportError: the server could not be reached.
+    """
+    response = httpx.post(f"{base_url.rstrip('/')}/v1/load_lora_adapter",
+                          json={"lora_name": name, "lora_path": folder}, timeout=timeout_s)
+    # An absent route is FastAPI's {"detail": "Not Found"}; vLLM's own refusals carry "error".
+    if response.status_code == 404 and "error" not in response.text:
+        raise RuntimeLoadingOff(f"{base_url} does not load LoRA adapters at runtime")
+    response.raise_for_status()
+
+
+def unload_lora_adapter(base_url: str, name: str, timeout_s: float = 60.0) -> None:
+    """Remove the adapter `name` that `load_lora_adapter` loaded.
+
+    Raises:
+        httpx.HTTPError: refused (404: not loaded) or unreachable.
+    """
+    response = httpx.post(f"{base_url.rstrip('/')}/v1/unload_lora_adapter",
+                          json={"lora_name": name}, timeout=timeout_s)
+    response.raise_for_status()
