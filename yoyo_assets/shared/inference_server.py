@@ -255,7 +255,7 @@ class InferenceServer(ConfigurableResource):
             args += ["--reasoning-parser", vllm.reasoning_parser]
         if self.lora_modules or vllm.runtime_lora:
             # At runtime the serving check loads a candidate and the serving adapter: two.
-            loras = len(self.lora_modules) or RUNTIME_LORAS
+            loras = max(len(self.lora_modules), RUNTIME_LORAS if vllm.runtime_lora else 0)
             args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
                      "--max-loras", str(loras)]
         if self.lora_modules:
