@@ -101,8 +101,8 @@ def compare_extractors(server: Endpoint, candidate: str, serving: str,
     verdict = judge_extractors(labelled, results["serving"], results["candidate"], statistic,
                                confidence)
     return ExtractionComparison(
-        serving_extractor=serving_label or serving, labelled_documents=len(labelled), passed=verdict.passed,
-        confidence=verdict.confidence, reason=verdict.reason, **scores,
+        serving_extractor=serving_label or serving, labelled_documents=len(labelled),
+        passed=verdict.passed, confidence=verdict.confidence, reason=verdict.reason, **scores,
         intervals={name: F1Interval(**vars(d)) for name, d in verdict.differences.items()})
 
 
@@ -136,7 +136,6 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
     serving_name = extraction.serving_name if extraction is not None else None
     if serving_name:
         modules[serving_name] = str(extraction.serving_folder)
-    report = OverlayReport(served=False)
     try:
         with overlay_server(server, base_dir, modules, lora_r, log) as (live, names, served_by):
             report = ask_base_and_adapter(live, names["candidate"], prompts, references,
@@ -171,7 +170,7 @@ def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, s
     if server.mode == "external":
         with server.serving(log) as live:
             try:
-                names = _load_at_runtime(live, base_dir, modules)
+                names = _load_at_runtime(live, base_dir, modules, log)
             except RuntimeLoadingOff as exc:
                 log.info(f"{exc}; starting an overlay server")
             else:
@@ -187,7 +186,8 @@ def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, s
         yield live, {name: name for name in modules}, "a managed overlay server"
 
 
-def _load_at_runtime(live: Endpoint, base_dir: Path, modules: dict[str, str]) -> dict[str, str]:
+def _load_at_runtime(live: Endpoint, base_dir: Path, modules: dict[str, str],
+                     log: Any) -> dict[str, str]:
     try:
         listed = served_models(live.base_url)
     except (httpx.HTTPError, ValueError) as exc:  # e.g. the gateway is down during Phase 2
@@ -203,7 +203,7 @@ def _load_at_runtime(live: Endpoint, base_dir: Path, modules: dict[str, str]) ->
             load_lora_adapter(live.base_url, request_name, folder)
             names[name] = request_name
     except httpx.HTTPStatusError as exc:
-        _unload(live, names.values(), None)
+        _unload(live, names.values(), log)
         raise ServerError(f"{live.base_url} refused adapter {folder}: "
                           f"{exc.response.status_code} {exc.response.text[:300]}") from None
     return names
@@ -214,5 +214,4 @@ def _unload(live: Endpoint, names, log: Any) -> None:
         try:
             unload_lora_adapter(live.base_url, name)
         except httpx.HTTPError as exc:  # the check's result stands; the server keeps it loaded
-            if log is not None:
-                log.warning(f"could not unload adapter {name} from {live.base_url}: {exc}")
+            log.warning(f"could not unload adapter {name} from {live.base_url}: {exc}")
