@@ -20,7 +20,8 @@ def configured_server(settings: Settings) -> InferenceServer:
                        memory_share=settings.vllm_memory_share, cpu_bind=settings.vllm_cpu_bind,
                        enforce_eager=settings.vllm_enforce_eager)
     return InferenceServer(
-        mode=settings.inference_mode, url=settings.inference_url,
+        mode=settings.inference_mode, url=settings.inference_url[0],
+        replica_urls=list(settings.inference_url[1:]),
         model_dir=settings.extraction_model_dir, tokenizer_path=settings.extraction_tokenizer,
         adapter=settings.extraction_adapter, models_dir=str(settings.models_dir),
         launch=ServerLaunch(python=settings.vllm_python, log_dir=str(settings.log_dir),

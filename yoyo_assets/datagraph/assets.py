@@ -6,36 +6,31 @@ The asset bodies are module-level functions; `build_datagraph_assets` decorates 
 night partitions. The work is in domain modules (documents, extraction, checks, graph_store).
 """
 
-import asyncio
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import (AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetsDefinition,
-                     Failure, MaterializeResult, MetadataValue, Output, PartitionsDefinition,
+from dagster import (AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, Failure,
+                     MaterializeResult, MetadataValue, Nothing, Output, PartitionsDefinition,
                      ResourceParam, TimeWindowPartitionMapping, asset)
 from tokenizers import Tokenizer
 
 from ..shared.atomic import write_atomically
-from ..shared.budget import run_deadline
 from ..shared.faults import crash_point
-from ..shared.inference_server import InferenceServer, ServerError
+from ..shared.inference_server import InferenceServer
 from ..shared.run_health import tag_run_process
-from ..shared.settings import GPU_POOL
-from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
 from .corrections import Correction, CorrectionOutcome, PlannedCorrection, read_corrections
 from .documents import STREAM_PATTERNS, Document
-from .extraction import ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport
+from .extraction import DocumentExtraction, ExtractionReport
+from .extraction_asset import build_extracted_entities
 from .extraction_config import ExtractionConfig
 from .extraction_tuples import CorrectionMaterial, correction_material
 from .graph_batch import InvalidBatch
 from .graph_client import GraphServiceRejected, GraphServiceUnavailable
 from .graph_store import DataGraph, NightTotals, WriteStats
 from .graph_wire import request_id
-from .resources import (BucketFolders, DocumentStreams, ExtractionAdapterChoice, GraphStore,
-                        LabelledSet)
+from .resources import BucketFolders, DocumentStreams, ExtractionAdapterChoice, GraphStore
 
 GROUP = "datagraph"
 
@@ -113,94 +108,6 @@ def corrections(context: AssetExecutionContext, documents: list[Document],
         "rejections": MetadataValue.json([
             {"file": r.path, "line": r.line, "reason": r.reason} for r in scan.rejected]),
     })
-
-
-def _type_table(by_type: dict[str, int]) -> MetadataValue:
-    return MetadataValue.md("| type | entities |\n|---|---|\n" + "\n".join(
-        f"| {t} | {by_type.get(t, 0)} |" for t in ENTITY_TYPES))
-
-
-def _report_metadata(report: ExtractionReport) -> dict:
-    ok = report.results
-    return {
-        "documents_ok": len(ok),
-        "documents_failed": len(report.failures),
-        "documents_deferred": len(report.deferred),
-        "failures": MetadataValue.json([{"file": f, "reason": r}
-                                        for f, r in report.failures.items()]),
-        "deferrals": MetadataValue.json([{"file": f, "reason": r}
-                                         for f, r in report.deferred.items()]),
-        "entities": sum(len(r.entities) for r in ok),
-        "entities_by_type": _type_table(report.entities_by_type()),
-        "ungrounded_names_dropped": sum(r.ungrounded for r in ok),
-        "chunks": sum(r.chunks for r in ok),
-        "prompt_tokens": sum(r.prompt_tokens for r in ok),
-        "completion_tokens": sum(r.completion_tokens for r in ok),
-        "reasoning_tokens": sum(r.reasoning_tokens for r in ok),
-        "seconds": round(report.seconds, 2),
-        "docs_per_s": round(len(ok) / report.seconds, 3) if report.seconds else 0.0,
-    }
-
-
-def _extract(context, config: ExtractionConfig, server: InferenceServer, documents: list,
-             quality: QualityPlan):
-    """Start the server (if anything is to be done), extract the documents, measure the
-    quality check: (report, check result)."""
-    report, check = ExtractionReport(), quality.known
-    # The extractor counts in time.monotonic(): immune to clock steps during the night.
-    deadline = time.monotonic() + (run_deadline(context, config.budget_reserve_s) - time.time())
-    done = Counter()
-
-    def on_result(document: Document, outcome: object) -> None:
-        if isinstance(outcome, str):
-            context.log.warning(f"{document.path}: {outcome}")
-        done["documents"] += 1
-        context.log.debug(f"{done['documents']}/{len(documents)} documents", extra={
-            "yoyo_progress": (done["documents"], len(documents), "documents")})
-        crash_point("extraction.after_first_document")
-
-    try:
-        with server.serving(context.log) as live:
-            extractor = EntityExtractor(
-                base_url=live.base_url, model=live.request_model, extractor_name=live.extractor_name(),
-                tokenizer=Tokenizer.from_file(str(live.tokenizer_file())),
-                context_tokens=live.context_tokens(), concurrency=config.concurrency,
-                attempts=config.attempts, request_timeout_s=config.request_timeout_s,
-                **config.extractor_settings(bool(live.serves_adapter)))
-            if documents:
-                report = asyncio.run(extractor.extract(documents, deadline, on_result))
-            if quality.to_measure:
-                check = quality.measure(extractor, deadline)
-    except ServerError as exc:
-        if documents:
-            raise
-        # A night with nothing to extract is not failed by its measuring stick.
-        check = unmeasured_result(f"not measured: inference server unusable: {exc}")
-    return report, check
-
-
-def extracted_entities(context: AssetExecutionContext, config: ExtractionConfig,
-                       documents: list[Document], inference_server: InferenceServer,
-                       labelled_set: LabelledSet,
-                       extraction_serving: ResourceParam[ExtractionAdapterChoice]):
-    """Entities of each new document from the model, checked against the JSON Schema. A document
-    that fails, or is deferred (not started within the budget, or the server went away), is
-    reported and left for the next run. The same extractor is then scored on the labelled set
-    (check `extraction_quality`) when it or the set changed since the last evaluation."""
-    tag_run_process(context)
-    server = extraction_serving.extractor(inference_server, context.log)
-    quality = QualityPlan.make(context.instance, context.run.run_id, labelled_set,
-                               server.identity(),
-                               config.extractor_settings(bool(server.serves_adapter)))
-    report, check = ExtractionReport(), quality.known
-    if documents or quality.to_measure:
-        report, check = _extract(context, config, server, documents, quality)
-    yield Output(report, metadata={
-        **_report_metadata(report), "extractor": server.extractor_name(),
-        "extractor_fingerprint": quality.fingerprint,
-        "status": "extracted" if documents else "nothing new: every document that arrived "
-                  "by the night's end is already in the graph (totals on `datagraph`)"})
-    yield check
 
 
 def _night_metadata(totals: NightTotals) -> dict:
@@ -349,22 +256,17 @@ def correction_tuples(context: AssetExecutionContext, config: ExtractionConfig,
 def build_datagraph_assets(nights: PartitionsDefinition,
                            extraction_adapter: AssetKey) -> list[AssetsDefinition]:
     """Phase 1's assets, partitioned by `nights`: documents and corrections -> extracted_entities
-    -> datagraph -> correction_tuples; extraction in the GPU pool, with the
-    `extraction_quality` check. `extracted_entities` depends on the previous night of
+    (fanned out over the inference endpoints, extraction_asset.py) -> datagraph ->
+    correction_tuples. `extracted_entities` depends on the previous night of
     `extraction_adapter` (Phase 2's extraction adapter asset): the loop, in the lineage."""
-    quality = AssetCheckSpec(
-        QUALITY_CHECK, asset="extracted_entities",
-        description="Precision, recall and F1 of the serving extractor on the labelled set, per "
-                    "entity type and for the name alone; warns when F1 falls.")
     common = dict(group_name=GROUP, partitions_def=nights)
     # A night serves the newest version that passed its gate, trained the night before or
     # earlier (the `extractor` metadata names it); the edge to the previous night says where
     # a new one comes from. Not a data input: nothing is loaded through it.
-    served = AssetDep(extraction_adapter, partition_mapping=TimeWindowPartitionMapping(
-        start_offset=-1, end_offset=-1))
+    served = AssetIn(extraction_adapter, dagster_type=Nothing,
+                     partition_mapping=TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))
     return [asset(**common)(documents),
             asset(**common)(corrections),
-            asset(**common, pool=GPU_POOL, check_specs=[quality], deps=[served])(
-                extracted_entities),
+            build_extracted_entities(nights, GROUP, served),
             asset(**common)(datagraph),
             asset(**common)(correction_tuples)]

@@ -296,13 +296,25 @@ def merge_entities(text: str, answers: list[list[dict]]) -> tuple[list[Extracted
 class ExtractionReport:
     """A night's extraction: per-document results, failures (path -> reason: the document or
     its answer was at fault), deferred documents (path -> reason: the budget ran out or the
-    server became unreachable; not the document's fault), and wall time in seconds. Neither
-    failed nor deferred documents enter the ledger, so the next run tries them again."""
+    server became unreachable; not the document's fault), why the server became unreachable
+    (empty: it did not), and wall time in seconds. Neither failed nor deferred documents enter
+    the ledger, so the next run tries them again."""
 
     results: list[DocumentExtraction] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     deferred: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    unreachable: str = ""
+
+    @classmethod
+    def merged(cls, reports: list[ExtractionReport]) -> ExtractionReport:
+        """The reports of a night's shards as one; their wall time is the longest shard's (the
+        shards run side by side)."""
+        return cls(results=[r for report in reports for r in report.results],
+                   failures={k: v for report in reports for k, v in report.failures.items()},
+                   deferred={k: v for report in reports for k, v in report.deferred.items()},
+                   seconds=max((report.seconds for report in reports), default=0.0),
+                   unreachable=next((r.unreachable for r in reports if r.unreachable), ""))
 
     def entities_by_type(self) -> dict[str, int]:
         counts = Counter(e.type for r in self.results for e in r.entities)
@@ -463,4 +475,5 @@ class EntityExtractor:
 
             await asyncio.gather(*(run(d) for d in documents))
         report.seconds = time.monotonic() - started
+        report.unreachable = unreachable[0] if unreachable else ""
         return report

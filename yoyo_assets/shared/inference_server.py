@@ -126,8 +126,11 @@ class InferenceServer(ConfigurableResource):
 
     mode: Literal["managed", "external"] = Field(
         default="managed", description="managed: start the server for the step; external: use url.")
-    url: str = Field(default=declared_default("inference_url"),
+    url: str = Field(default=declared_default("inference_url")[0],
                      description="External mode: the server's base URL (Yo-Yo gateway: :9080).")
+    replica_urls: list[str] = Field(
+        default_factory=list, description="External mode: more servers serving the same model "
+        "and adapters; Phase 1 splits a night's documents over `url` and these (`endpoints`).")
     model: str = Field(default="extraction",
                        description="Model name in requests (the server's --served-model-name).")
     model_dir: str = Field(default="", description="Hugging Face model folder to serve. Empty: "
@@ -162,6 +165,14 @@ class InferenceServer(ConfigurableResource):
     def serves_adapter(self) -> str:
         """The extraction adapter answering requests, as an overlay or merged; empty: none."""
         return self.adapter or self.merged_adapter
+
+    def endpoints(self) -> list[InferenceServer]:
+        """One server per endpoint a night's extraction may be split over: external mode, `url`
+        and each of `replica_urls`; managed mode, this one (the server it starts)."""
+        if self.mode == "managed":
+            return [self]
+        return [self.model_copy(update={"url": url, "replica_urls": []})
+                for url in (self.url, *self.replica_urls)]
 
     def resolved_model_dir(self) -> Path:
         """The model folder to serve: `model_dir`, or the embedded model (converted if needed)."""

@@ -64,7 +64,11 @@ class Settings(BaseSettings):
     inference_mode: Literal["managed", "external"] = _setting(
         "managed", "`managed`: start vLLM for the extraction step and stop its process group "
         "after; `external`: use `YOYO_INFERENCE_URL`")
-    inference_url: str = _setting("http://127.0.0.1:9080", "external server (the Yo-Yo gateway)")
+    inference_url: CommaList = _setting(
+        ("http://127.0.0.1:9080",), "external servers serving the same model, comma-separated "
+        "(the Yo-Yo gateway); with more than one, a night's documents are split into one "
+        "extraction step per server and a shard whose server fails is retried on the next "
+        "(docs/deployment.md, \"Beyond one machine\")", shown="http://127.0.0.1:9080")
     extraction_model_dir: str = _setting(
         "", "Hugging Face folder to serve (production: OLMo 3 32B Think)",
         shown="embedded SmolLM2-135M-Instruct")
@@ -148,7 +152,7 @@ class Settings(BaseSettings):
     gcs_retry_timeout_s: float = _setting(120.0, "seconds one GCS request to an unreachable "
                                           "store is retried before publication fails")
 
-    @field_validator("tenants", "git_repositories", mode="before")
+    @field_validator("tenants", "git_repositories", "inference_url", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):
