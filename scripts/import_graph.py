@@ -20,9 +20,11 @@ def layer(module: str) -> str | None:
     if parts[1] in ("datagraph", "adapters"):
         if len(parts) == 2:
             return None
-        # datagraph/checks.py is the quality check's logic, measured inside the asset.
-        own = parts[2] in LAYERS and (parts[1], parts[2]) != ("datagraph", "checks")
-        return f"{parts[1]}.{parts[2] if own else 'logic_and_resources'}"
+        # datagraph/checks.py is the quality check's logic, measured inside the asset;
+        # datagraph/extraction_asset.py is one asset's ops, an asset module.
+        name = "assets" if parts[2].endswith("_asset") else parts[2]
+        own = name in LAYERS and (parts[1], name) != ("datagraph", "checks")
+        return f"{parts[1]}.{name if own else 'logic_and_resources'}"
     return {"__main__": "cli"}.get(parts[1], parts[1])
 
 
