@@ -321,7 +321,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
 def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} not found (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -337,7 +337,9 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
                                      lambda: skip.click() if skip.is_visible()
                                      else page.keyboard.press("Escape"))
             page.goto(f"{dev_stack.url}/asset-groups", wait_until="networkidle")
-            assert page.get_by_text("Global asset lineage").is_visible()
+            # An auto-waiting assertion: the page draws after the network goes quiet.
+            expect(page.get_by_text("Global asset lineage")).to_be_visible(
+                timeout=timeout(30_000))
             # Both groups are drawn collapsed; a double click on a group's node opens it.
             for group, assets in (("datagraph", ("documents", "corrections",
                                                  "extracted_entities", "datagraph",
