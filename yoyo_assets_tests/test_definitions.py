@@ -1,11 +1,13 @@
 """Definitions load; the schedule asks for the night that just ended; the GPU limits are set."""
 
+import re
 from datetime import datetime, timezone
 
+import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, build_schedule_context
 
 from yoyo_assets.definitions import build_definitions, defs
-from yoyo_assets.shared.settings import GPU_POOL, GPU_TAG_KEY
+from yoyo_assets.shared.settings import GPU_POOL, GPU_TAG_KEY, Settings, SettingsError
 
 from .helpers import timeout
 
@@ -99,3 +101,15 @@ def test_workspace_validates_with_the_dagster_cli(dagster_home):
                             cwd=repo, capture_output=True, text=True, timeout=timeout(120))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("value, message", [
+    (",,", "at least one server URL"), ("gateway:9080", "is not an http(s) URL")])
+def test_a_bad_inference_url_list_is_refused_naming_the_variable(value, message, monkeypatch):
+    monkeypatch.setenv("YOYO_INFERENCE_URL", value)
+    with pytest.raises(SettingsError, match=f"YOYO_INFERENCE_URL: .*{re.escape(message)}"):
+        Settings.from_env()
+    monkeypatch.setenv("YOYO_INFERENCE_MODE", "external")
+    monkeypatch.setenv("YOYO_INFERENCE_URL", "http://a:8000, http://b:8000")
+    server = build_definitions().resources["inference_server"]
+    assert [e.url for e in server.endpoints()] == ["http://a:8000", "http://b:8000"]
