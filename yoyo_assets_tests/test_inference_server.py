@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
+from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, server_dtype
 from yoyo_assets.shared.processes import start_time, stop_process_group
 
 
@@ -56,7 +56,8 @@ def test_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
 
 def test_the_managed_server_runs_the_model_on_every_core_eagerly(vllm_server):
     """The settings the extraction profile chose (docs/benchmarks.md) reach vLLM: OpenMP threads
-    on every core this process may use, none kept for the scheduler; no graph compilation."""
+    on every core this process may use, none kept for the scheduler; no graph compilation; the
+    dtype this CPU computes natively."""
     if vllm_server.mode == "external":
         pytest.skip("YOYO_TEST_VLLM_URL: the session's server was not started here")
     log = open(vllm_server.log_path, encoding="utf-8").read()
@@ -64,3 +65,16 @@ def test_the_managed_server_runs_the_model_on_every_core_eagerly(vllm_server):
     assert f"VLLM_CPU_OMP_THREADS_BIND='{cores}'" in log
     assert "reserved_cpus=[]" in log
     assert "enforce_eager=True" in log
+    assert f"dtype=torch.{server_dtype('auto')}" in log
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx avx2 fma", "float32"),  # AVX2 only: bfloat16 would be emulated
+    ("avx2 avx512f avx512_bf16", "bfloat16"),
+    ("avx2 amx_bf16 amx_tile", "bfloat16")])
+def test_auto_dtype_follows_the_cpus_bfloat16_support(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert server_dtype("auto", cpuinfo) == expected
+    assert server_dtype("float16", cpuinfo) == "float16"  # a choice is kept as it is
+    assert server_dtype("auto", tmp_path / "missing") == "float32"

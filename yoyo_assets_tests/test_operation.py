@@ -284,6 +284,10 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
     assert all(r.tags[GPU_TAG_KEY] == "exclusive" for r in runs)
     intervals = sorted((instance.get_run_stats(r.run_id).start_time,
                         instance.get_run_stats(r.run_id).end_time) for r in runs)
+    for r in runs:  # the timeline, for a reader of the log (CI time: docs/benchmarks.md)
+        stats = instance.get_run_stats(r.run_id)
+        print(f"{r.job_name} {r.tags['dagster/partition']}: started {stats.start_time:.0f}, "
+              f"{stats.end_time - stats.start_time:.0f} s")
     for (_, end), (start, _) in zip(intervals, intervals[1:]):
         assert end <= start  # never two GPU runs at once
     nights = {r.tags["dagster/partition"] for r in instance.get_runs(

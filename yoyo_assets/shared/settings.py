@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         True, "managed vLLM `--enforce-eager`: `1` skips graph compilation (CPU: a faster "
         "start, slightly slower extraction; docs/benchmarks.md); `0` compiles: set it on a GPU "
         "(CUDA graphs)", shown="1")
+    vllm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = _setting(
+        "auto", "managed vLLM `--dtype`: `auto` is `bfloat16` on a GPU or a CPU with AVX512-BF16 "
+        "or AMX, else `float32` (a CPU without them emulates bfloat16, ~4× slower; "
+        "docs/benchmarks.md)")
     vllm_cpu_bind: Literal["all", "auto"] = _setting(
         "all", "CPU vLLM: `all` runs the model's threads on every core; `auto`: vLLM's choice, "
         "which keeps a core for its scheduler (docs/benchmarks.md); a GPU server ignores it")
