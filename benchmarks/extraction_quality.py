@@ -95,6 +95,9 @@ def main() -> None:
             for folder in sets:
                 labelled = load_labelled_set(folder)[:args.limit or None]
                 report = asyncio.run(extractor.extract([d.document for d in labelled]))
+                if report.deferred:  # unscored documents would read as a (false) zero
+                    sys.exit(f"{folder.name}: {len(report.deferred)} documents deferred, no "
+                             f"score: {report.unreachable or next(iter(report.deferred.values()))}")
                 quality = score_extractions(labelled, report.results, report.failures)
                 m, s = quality.metrics(), quality.scores
                 print(f"| {name} | {folder.name} ({len(labelled)}) | {m['any_precision']:.3f} | "
