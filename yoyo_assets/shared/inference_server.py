@@ -88,8 +88,8 @@ class VllmOptions(Config):
         "graph compilation (CPU: a faster start for slightly slower extraction, "
         "docs/benchmarks.md); on a GPU, set False: CUDA graphs are worth far more there.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        default=declared_default("vllm_dtype"), description="vLLM --dtype; 'auto': bfloat16 "
-        "on a GPU or a CPU with AVX512-BF16 or AMX, else float32 (`server_dtype`).")
+        default=declared_default("vllm_dtype"), description="vLLM --dtype; 'auto': as "
+        "`server_dtype` decides.")
     cpu_bind: Literal["all", "auto"] = Field(
         default=declared_default("vllm_cpu_bind"), description="CPU server: 'all' runs the "
         "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "

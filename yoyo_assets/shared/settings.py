@@ -170,7 +170,8 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one server URL is needed")
         for url in value:
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return value
 
