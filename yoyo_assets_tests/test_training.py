@@ -10,7 +10,8 @@ import torch
 
 from yoyo_assets.adapters.corpus import scan_bucket
 from yoyo_assets.adapters.training import (BaseModelError, BudgetSpent, TrainingConfig,
-                                           load_base_model, split_tuples, train_adapter)
+                                           load_base_model, quantizes_base, split_tuples,
+                                           train_adapter)
 
 
 def shortest(folder: Path, kind: str, count: int):
@@ -42,7 +43,9 @@ def reloaded_logprob_change(model_dir: Path, adapter_dir: Path, text: str) -> fl
 def test_sft_stops_at_budget_resumes_and_lowers_eval_loss(corpora, model_dir, tmp_path):
     tuples = shortest(corpora / "engineering", "sft", 20)
     train, held_out = split_tuples(tuples, 0.2)
-    config = TrainingConfig(max_length=128, num_train_epochs=2, per_device_train_batch_size=4)
+    # The QLoRA path a GPU trains (NF4 base), which a CPU skips by default (quantizes_base).
+    config = TrainingConfig(max_length=128, num_train_epochs=2, per_device_train_batch_size=4,
+                            load_in_4bit=True)
     work = tmp_path / "work"
     with pytest.raises(BudgetSpent, match="checkpoint saved"):
         train_adapter("sft", train, held_out, config, model_dir, work, tmp_path / "first",
@@ -90,8 +93,9 @@ def test_lora_gradients_survive_an_evaluation_forward(model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
 
-    config = TrainingConfig()
+    config = TrainingConfig(load_in_4bit=True)
     model = load_base_model(model_dir, config)
+    assert any("Linear4bit" in type(m).__name__ for m in model.modules())
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                                              target_modules=config.lora_target_modules,
                                              task_type="CAUSAL_LM"))
@@ -106,6 +110,12 @@ def test_lora_gradients_survive_an_evaluation_forward(model_dir):
     assert len(grads) == 30 * len(config.lora_target_modules)  # SmolLM2-135M: 30 layers
     zero = [name for name, grad in grads.items() if grad is None or not grad.abs().sum() > 0]
     assert zero == []
+
+
+def test_the_base_is_quantized_on_a_gpu_by_default_and_as_asked_otherwise():
+    assert quantizes_base(TrainingConfig()) is torch.cuda.is_available()
+    assert quantizes_base(TrainingConfig(load_in_4bit=True)) is True
+    assert quantizes_base(TrainingConfig(load_in_4bit=False)) is False
 
 
 def test_bad_base_model_fails_before_loading(tmp_path, corpora):

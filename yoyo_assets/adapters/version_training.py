@@ -24,8 +24,8 @@ from .manifest import (BaseModelRef, FitCounts, HeldOutEvaluation, Manifest, Ove
                        QualityGate, TrainingFigures)
 from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
                        staging_folder)
-from .training import (BudgetSpent, FittedSplit, TrainingConfig, TrainingResult, split_tuples,
-                       train_adapter)
+from .training import (BudgetSpent, FittedSplit, TrainingConfig, TrainingResult, quantizes_base,
+                       split_tuples, train_adapter)
 
 #: The adapter's blocking asset checks, which the manifest's quality gate sums up.
 QUALITY_CHECK = "beats_base_model"
@@ -136,7 +136,7 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
                                              sha256=folder_sha256(base_dir)),
         trained_tuples=sorted(t.sha256 for t in train),
         held_out_tuples=sorted(t.sha256 for t in held_out),
-        hyperparameters=config.model_dump(),
+        hyperparameters={**config.model_dump(), "load_in_4bit": quantizes_base(config)},
         libraries={name: package_metadata.version(name) for name in LIBRARIES},
         loss_history=result.loss_history, base_eval_loss=result.base_eval_loss,
         eval_loss=result.eval_loss,
