@@ -212,9 +212,11 @@ def graph_snapshot(graph_path: Path) -> dict:
         }
 
 
-#: Phase 1 reading whole documents with no worked example: one request per document, for tests
-#: of crashes and counting (chunking and its quality: test_extraction, test_quality).
-WHOLE_DOCUMENTS = {"max_chunk_tokens": None, "few_shot": False}
+#: Phase 1 reading whole documents with no worked example and naming at most four entities
+#: each: one short answer per document, for tests of crashes and counting, whose subject is
+#: what is written, not how much (a CPU answers ~10 tokens/s: the answer's length is the
+#: night's cost; chunking and quality: test_extraction, test_quality).
+WHOLE_DOCUMENTS = {"max_chunk_tokens": None, "few_shot": False, "max_entities": 4}
 
 
 def run_night_process(env: dict, log: Path, crash_at: str = "",

@@ -24,13 +24,15 @@ from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.shared.processes import group_members
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .helpers import (QUICK_OVERLAY_CHECK, REPO_ROOT, arrived_during, copy_documents, free_port,
-                      timeout)
+from .helpers import (QUICK_OVERLAY_CHECK, REPO_ROOT, WHOLE_DOCUMENTS, arrived_during,
+                      copy_documents, free_port, timeout)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ops]
 
 BACKFILL_NIGHTS = ["2026-11-17", "2026-11-18", "2026-11-19"]
 SINGLE_NIGHT = "2026-11-20"
+#: Phase 1's run config in the launches below, as the UI's launchpad would send it.
+QUICK_NIGHT = {"ops": {"extracted_entities": {"config": WHOLE_DOCUMENTS}}}
 PG_PASSWORD = "pg-secret-6f1d2c9a"  # must never show up in a log, the UI or metadata
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "var" / "test-artifacts"
@@ -253,11 +255,12 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
     backfill = stack.graphql(LAUNCH_BACKFILL, {"params": {
         "selector": {"partitionSetName": "datagraph_nightly_partition_set",
                      "repositorySelector": REPOSITORY},
-        "partitionNames": BACKFILL_NIGHTS}})["launchPartitionBackfill"]
+        "partitionNames": BACKFILL_NIGHTS, "runConfigData": QUICK_NIGHT}})[
+        "launchPartitionBackfill"]
     assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
     launched = []
     for job, night, config in (
-            ("datagraph_nightly", SINGLE_NIGHT, {}),
+            ("datagraph_nightly", SINGLE_NIGHT, QUICK_NIGHT),
             ("adapter_pointsav_engineering", SINGLE_NIGHT, {"ops": {
                 "pointsav__engineering__adapter": {"config": {
                     "max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 8,
