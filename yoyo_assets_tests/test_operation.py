@@ -31,8 +31,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.ops]
 
 BACKFILL_NIGHTS = ["2026-11-17", "2026-11-18", "2026-11-19"]
 SINGLE_NIGHT = "2026-11-20"
-#: Phase 1's run config in the launches below, as the UI's launchpad would send it.
-QUICK_NIGHT = {"ops": {"extracted_entities": {"config": WHOLE_DOCUMENTS}}}
+#: Run config of the launches below, as the UI's launchpad sends it: steps in the run's own
+#: process (a process per step costs ~5 s each on a CPU; the multiprocess executor's own test:
+#: test_fan_out), and Phase 1 reading whole documents.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+QUICK_NIGHT = {**IN_PROCESS, "ops": {"extracted_entities": {"config": WHOLE_DOCUMENTS}}}
 PG_PASSWORD = "pg-secret-6f1d2c9a"  # must never show up in a log, the UI or metadata
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "var" / "test-artifacts"
@@ -261,7 +264,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
     launched = []
     for job, night, config in (
             ("datagraph_nightly", SINGLE_NIGHT, QUICK_NIGHT),
-            ("adapter_pointsav_engineering", SINGLE_NIGHT, {"ops": {
+            ("adapter_pointsav_engineering", SINGLE_NIGHT, {**IN_PROCESS, "ops": {
                 "pointsav__engineering__adapter": {"config": {
                     "max_length": 64, "num_train_epochs": 1, "per_device_train_batch_size": 8,
                     "gradient_checkpointing": False, "sft_learning_rate": 1e-3,
