@@ -96,7 +96,7 @@ class QualityPlan:
         started = time.monotonic()
         run = asyncio.run(extractor.extract([d.document for d in self.to_measure], deadline))
         if run.deferred:
-            return unmeasured_result(f"not measured: {next(iter(run.deferred.values()))}")
+            return unmeasured_result(next(iter(run.deferred.values())))
         report = score_extractions(self.to_measure, run.results, run.failures)
         return measured_result(report, self.fingerprint, extractor.extractor_name or extractor.model,
                                self.folder, self.previous, self.tolerance,
@@ -147,7 +147,9 @@ def reused_result(previous: dict) -> AssetCheckResult:
 
 
 def unmeasured_result(reason: str) -> AssetCheckResult:
-    """A check that could not measure (bad labelled set, budget, server gone), with why."""
+    """A check that could not measure (bad labelled set, budget, server gone), with why
+    (`reason`, in its metadata; its description and the night's summary say "not measured:"
+    before it)."""
     return AssetCheckResult(check_name=QUALITY_CHECK, passed=False,
-                            severity=AssetCheckSeverity.WARN, description=reason,
+                            severity=AssetCheckSeverity.WARN, description=f"not measured: {reason}",
                             metadata={"reason": reason})

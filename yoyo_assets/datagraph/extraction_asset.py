@@ -128,7 +128,7 @@ def _extract(context, config: ExtractionConfig, server: InferenceServer, documen
         if documents:
             raise
         # A night with nothing to extract is not failed by its measuring stick.
-        check = unmeasured_result(f"not measured: inference server unusable: {exc}")
+        check = unmeasured_result(f"inference server unusable: {exc}")
     return report, check
 
 
@@ -208,7 +208,7 @@ def extraction_quality(shards: list[ShardOutcome]):
     evaluation, so the op's output is not annotated as one), measured or reused by shard 0."""
     check = next(s.check for s in shards if s.index == 0)
     return AssetCheckResult(**check) if check else unmeasured_result(
-        "not measured: the labelled set was not planned")
+        "the labelled set was not planned")
 
 
 def _extraction_config(config: dict) -> dict:
