@@ -44,7 +44,7 @@ def test_sft_stops_at_budget_resumes_and_lowers_eval_loss(corpora, model_dir, tm
     tuples = shortest(corpora / "engineering", "sft", 20)
     train, held_out = split_tuples(tuples, 0.2)
     # The QLoRA path a GPU trains (NF4 base), which a CPU skips by default (quantizes_base).
-    config = TrainingConfig(max_length=128, num_train_epochs=2, per_device_train_batch_size=4,
+    config = TrainingConfig(max_length=128, num_train_epochs=1, per_device_train_batch_size=4,
                             load_in_4bit=True)
     work = tmp_path / "work"
     with pytest.raises(BudgetSpent, match="checkpoint saved"):
