@@ -147,9 +147,8 @@ def reused_result(previous: dict) -> AssetCheckResult:
 
 
 def unmeasured_result(reason: str) -> AssetCheckResult:
-    """A check that could not measure (bad labelled set, budget, server gone), with why
-    (`reason`, in its metadata; its description and the night's summary say "not measured:"
-    before it)."""
+    """A check that could not measure (bad labelled set, budget, server gone). `reason` (why)
+    goes into its metadata as is, and into its description after "not measured: "."""
     return AssetCheckResult(check_name=QUALITY_CHECK, passed=False,
                             severity=AssetCheckSeverity.WARN, description=f"not measured: {reason}",
                             metadata={"reason": reason})
