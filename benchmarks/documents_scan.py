@@ -85,15 +85,20 @@ def main() -> None:
         print(f"generated {args.history - have} files in {time.monotonic() - started:.0f} s")
     for extra in sorted(research.glob("new-*.md")):
         extra.unlink()
-    (root / "index" / "documents.sqlite").unlink(missing_ok=True)
+    for stale in (root / "index").glob("*"):
+        stale.unlink()
     rows = [("first night with the index (every file read, index built)",
              in_child(root, now))]
     if args.without_index:
         rows.append(("nothing new, without the index (before)", in_child(root, now, False)))
-    rows.append(("nothing new", in_child(root, now)))
+    rows.append(("nothing new, the night after the first (SQLite decides; settled map written)",
+                 in_child(root, now)))
+    rows.append(("nothing new (settled map)", in_child(root, now)))
     for number in range(args.new):
         (research / f"new-{number:05}.md").write_text(f"Grace Hopper met Alan Turing, {number}.\n")
-    rows.append((f"{args.new} new", in_child(root, time.time() + 1)))
+    rows.append((f"{args.new} new (settled map)", in_child(root, time.time() + 1)))
+    rows.append(("nothing new, the night after (the new ones join the settled map)",
+                 in_child(root, time.time() + 1)))
     print(f"\n{args.history:,} files of history\n")
     print("| night | s | peak RSS (MiB) | files opened | passed over unopened | new documents |")
     print("|---|---|---|---|---|---|")

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from yoyo_assets.datagraph.documents import scan_streams
 from yoyo_assets.datagraph.scan_index import ScanIndex
 
@@ -33,7 +35,8 @@ def scan_counting_opens(root: Path, index: ScanIndex):
         scan = scan_streams(root, time.time() + 1, index=index)
     finally:
         _counting.clear()
-    return scan, [p for p in _opened if not p.endswith((".sqlite", "-journal"))]
+    return scan, [p for p in _opened  # documents: not the index, not the stream folders
+                  if not p.startswith(str(root / "index")) and Path(p).parent != root]
 
 
 def note(root: Path, name: str, text: str) -> Path:
@@ -58,12 +61,22 @@ def test_a_night_with_nothing_new_opens_no_document(tmp_path):
     first = recorded_night(root, index)
     assert len(first.documents) == 2000 and first.opened == 2000
 
-    again, opened = scan_counting_opens(root, index)
-    assert opened == [] and again.opened == 0
-    assert again.unchanged == 2000 and again.documents == []
+    for night in ("decided by SQLite", "decided by the settled map it left"):
+        again, opened = scan_counting_opens(root, index)
+        assert opened == [] and again.opened == 0, night
+        assert again.unchanged == 2000 and again.documents == [], night
+    assert len(list((root / "index").glob("settled-*"))) == 1  # the research folder's
+
+    for i in range(5):  # fewer than 1% of the map: it lags, SQLite decides these five
+        note(root, f"late{i}.md", f"Late note {i}: Grace Hopper met Alan Turing.\n")
+    assert len(recorded_night(root, index).documents) == 5
+    for _ in range(2):
+        again, opened = scan_counting_opens(root, index)
+        assert opened == [] and again.unchanged == 2005 and again.documents == []
 
 
-def test_new_rewritten_and_unrecorded_files_are_read_again(tmp_path):
+@pytest.mark.parametrize("quiet_nights", [0, 1])  # 1: the settled map holds the files
+def test_new_rewritten_and_unrecorded_files_are_read_again(tmp_path, quiet_nights):
     root = tmp_path / "data"
     kept = note(root, "kept.md", "Ada met Charles.\n")
     rewritten = note(root, "rewritten.md", "Grace met Alan.\n")
@@ -73,6 +86,9 @@ def test_new_rewritten_and_unrecorded_files_are_read_again(tmp_path):
     scan, _ = scan_counting_opens(root, index)
     # The ledger holds all but `pending` (its extraction failed, say).
     index.mark_recorded({d.sha256 for d in scan.documents if d.path != str(pending)})
+    for _ in range(quiet_nights):
+        scan, opened = scan_counting_opens(root, index)
+        assert opened == [str(pending)] and scan.unchanged == 3
 
     before = rewritten.stat()
     rewritten.write_text("Grace met Linus.\n")  # same size; its mtime put back below
@@ -88,6 +104,14 @@ def test_new_rewritten_and_unrecorded_files_are_read_again(tmp_path):
     indexed = {row[0] for row in sqlite3.connect(root / "index" / "documents.sqlite").execute(
         "SELECT path FROM files")}
     assert str(gone) not in indexed and str(kept) in indexed
+
+    index.mark_recorded({d.sha256 for d in scan.documents})
+    for _ in range(2):  # SQLite decides the files read last night; the settled map, after
+        scan, opened = scan_counting_opens(root, index)
+        assert opened == [] and scan.unchanged == 4
+    gone.write_text("Emmy met David again.\n")  # a new file where a settled one was
+    scan, opened = scan_counting_opens(root, index)
+    assert opened == [str(gone)] and scan.unchanged == 4
 
 
 def test_a_rejected_file_is_reported_every_night_but_read_once(tmp_path):
@@ -109,7 +133,8 @@ def test_without_its_index_a_scan_reads_everything_and_counts_nothing_twice(tmp_
     note(root, "a.md", "Ada met Charles.\n")
     note(root, "b.md", "Ada met Charles.\n")  # the same bytes: one document
     index_path = root / "index" / "documents.sqlite"
-    recorded_night(root, ScanIndex(index_path))
+    for _ in range(2):  # the second leaves a settled map, which a new index file must not trust
+        recorded_night(root, ScanIndex(index_path))
     index_path.unlink()
     scan, opened = scan_counting_opens(root, ScanIndex(index_path))
     assert len(opened) == 2 and len(scan.documents) == 1 and len(scan.duplicates) == 1

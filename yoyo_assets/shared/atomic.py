@@ -44,14 +44,14 @@ def staged_folder(target: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_atomically(path: Path, text: str, mtime: float | None = None) -> None:
-    """Replace `path` with `text` (UTF-8) whole; `mtime` (Unix seconds), if given, becomes its
-    modification time before it appears under its name."""
+def write_atomically(path: Path, text: str | bytes, mtime: float | None = None) -> None:
+    """Replace `path` with `text` (a str is written as UTF-8) whole; `mtime` (Unix seconds), if
+    given, becomes its modification time before it appears under its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(text.encode() if isinstance(text, str) else text)
             out.flush()
             os.fsync(out.fileno())
         if mtime is not None:
