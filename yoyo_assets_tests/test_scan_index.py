@@ -15,6 +15,7 @@ from yoyo_assets.datagraph.documents import scan_streams
 from yoyo_assets.datagraph.scan_index import ScanIndex
 
 _opened: list[str] = []
+_listed: list[str] = []  # folders listed by name (the stream scan lists through an open fd)
 _counting: list[Path] = []  # the data root whose opens are counted; empty: none
 
 
@@ -22,6 +23,9 @@ def _count_opens(event: str, args: tuple) -> None:
     if _counting and event == "open" and isinstance(args[0], (str, Path)) \
             and str(args[0]).startswith(str(_counting[0])):
         _opened.append(str(args[0]))
+    if _counting and event == "os.listdir" and isinstance(args[0], (str, Path)) \
+            and str(args[0]).startswith(str(_counting[0])):
+        _listed.append(str(args[0]))
 
 
 sys.addaudithook(_count_opens)  # process-wide and permanent: inert unless _counting is set
@@ -30,6 +34,7 @@ sys.addaudithook(_count_opens)  # process-wide and permanent: inert unless _coun
 def scan_counting_opens(root: Path, index: ScanIndex):
     """A scan of `root` with `index` (arrived by now), and the document files it opened."""
     _opened.clear()
+    _listed.clear()
     _counting.append(root)
     try:
         scan = scan_streams(root, time.time() + 1, index=index)
@@ -101,6 +106,8 @@ def test_new_rewritten_and_unrecorded_files_are_read_again(tmp_path, quiet_night
     assert {d.path for d in scan.documents} == {str(rewritten), str(pending), str(added)}
     assert "Linus" in next(d.text for d in scan.documents if d.path == str(rewritten))
     assert scan.unchanged == 1  # kept
+    # A deletion: the folder is listed once more, for the index and the settled map together.
+    assert _listed == [str(root / "research")]
     indexed = {row[0] for row in sqlite3.connect(root / "index" / "documents.sqlite").execute(
         "SELECT path FROM files")}
     assert str(gone) not in indexed and str(kept) in indexed

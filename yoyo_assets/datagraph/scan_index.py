@@ -20,6 +20,7 @@ not match is decided by SQLite as before.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import marshal
 import os
@@ -27,7 +28,7 @@ import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from ..shared.atomic import write_atomically
 
@@ -111,33 +112,36 @@ class ScanIndex:
             else:
                 candidates.append((name, stat))
         triage = self._triage_in_sqlite((prefix + name, *stat) for name, stat in candidates)
-        self._forget_gone(folder, unchanged)
+        # Listed again only on nights when files were deleted; at most once for both uses.
+        names_now = functools.cache(lambda: set(_names(folder)))
+        self._forget_gone(folder, unchanged, names_now)
         opened = {path for path, _ in triage.to_read} | {path for path, _, _ in triage.rejected}
         triage.unchanged = unchanged + len(candidates) - len(opened)
-        self._update_settled(folder, settled, unchanged + not_due, candidates,
-                             [(name, stat) for name, stat in candidates
-                              if prefix + name not in opened])
+        fresh = [(name, stat) for name, stat in candidates if prefix + name not in opened]
+        if self._update_settled(settled, unchanged + not_due, candidates, fresh, names_now):
+            self._save_settled(folder, settled)
         return triage
 
-    def _update_settled(self, folder: str, settled: dict, matched: int, candidates: list,
-                        fresh: list) -> None:
-        """Rewrite the folder's settled map when more than 1% of it is out of date: entries of
-        files gone (`settled` minus the `matched` ones listed, minus `candidates`) or changed
-        (`candidates`), and files newly settled (`fresh`). Until then SQLite decides those few
-        each night; a map that lags is never wrong, only slower (a changed file's metadata no
-        longer matches its entry)."""
+    def _update_settled(self, settled: dict, matched: int, candidates: list, fresh: list,
+                        names_now: Callable[[], set[str]]) -> bool:
+        """Bring the folder's settled map up to date when more than 1% of it is out of date:
+        entries of files gone (`settled` minus the `matched` ones listed, minus `candidates`;
+        `names_now()`: the folder's names) or changed (`candidates`), and files newly settled
+        (`fresh`). True when it changed (to be saved). Until then SQLite decides those few each
+        night; a map that lags is never wrong, only slower (a changed file's metadata no longer
+        matches its entry)."""
         changed = sum(name in settled for name, _ in candidates)
         gone = len(settled) - matched - changed
         if gone + changed + len(fresh) <= len(settled) // 100:
-            return
+            return False
         if gone:
-            present = set(_names(folder))
+            present = names_now()
             for name in [name for name in settled if name not in present]:
                 del settled[name]
         for name, _ in candidates:
             settled.pop(name, None)
         settled.update(fresh)
-        self._save_settled(folder, settled)
+        return True
 
     def _triage_in_sqlite(self, rows: Iterable[tuple]) -> Triage:
         """`triage` of the listed due files the settled map did not match (path, size,
@@ -162,7 +166,8 @@ class ScanIndex:
                 triage.to_read.append((path, Stat(size, mtime_ns, ctime_ns, inode)))
         return triage
 
-    def _forget_gone(self, folder: str, unchanged: int) -> None:
+    def _forget_gone(self, folder: str, unchanged: int,
+                     names_now: Callable[[], set[str]]) -> None:
         """Forget the index's entries of files gone from `folder`. Counting first spares the
         search on most nights: each listed due file the index holds is either one of the
         `unchanged` ones the settled map matched or in `present`. Indexed files that are not due
@@ -177,7 +182,7 @@ class ScanIndex:
         with self._db:
             self._db.execute("DELETE FROM present")
             self._db.executemany("INSERT INTO present (path) VALUES (?)",
-                                 ((prefix + name,) for name in _names(folder)))
+                                 ((prefix + name,) for name in names_now()))
             self._db.execute("DELETE FROM files WHERE path >= ? AND path < ? AND path NOT "
                              "IN (SELECT path FROM present)", (prefix, end))
 
