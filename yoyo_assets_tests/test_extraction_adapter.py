@@ -92,6 +92,11 @@ def test_extraction_adapter_trains_serves_and_is_recorded(corpora, model_dir, da
     assert version.passed_quality_gate and trained.success
     evaluations = {e.check_name: e for e in trained.get_asset_check_evaluations()}
     assert evaluations["serves_as_overlay"].passed
+    # The gate's F1s are numbers on the materialization: the UI plots them night by night.
+    [materialized] = trained.asset_materializations_for_node("pointsav__extraction__adapter")
+    assert materialized.metadata["gate_candidate_f1"].value == round(extraction.candidate.f1, 4)
+    assert materialized.metadata["gate_research_serving_f1"].value == round(
+        extraction.intervals["research"].serving_f1, 4)
 
     # The next night's Phase 1 serves the adapter merged into a copy of the base (the default
     # on a CPU server) and records it per document; the merged weights answer the labelled set

@@ -30,6 +30,8 @@ from .checks import held_out_metadata
 from .commit_harvest import HarvestError, harvest_repository, harvested_shas, write_night_file
 from .corpus_sync import CorpusNotSynced, corpus_prefix, mirror_corpus, upload_corpus
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
+from .extraction_gate import POOLED
+from .manifest import ExtractionComparison
 from .publication import publish_folder
 from .recovery import unrecorded_version
 from .registry import AdapterVersion, trained_hashes, version_for_night
@@ -186,7 +188,23 @@ def version_metadata(version: AdapterVersion) -> dict:
         "peak_memory_kind": figures.peak_memory_kind,
         "duration_s": round(figures.duration_s, 1),
         "resumed_from_checkpoint": figures.resumed_from_checkpoint or "",
+        **_gate_f1(m.serving_check.extraction),
     }
+
+
+def _gate_f1(gate: ExtractionComparison | None) -> dict:
+    """An extraction version's gate figures as numbers, so that the UI plots them night by
+    night: "any type" F1 (0..1) of the serving extractor and the candidate, pooled and per
+    stream. Empty for other roles."""
+    if gate is None:
+        return {}
+    figures = {"gate_serving_f1": round(gate.serving.f1, 4),
+               "gate_candidate_f1": round(gate.candidate.f1, 4)}
+    for stream, interval in gate.intervals.items():
+        if stream != POOLED:
+            figures[f"gate_{stream}_serving_f1"] = round(interval.serving_f1, 4)
+            figures[f"gate_{stream}_candidate_f1"] = round(interval.candidate_f1, 4)
+    return figures
 
 
 def _base_model(role: str, config: TrainingConfig, versions: AdapterVersions,
