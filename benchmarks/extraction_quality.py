@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/extraction_quality.py [--url URL] [--model NAME] \
         [--adapter NAME=FOLDER] [--set DIR ...] [--limit N] [--variant 'name:key=value,...' ...]
+        [--model-dir HF_FOLDER]
 
 Each variant is `EntityExtractor` settings over the defaults of the `extracted_entities` run
 config (e.g. `chunk128:max_chunk_tokens=128`, `bytype:answer_format=by_type,few_shot=true`).
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--adapter", default="", help="NAME=FOLDER: extract through this "
                         "LoRA adapter (managed server only)")
     parser.add_argument("--memory-share", type=float, default=None)
+    parser.add_argument("--model-dir", default="", help="a Hugging Face model folder to serve "
+                        "instead of the embedded model (its tokenizer cuts the chunks)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -73,7 +76,8 @@ def main() -> None:
             CORPORA / "extraction" / "dev", CORPORA / "research",
             contacts_set(Path(stack.enter_context(tempfile.TemporaryDirectory())),
                          args.contacts)]
-        model_dir = ensure_embedded_model(REPO / "var" / "data" / "models")
+        model_dir = (Path(args.model_dir) if args.model_dir
+                     else ensure_embedded_model(REPO / "var" / "data" / "models"))
         adapter, _, folder = args.adapter.partition("=")
         server = InferenceServer(mode="external" if args.url else "managed",
                                  url=args.url or "unused", model=args.model,
