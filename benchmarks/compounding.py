@@ -21,7 +21,6 @@ table). Prints one Markdown row per night for docs/benchmarks.md.
 """
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ from yoyo_assets.adapters.registry import serving_version, version_for_night  # 
 from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.datagraph.extraction_tuples import extraction_tuples, write_tuples  # noqa: E402
-from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
+from yoyo_assets.datagraph.quality import SetNotScored, extract_and_score, load_labelled_set  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions  # noqa: E402
 
@@ -132,11 +131,10 @@ def score(model_dir: Path, tokenizer_dir: Path, adapter: bool, sets: list[Path],
                                     running.context_tokens(),
                                     **ExtractionConfig().extractor_settings(adapter))
         for folder in sets:
-            labelled = load_labelled_set(folder)
-            report = asyncio.run(extractor.extract([d.document for d in labelled]))
-            if report.deferred:
-                sys.exit(f"{folder}: {len(report.deferred)} documents deferred, no score")
-            quality = score_extractions(labelled, report.results, report.failures)
+            try:
+                report, quality = extract_and_score(extractor, load_labelled_set(folder))
+            except SetNotScored as exc:
+                sys.exit(f"{folder}: {exc}")
             m, s = quality.metrics(), quality.scores
             rows.append({"f1": m["any_f1"], "p": m["any_precision"], "r": m["any_recall"],
                          "company_r": s["company"].recall, "location_r": s["location"].recall,

@@ -15,7 +15,6 @@ location, failed documents and seconds.
 """
 
 import argparse
-import asyncio
 import logging
 import shutil
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
 from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
-from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
+from yoyo_assets.datagraph.quality import SetNotScored, extract_and_score, load_labelled_set  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions  # noqa: E402
 
@@ -98,11 +97,10 @@ def main() -> None:
                                         running.context_tokens(), **settings)
             for folder in sets:
                 labelled = load_labelled_set(folder)[:args.limit or None]
-                report = asyncio.run(extractor.extract([d.document for d in labelled]))
-                if report.deferred:  # unscored documents would read as a (false) zero
-                    sys.exit(f"{folder.name}: {len(report.deferred)} documents deferred, no "
-                             f"score: {report.unreachable or next(iter(report.deferred.values()))}")
-                quality = score_extractions(labelled, report.results, report.failures)
+                try:
+                    report, quality = extract_and_score(extractor, labelled)
+                except SetNotScored as exc:
+                    sys.exit(f"{folder.name}: {exc}")
                 m, s = quality.metrics(), quality.scores
                 print(f"| {name} | {folder.name} ({len(labelled)}) | {m['any_precision']:.3f} | "
                       f"{m['any_recall']:.3f} | **{m['any_f1']:.3f}** | {m['person_f1']:.3f} | "

@@ -5,16 +5,18 @@ import json
 import shutil
 
 import pytest
+from tokenizers import Tokenizer
 from dagster import AssetCheckSeverity, DagsterInstance, RunConfig
 
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig
-from yoyo_assets.datagraph.extraction import DocumentExtraction, ExtractedEntity
+from yoyo_assets.datagraph.extraction import DocumentExtraction, EntityExtractor, ExtractedEntity
 from yoyo_assets.datagraph.quality import (GoldEntity, LabelledSetError, QualityReport,
-                                           contact_gold, load_labelled_set)
+                                           SetNotScored, contact_gold, extract_and_score,
+                                           load_labelled_set)
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.datagraph.resources import LabelledSet, demo_labelled_set
 
-from .helpers import copy_documents
+from .helpers import copy_documents, free_port
 from .helpers import NIGHT, arrived_during
 
 
@@ -90,6 +92,18 @@ def test_labelled_sets_load_with_their_gold(corpora, tmp_path):
 def check_evaluation(result):
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation, {k: v.value for k, v in evaluation.metadata.items()}
+
+
+def test_a_set_the_server_never_answered_gets_no_score(model_dir):
+    """Documents deferred because no server answers are not scored as extracting nothing (a
+    false F1 of 0 for the check, or for one side of the gate): the set is refused, saying why."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    labelled = load_labelled_set(demo_labelled_set())
+    nobody = EntityExtractor(f"http://127.0.0.1:{free_port()}", "m", tokenizer, 2048,
+                             **ExtractionConfig().extractor_settings(adapter=False))
+    with pytest.raises(SetNotScored, match=rf"{len(labelled)} of {len(labelled)} labelled "
+                       "documents deferred, not scored: inference server unreachable"):
+        extract_and_score(nobody, labelled)
 
 
 def test_quality_check_measures_reuses_and_warns_when_f1_falls(external_server, dagster_home,

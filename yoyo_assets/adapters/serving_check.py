@@ -23,7 +23,7 @@ import httpx
 
 from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
-from ..datagraph.quality import LabelledDocument, score_extractions
+from ..datagraph.quality import LabelledDocument, SetNotScored, extract_and_score
 from ..shared.inference_server import Endpoint, InferenceServer, ServerError, vllm_lora_rank
 from ..shared.openai_client import (ChatClient, RuntimeLoadingOff, load_lora_adapter,
                                     served_models, unload_lora_adapter)
@@ -90,9 +90,8 @@ def compare_extractors(server: Endpoint, candidate: str, serving: str,
     for side, model in (("serving", serving), ("candidate", candidate)):
         extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
                                     **config.extractor_settings(adapter=model != server.model))
-        run = asyncio.run(extractor.extract([d.document for d in labelled]))
+        run, report = extract_and_score(extractor, labelled)
         results[side] = run.results
-        report = score_extractions(labelled, run.results, run.failures)
         metrics = report.metrics()
         scores[side] = ExtractorScore(
             f1=metrics["any_f1"], precision=metrics["any_precision"],
@@ -146,7 +145,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
                     extraction.labelled, extraction.config, extraction.tokenizer,
                     extraction.statistic, extraction.confidence, serving_name or live.model)
             report.served_by = served_by
-    except (ServerError, httpx.HTTPError) as exc:
+    except (ServerError, httpx.HTTPError, SetNotScored) as exc:
         report = OverlayReport(served=False, error=f"{type(exc).__name__}: {exc}"[:1000])
     report.seconds = round(time.monotonic() - started, 1)
     return report

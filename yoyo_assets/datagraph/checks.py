@@ -8,7 +8,6 @@ so a night that extracts nothing never starts a server for it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -20,7 +19,8 @@ from dagster import (AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetK
 
 from .extraction import EntityExtractor, build_messages, entity_schema
 from .extraction_config import ExtractionConfig
-from .quality import LabelledDocument, LabelledSetError, QualityReport, score_extractions
+from .quality import (LabelledDocument, LabelledSetError, QualityReport, SetNotScored,
+                      extract_and_score)
 
 QUALITY_CHECK = "extraction_quality"
 QUALITY_CHECK_KEY = AssetCheckKey(AssetKey("extracted_entities"), QUALITY_CHECK)
@@ -94,10 +94,10 @@ class QualityPlan:
         """Extract and score the labelled documents; not measured when the budget or the
         server ended the run before every document was tried."""
         started = time.monotonic()
-        run = asyncio.run(extractor.extract([d.document for d in self.to_measure], deadline))
-        if run.deferred:
-            return unmeasured_result(next(iter(run.deferred.values())))
-        report = score_extractions(self.to_measure, run.results, run.failures)
+        try:
+            _, report = extract_and_score(extractor, self.to_measure, deadline)
+        except SetNotScored as exc:
+            return unmeasured_result(str(exc))
         return measured_result(report, self.fingerprint, extractor.extractor_name or extractor.model,
                                self.folder, self.previous, self.tolerance,
                                time.monotonic() - started)

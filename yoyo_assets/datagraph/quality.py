@@ -14,13 +14,15 @@ and predicted names are sets, so a name counts once per document however often i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .documents import STREAM_PATTERNS, Document, DocumentError, read_document
-from .extraction import ENTITY_TYPES, DocumentExtraction, normalise_name
+from .extraction import (ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport,
+                         normalise_name)
 
 #: "Any type": the name alone, whatever type either side gives it.
 ANY_TYPE = "any"
@@ -55,6 +57,11 @@ class LabelledDocument:
 
     document: Document
     gold: list[GoldEntity]
+
+
+class SetNotScored(RuntimeError):
+    """Documents of a labelled set were deferred (the server stopped answering, or the budget
+    ended before they started): scored as extracting nothing, they would report a false F1."""
 
 
 class LabelledSetError(ValueError):
@@ -265,3 +272,19 @@ def score_extractions(labelled: list[LabelledDocument], results: list[DocumentEx
         if path not in by_path:
             report.failures[path] = failures.get(path, "no result")
     return report
+
+
+def extract_and_score(extractor: EntityExtractor, labelled: list[LabelledDocument],
+                      deadline: float | None = None) -> tuple[ExtractionReport, QualityReport]:
+    """Extract the documents of `labelled` with `extractor` (concurrently, as a night does; none
+    started after `deadline`, a `time.monotonic()` value) and score them against their gold.
+
+    Raises:
+        SetNotScored: a document was deferred; the message gives how many and the first reason.
+    """
+    run = asyncio.run(extractor.extract([d.document for d in labelled], deadline))
+    if run.deferred:
+        reason = run.unreachable or next(iter(run.deferred.values()))
+        raise SetNotScored(f"{len(run.deferred)} of {len(labelled)} labelled documents "
+                           f"deferred, not scored: {reason}")
+    return run, score_extractions(labelled, run.results, run.failures)
