@@ -4,8 +4,7 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from dagster import (AssetKey, DagsterInstance, Definitions, build_schedule_context,
-                     validate_run_config)
+from dagster import AssetKey, DagsterInstance, Definitions, build_schedule_context
 
 from yoyo_assets.definitions import build_definitions, defs
 from yoyo_assets.shared.settings import GPU_POOL, GPU_TAG_KEY, Settings, SettingsError
@@ -39,28 +38,6 @@ def test_all_definitions_load():
         f"pointsav/{role}/adapter:{check}" for role in ("engineering", "apprenticeship",
                                                          "extraction")
         for check in ("beats_base_model", "serves_as_overlay")}
-
-
-def test_the_extraction_role_trains_with_its_own_defaults():
-    """An empty run config of the extraction adapter resolves to the extraction recipe (one
-    epoch, lr 1e-3, batches of 8), the other roles to the pipeline's (2 epochs, 2e-4, 4); a
-    field the run config sets still wins."""
-    def resolved(role: str, config: dict) -> dict:
-        op = f"pointsav__{role}__adapter"
-        run_config = {"ops": {op: {"config": config}}} if config else {}
-        job = defs.resolve_job_def(f"adapter_pointsav_{role}")
-        fields = validate_run_config(job, run_config)["ops"][op]["config"]
-        return {k: fields[k] for k in ("num_train_epochs", "sft_learning_rate",
-                                       "per_device_train_batch_size", "max_length", "lora_r")}
-
-    assert resolved("extraction", {}) == {"num_train_epochs": 1.0, "sft_learning_rate": 1e-3,
-                                          "per_device_train_batch_size": 8, "max_length": 512,
-                                          "lora_r": 16}
-    for role in ("engineering", "apprenticeship"):
-        assert resolved(role, {}) == {"num_train_epochs": 2.0, "sft_learning_rate": 2e-4,
-                                      "per_device_train_batch_size": 4, "max_length": 512,
-                                      "lora_r": 16}
-    assert resolved("extraction", {"num_train_epochs": 2})["num_train_epochs"] == 2.0
 
 
 def test_the_lineage_shows_phase_2_feeding_phase_1(tmp_path):

@@ -37,8 +37,7 @@ from .recovery import unrecorded_version
 from .registry import AdapterVersion, trained_hashes, version_for_night
 from .resources import AdapterVersions, CorpusBuckets, ExtractionServing, Publication
 from .serving_check import ExtractionGate, OverlayReport, check_overlay
-from .training import (BaseModelError, ExtractionTrainingConfig, TrainingConfig,
-                       check_base_model)
+from .training import BaseModelError, TrainingConfig, check_base_model
 from .version_training import (QUALITY_CHECK, Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
 
@@ -298,16 +297,6 @@ def adapter(context: AssetExecutionContext, config: TrainingConfig,
                                       "pending_tuples_before": len(pending), "recovered": False})
 
 
-def extraction_adapter(context: AssetExecutionContext, config: ExtractionTrainingConfig,
-                       corpus_buckets: CorpusBuckets, adapter_versions: AdapterVersions,
-                       publication: Publication, extraction_serving: ExtractionServing,
-                       inference_server: InferenceServer, labelled_set: LabelledSet):
-    """`adapter` for the `extraction` role: Dagster reads the run config's schema, defaults
-    included, from the `config` annotation, so the role's own defaults need their own type."""
-    yield from adapter(context, config, corpus_buckets, adapter_versions, publication,
-                       extraction_serving, inference_server, labelled_set)
-
-
 def published_adapter(context: AssetExecutionContext, adapter_versions: AdapterVersions,
                       publication: Publication) -> MaterializeResult:
     """Upload the night's version to GCS (see the asset's description)."""
@@ -371,8 +360,7 @@ def build_bucket_assets(tenant: str, role: str, nights: PartitionsDefinition,
               pool=GPU_POOL, output_required=False, description=(
                   f"QLoRA {kind} adapter trained on the whole `{bucket.name}` bucket as of the "
                   "night, saved as the next `v<N>`. Trains only when the bucket's pending tuples "
-                  "reach the threshold (YOYO_ADAPTER_THRESHOLD)."))(
-                      extraction_adapter if role == "extraction" else adapter),
+                  "reach the threshold (YOYO_ADAPTER_THRESHOLD)."))(adapter),
         asset(name="published_adapter", **common, deps=[AssetKey([*prefix, "adapter"])],
               description=(
                   "The night's adapter version uploaded to gs://<YOYO_GCS_BUCKET>/<prefix>/"

@@ -124,21 +124,6 @@ class TrainingConfig(Config):
         "enough to tell two answers apart.")
 
 
-class ExtractionTrainingConfig(TrainingConfig):
-    """The `extraction` role's run config: TrainingConfig with the recipe that every extraction
-    version measured in docs/benchmarks.md was trained with (one epoch, learning rate 1e-3,
-    batches of 8; first measured by a LoRA on WNUT-17 chunks that lifted dev F1 0.20 -> 0.41).
-    The compounding run's v2, which the gate passed and Phase 1 served, was trained with it.
-    Measured on the embedded SmolLM2-135M only; a production base should be re-measured."""
-
-    num_train_epochs: float = Field(default=1.0, description="Passes over the training split "
-                                    "(the other roles: 2; trl default 3).")
-    per_device_train_batch_size: int = Field(
-        default=8, description="Sequences per step (the other roles: 4; trl default 8).")
-    sft_learning_rate: float = Field(
-        default=1e-3, description="SFT learning_rate (the other roles: 2e-4; trl default 2e-5).")
-
-
 class BaseModelError(ValueError):
     """The base model folder is missing, unreadable or incomplete."""
 
