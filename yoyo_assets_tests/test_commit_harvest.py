@@ -96,6 +96,17 @@ def test_a_nights_commits_become_tuples_once_each(tmp_path, dagster_home):
     assert len({t.record["source"]["sha"] for t in scan.tuples}) == 3
 
 
+def test_a_window_from_the_epoch_reaches_a_commit_of_2001(tmp_path):
+    """The window's bounds reach git as seconds: a bare "@1" is a day of the current month to
+    git, which hid every older commit (and on the 1st of a month, all of them)."""
+    repo = tmp_path / "old"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    commit(repo, "@1000000000 +0000", "Add the greeting", {"hello.py": b"print('hi')\n"})
+    harvest = harvest_repository(repo, 0, time.time(), already=set())
+    assert [t["messages"][-1]["content"] for t in harvest.tuples] == ["Add the greeting"]
+    assert harvest_repository(repo, 1000000001, time.time(), already=set()).tuples == []
+
+
 def test_this_projects_own_history_harvests_valid_tuples():
     harvest = harvest_repository(REPO_ROOT, 0, time.time() + 60, already=set())
     assert harvest.tuples, harvest.skipped

@@ -58,9 +58,11 @@ def _git(repository: Path, *args: str) -> str:
 def _commits(repository: Path, start: float, end: float) -> list[list[str]]:
     """[sha, parents, author name, author email, committer time] of commits on HEAD's history
     committed in [start, end) (Unix seconds), oldest first."""
-    # git reads "@0" as no date at all: the window is checked again below in any case.
-    out = _git(repository, "log", "HEAD", "--reverse", f"--since=@{max(int(start), 1)}",
-               f"--until=@{int(end) - 1}", "--format=%H%x00%P%x00%an%x00%ae%x00%ct%x00")
+    # Git's internal date format ("@<seconds> <offset>"): a bare "@1" is read as a day of the
+    # current month, so a harvest from the epoch found nothing on the 1st. The window is
+    # checked again below in any case.
+    out = _git(repository, "log", "HEAD", "--reverse", f"--since=@{int(start)} +0000",
+               f"--until=@{int(end) - 1} +0000", "--format=%H%x00%P%x00%an%x00%ae%x00%ct%x00")
     fields = out.split("\x00")
     rows = [[f.strip() for f in fields[i:i + 5]] for i in range(0, len(fields) - 1, 5)]
     return [r for r in rows if len(r) == 5 and start <= int(r[4]) < end]
