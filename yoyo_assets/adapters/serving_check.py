@@ -85,7 +85,12 @@ def compare_extractors(server: Endpoint, candidate: str, serving: str,
     adapter Phase 1 serves now) and of `candidate` (model names in requests), through one live
     server, judged by `extraction_gate.judge_extractors` (pooled and per stream, with bootstrap
     intervals). Both extract with `config`'s settings, as Phase 1 would. The report names the
-    serving extractor `serving_label` (default: `serving`)."""
+    serving extractor `serving_label` (default: `serving`).
+
+    Raises:
+        SetNotScored: the server left documents of `labelled` unanswered (no verdict on part of
+            the set).
+    """
     scores, results = {}, {}
     for side, model in (("serving", serving), ("candidate", candidate)):
         extractor = EntityExtractor(server.base_url, model, tokenizer, server.context_tokens(),
