@@ -32,13 +32,13 @@ pytestmark = pytest.mark.slow
 
 #: Training small enough for a CPU test (no activation recomputation: the 135M model fits), at
 #: the learning rate of the extraction recipe in docs/benchmarks.md.
-# Two gate notes cannot show a gain beyond a bootstrap interval: the pooled F1 must rise on
-# average ("mean"), and no stream may be worse beyond its interval (test_gate has the interval
-# rule on 72 documents).
+# One gate note (~30 s per extractor here) cannot show a gain beyond a bootstrap interval: the
+# pooled F1 must rise on average ("mean"; measured 0.381 -> 0.410), and no stream may be worse
+# beyond its interval (test_gate has the interval rule on 72 documents).
 TRAINING = {"num_train_epochs": 1.0, "sft_learning_rate": 1e-3, "per_device_train_batch_size": 4,
             "gate_statistic": "mean", "gradient_checkpointing": False, **QUICK_OVERLAY_CHECK}
 TRAIN_TUPLES = 32
-GATE_NOTES = ["wnut17-dev-002.md", "wnut17-dev-003.md"]
+GATE_NOTES = ["wnut17-dev-002.md"]
 
 
 def labelled_subset(source: Path, names: list[str], target: Path) -> Path:

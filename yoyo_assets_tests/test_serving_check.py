@@ -71,10 +71,16 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
     for item in untrained_adapter.iterdir():
         (broken / item.name).write_bytes(item.read_bytes())
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    for server in (unreachable, external_server):
-        failed = check_overlay(server, model_dir, broken, PROMPTS, log, lora_r=16, max_tokens=16)
-        assert not failed.served and not failed.passed
-        assert failed.error  # the reason, for the check's metadata
+    # Weights that cannot be read: refused, naming the file, before a server is started for
+    # them; loaded at runtime, refused by the server.
+    started = sorted((tmp_path / "logs").glob("inference-server-*.log"))
+    failed = check_overlay(unreachable, model_dir, broken, PROMPTS, log, lora_r=16, max_tokens=16)
+    assert not failed.served and not failed.passed
+    assert f"{broken / 'adapter_model.safetensors'} cannot be read" in failed.error  # metadata
+    assert sorted((tmp_path / "logs").glob("inference-server-*.log")) == started
+    failed = check_overlay(external_server, model_dir, broken, PROMPTS, log, lora_r=16,
+                           max_tokens=16)
+    assert not failed.served and not failed.passed
     assert "refused adapter" in failed.error
     # Nothing stays loaded, and the server answers on.
     assert [m["id"] for m in served_models(external_server.url)] == [external_server.model]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from datasketch import MinHash, MinHashLSH
 
 from ..shared.json_schema import schema_violation
 from ..shared.jsonl import InvalidLine
@@ -137,6 +136,9 @@ def scan_bucket(folder: Path, kind: str, arrived_by: float,
     order. Blank lines are skipped; bad lines are reported and skipped; the rest are kept once
     each. Near-duplicates: estimated Jaccard similarity of word 3-grams >= the threshold
     (MinHash, 128 permutations, from datasketch)."""
+    # Imported here: datasketch loads scipy (~0.6 s), which no Phase 1 process needs.
+    from datasketch import MinHash, MinHashLSH
+
     scan = BucketScan()
     seen: set[str] = set()
     lsh = MinHashLSH(threshold=near_duplicate_threshold, num_perm=128)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+from safetensors import SafetensorError, safe_open
 
 from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
@@ -169,7 +170,8 @@ def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, s
     started with them (`server`'s launch settings) and stopped after.
 
     Raises:
-        ServerError, httpx.HTTPError: the server did not start, or refused an adapter.
+        ServerError, httpx.HTTPError: the server did not start, or refused an adapter; before
+            a managed start, an adapter's weights file that cannot be read.
     """
     if server.mode == "external":
         with server.serving(log) as live:
@@ -183,11 +185,30 @@ def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, s
                 finally:
                     _unload(live, names.values(), log)
                 return
+    for folder in modules.values():  # a server start costs minutes: refuse unreadable weights first
+        check_adapter_weights(Path(folder))
     overlay = server.model_copy(update={"mode": "managed", "model_dir": str(base_dir),
                                         "tokenizer_path": "", "lora_modules": modules,
                                         "max_lora_rank": vllm_lora_rank(lora_r)})
     with overlay.serving(log) as live:
         yield live, {name: name for name in modules}, "a managed overlay server"
+
+
+def check_adapter_weights(folder: Path) -> None:
+    """Read the header of `folder`'s `adapter_model.safetensors` (PEFT's file name): its tensor
+    names and shapes, not the tensors. vLLM reads the rest when it loads the adapter.
+
+    Raises:
+        ServerError: the file is missing or is not a safetensors file, naming the file.
+    """
+    weights = folder / "adapter_model.safetensors"
+    try:
+        with safe_open(str(weights), framework="numpy") as tensors:
+            if not list(tensors.keys()):
+                raise SafetensorError("no tensors")
+    except (OSError, SafetensorError) as exc:
+        raise ServerError(f"adapter weights {weights} cannot be read, no server started: "
+                          f"{exc}") from None
 
 
 def _load_at_runtime(live: Endpoint, base_dir: Path, modules: dict[str, str],
