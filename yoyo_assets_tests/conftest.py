@@ -7,8 +7,9 @@
 - `corpora`: ../shared/corpora.
 - `emulator`: a real gcp-storage-emulator on loopback, STORAGE_EMULATOR_HOST pointing at it.
 - every test: the extraction quality check scores one demo note (YOYO_QUALITY_SET; test_quality
-  uses the whole demo set), and managed vLLM servers take a quarter of the RAM
-  (YOYO_VLLM_MEMORY_SHARE), so that one starts beside the session's server.
+  uses the whole demo set), managed vLLM servers take a quarter of the RAM
+  (YOYO_VLLM_MEMORY_SHARE), so that one starts beside the session's server, and share one vLLM
+  cache (VLLM_CACHE_ROOT).
 """
 
 import json
@@ -77,6 +78,9 @@ def test_settings(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("YOYO_QUALITY_SET", str(labelled))
         patch.setenv("YOYO_VLLM_MEMORY_SHARE", "0.25")
+        # One vLLM cache for the suite's servers, as a deployment's nights share theirs: only
+        # the first start inspects the model's class (~15 s, in a process of its own).
+        patch.setenv("VLLM_CACHE_ROOT", str(tmp_path_factory.mktemp("vllm-cache")))
         yield
 
 

@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -57,7 +58,7 @@ def test_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
 def test_the_managed_server_runs_the_model_on_every_core_eagerly(vllm_server):
     """The settings the extraction profile chose (docs/benchmarks.md) reach vLLM: OpenMP threads
     on every core this process may use, none kept for the scheduler; no graph compilation; the
-    dtype this CPU computes natively."""
+    dtype this CPU computes natively; the vLLM cache the environment names (the suite's own)."""
     if vllm_server.mode == "external":
         pytest.skip("YOYO_TEST_VLLM_URL: the session's server was not started here")
     log = open(vllm_server.log_path, encoding="utf-8").read()
@@ -66,6 +67,7 @@ def test_the_managed_server_runs_the_model_on_every_core_eagerly(vllm_server):
     assert "reserved_cpus=[]" in log
     assert "enforce_eager=True" in log
     assert f"dtype=torch.{server_dtype('auto')}" in log
+    assert list((Path(os.environ["VLLM_CACHE_ROOT"]) / "modelinfos").glob("*ForCausalLM.json"))
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -59,7 +59,7 @@ def _corpus_folder(context: AssetExecutionContext, buckets: CorpusBuckets,
         return buckets.bucket_folder(bucket.role, bucket.tenant), None
     mirror = buckets.mirror_folder(bucket.role, bucket.tenant)
     try:
-        promised = mirror_corpus(publication.gcs.get_client(), publication.bucket,
+        promised = mirror_corpus(publication.client(), publication.bucket,
                                  corpus_prefix(publication.prefix, bucket.name),
                                  context.partition_key, mirror, publication.retry())
     except (CorpusNotSynced, GoogleAPIError) as exc:
@@ -92,7 +92,7 @@ def _copy_to_gcs(context: AssetExecutionContext, publication: Publication, bucke
     if not publication.bucket:
         return {"gcs_copy": "none (no YOYO_GCS_BUCKET)"}
     try:
-        upload = upload_corpus(publication.gcs.get_client(), publication.bucket,
+        upload = upload_corpus(publication.client(), publication.bucket,
                                corpus_prefix(publication.prefix, bucket.name), scan.files,
                                [t.sha256 for t in scan.tuples], context.partition_key,
                                publication.retry())
@@ -316,7 +316,7 @@ def published_adapter(context: AssetExecutionContext, adapter_versions: AdapterV
             "reason": "no GCS bucket configured (YOYO_GCS_BUCKET)"})
     name = f"{publication.prefix}/{bucket.tenant}/{bucket.role}/v{version.number}"
     try:
-        report = publish_folder(publication.gcs.get_client(), publication.bucket, name,
+        report = publish_folder(publication.client(), publication.bucket, name,
                                 version.path, retry=publication.retry())
     except GoogleAPIError as exc:
         raise Failure(

@@ -3,7 +3,6 @@ checks) and published adapter assets, the adapter job and its threshold sensor; 
 and schedule; and Phase 2's resources."""
 
 from dagster import AssetKey, Definitions
-from dagster_gcp import GCSResource
 
 from ..shared.partitions import nights_partitions
 from ..shared.settings import Settings
@@ -31,7 +30,7 @@ def adapters_resources(settings: Settings) -> dict:
         "adapter_versions": versions,
         "publication": Publication(
             bucket=settings.gcs_bucket, prefix=settings.gcs_prefix,
-            gcs=GCSResource(project=settings.gcs_project),
+            project=settings.gcs_project,
             retry_timeout_s=settings.gcs_retry_timeout_s),
         "extraction_serving": ExtractionServing(
             tenant=settings.extraction_tenant, mode=settings.extraction_serving,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource
-from dagster_gcp import GCSResource
 from google.cloud.storage.retry import DEFAULT_RETRY
 from pydantic import Field
 
@@ -96,14 +95,21 @@ class Publication(ConfigurableResource):
                         "corpus to; empty: none.")
     prefix: str = Field(default=declared_default("gcs_prefix"),
                         description="Object name prefix in the bucket.")
-    # Nested, so that its client (and credentials) is only created when something is published.
-    gcs: GCSResource = Field(
-        default_factory=GCSResource, description="dagster-gcp GCS client settings; project and "
-        "credentials from the environment, STORAGE_EMULATOR_HOST for an emulator.")
+    project: str | None = Field(default=None, description="GCS project of the client; "
+                                "none: from the environment's credentials.")
     retry_timeout_s: float = Field(
         default=declared_default("gcs_retry_timeout_s"), description="Seconds the client "
         "library retries one request to an unreachable or failing store before the "
         "publication fails (its default policy).")
+
+    def client(self):
+        """A `google.cloud.storage.Client` made by dagster-gcp's `GCSResource` (credentials from
+        the environment, STORAGE_EMULATOR_HOST for an emulator), made when something is
+        published. dagster-gcp is imported here: its package loads BigQuery and pandas (~2 s),
+        which every process that loads the code location would pay otherwise."""
+        from dagster_gcp import GCSResource
+
+        return GCSResource(project=self.project).get_client()
 
     def retry(self):
         """google-cloud-storage's default retry policy, bounded by `retry_timeout_s`."""
