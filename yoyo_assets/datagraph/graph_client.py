@@ -16,7 +16,7 @@ import tenacity
 from pydantic import ValidationError
 
 from ..shared.faults import crash_point
-from ..shared.http_retry import is_transient
+from ..shared.http_retry import is_transient, tls_context
 from .corrections import Correction, CorrectionOutcome, check_corrections
 from .extraction import DocumentExtraction
 from .graph_batch import InvalidBatch, describe
@@ -47,7 +47,8 @@ class GraphServiceClient:
                  max_wait_s: float = 10.0, token: str = ""):
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers,
+                                  verify=tls_context())
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_random_exponential(multiplier=0.5, max=max_wait_s),

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from .http_retry import is_transient
+from .http_retry import is_transient, tls_context
 
 
 class ChatClient:
@@ -29,7 +29,7 @@ class ChatClient:
             base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s, connect=min(30.0,
                                                                                      timeout_s)),
             limits=httpx.Limits(max_connections=connections,
-                                max_keepalive_connections=connections))
+                                max_keepalive_connections=connections), verify=tls_context())
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -63,7 +63,8 @@ def served_models(base_url: str, timeout_s: float = 30.0) -> list[dict[str, Any]
         httpx.HTTPError: unreachable, or a 4xx/5xx answer.
         ValueError: the answer is not JSON.
     """
-    response = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout_s)
+    response = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout_s,
+                         verify=tls_context())
     response.raise_for_status()
     return list(response.json().get("data", []))
 
@@ -71,7 +72,8 @@ def served_models(base_url: str, timeout_s: float = 30.0) -> list[dict[str, Any]
 def is_healthy(base_url: str, timeout_s: float = 5.0) -> bool:
     """Whether `GET <base_url>/health` answers 200 within `timeout_s` seconds (vLLM's probe)."""
     try:
-        return httpx.get(f"{base_url.rstrip('/')}/health", timeout=timeout_s).status_code == 200
+        return httpx.get(f"{base_url.rstrip('/')}/health", timeout=timeout_s,
+                         verify=tls_context()).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -93,7 +95,8 @@ def load_lora_adapter(base_url: str, name: str, folder: str, timeout_s: float = 
         httpx.TransportError: the server could not be reached.
     """
     response = httpx.post(f"{base_url.rstrip('/')}/v1/load_lora_adapter",
-                          json={"lora_name": name, "lora_path": folder}, timeout=timeout_s)
+                          json={"lora_name": name, "lora_path": folder}, timeout=timeout_s,
+                          verify=tls_context())
     # An absent route is FastAPI's {"detail": "Not Found"}; vLLM's own refusals carry "error".
     if response.status_code == 404 and "error" not in response.text:
         raise RuntimeLoadingOff(f"{base_url} does not load LoRA adapters at runtime")
@@ -107,5 +110,5 @@ def unload_lora_adapter(base_url: str, name: str, timeout_s: float = 60.0) -> No
         httpx.HTTPError: refused (404: not loaded) or unreachable.
     """
     response = httpx.post(f"{base_url.rstrip('/')}/v1/unload_lora_adapter",
-                          json={"lora_name": name}, timeout=timeout_s)
+                          json={"lora_name": name}, timeout=timeout_s, verify=tls_context())
     response.raise_for_status()
