@@ -59,7 +59,8 @@ class StepDisplay(logging.Handler):
             error = event.step_failure_data.error
             while error is not None and error.cause is not None:  # the user code's own error
                 error = error.cause
-            self._step_ended(step, error.message.strip().splitlines()[0] if error else "failed")
+            # The whole message on one line: a blocking check's names its check after a colon.
+            self._step_ended(step, " ".join(error.message.split())[:200] if error else "failed")
         elif record.levelno >= logging.WARNING and event is None:
             self.warnings.append(f"{step}: {meta.get('orig_message', record.getMessage())}")
 

@@ -27,7 +27,7 @@ from ..shared.partitions import nights_partitions
 from ..shared.run_health import fail_dead_runs, process_tags
 from ..shared.settings import REPO_ROOT, Settings, dagster_home
 from .console import StepDisplay, run_loggers
-from .summary import print_summary, recorded_graph
+from .summary import failed_runs, print_summary, recorded_graph
 
 #: Files of demo_data/ that are not documents: notes, and the demo's own labelled set (gold.json,
 #: read in place by the extraction quality check).
@@ -130,7 +130,8 @@ class NightRunner:
 
 def run_night(night: str | None, demo: bool, training_config: dict, verbose: bool,
               extraction_config: dict | None = None) -> int:
-    """The `night` command; returns the exit status (0: every run succeeded). The configs are
+    """The `night` command; returns the exit status (0: every run succeeded, or ended at its
+    gate with a version kept local: summary.kept_local). The configs are
     run config of the adapter runs (`TrainingConfig` fields) and of Phase 1's extraction
     (`ExtractionConfig` fields)."""
     started = time.monotonic()
@@ -168,5 +169,4 @@ def run_night(night: str | None, demo: bool, training_config: dict, verbose: boo
                   time.monotonic() - started)
     # A night whose documents the graph could not take (deferred to the next run) is not done.
     deferred = recorded_graph(runs).get("run_documents_deferred", 0)
-    ok = not runs.failed_runs and not deferred and all(ok for _, _, ok in runs.adapters)
-    return 0 if ok else 1
+    return 0 if not failed_runs(runs) and not deferred else 1

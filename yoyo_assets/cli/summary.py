@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from ..adapters.registry import AdapterVersion
     from .night import NightRuns
 
 
@@ -69,6 +70,22 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
     return lines
 
 
+def kept_local(version: AdapterVersion | None, success: bool) -> bool:
+    """Whether an adapter run that did not succeed ended at its gate: it trained `version`, and
+    its blocking checks kept it local by their verdict (no better than what serves, or answers
+    no different), not for an error (a server that refused it, a check that never ran). Such a
+    night did its work; the version is simply not served or published."""
+    return (not success and version is not None and not version.passed_quality_gate
+            and not version.manifest.serving_check.error)
+
+
+def failed_runs(runs: NightRuns) -> int:
+    """Runs of the night that failed: Phase 1 or the corpus run, and adapter runs that did not
+    succeed other than by their gate's verdict (`kept_local`)."""
+    return len(runs.failed_runs) + sum(not ok and not kept_local(version, ok)
+                                       for _, version, ok in runs.adapters)
+
+
 def recorded_graph(runs: NightRuns) -> dict:
     """The metadata Phase 1's `datagraph` materialization recorded (what the run wrote, the
     night's totals, the graph's counts); empty when it recorded none."""
@@ -113,12 +130,14 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
     night's runs recorded."""
     recorded = recorded_graph(runs)
     entities, graph = _graph_lines(recorded, graph_location)
-    failed = len(runs.failed_runs) + sum(not ok for _, _, ok in runs.adapters)
+    failed = failed_runs(runs)
+    gated = sum(kept_local(version, ok) for _, version, ok in runs.adapters)
     deferred = recorded.get("run_documents_deferred", 0)
     lines = [
         "",
         f"[bold]night {night}[/] in {seconds / 60:.1f} min"
         + (f", [red]{failed} run(s) failed[/]" if failed else ", every run succeeded")
+        + (f", [yellow]{gated} version(s) kept local by their gate[/]" if gated else "")
         + (f", [red]{deferred} document(s) not written: deferred to the next run[/]"
            if deferred else ""),
         *_phase1_lines(runs),
