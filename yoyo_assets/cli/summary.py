@@ -136,8 +136,10 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
     lines = [
         "",
         f"[bold]night {night}[/] in {seconds / 60:.1f} min"
-        + (f", [red]{failed} run(s) failed[/]" if failed else ", every run succeeded")
-        + (f", [yellow]{gated} version(s) kept local by their gate[/]" if gated else "")
+        + (f", [red]{failed} run(s) failed[/]" if failed else "")
+        + (f", [yellow]{gated} version(s) kept local by their gate[/] (a blocking check: "
+           "the UI shows that run failed)" if gated else "")
+        + ("" if failed or gated else ", every run succeeded")
         + (f", [red]{deferred} document(s) not written: deferred to the next run[/]"
            if deferred else ""),
         *_phase1_lines(runs),
