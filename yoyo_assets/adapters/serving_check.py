@@ -204,11 +204,14 @@ def check_adapter_weights(folder: Path) -> None:
     weights = folder / "adapter_model.safetensors"
     try:
         with safe_open(str(weights), framework="numpy") as tensors:
-            if not list(tensors.keys()):
-                raise SafetensorError("no tensors")
+            names = list(tensors.keys())
     except (OSError, SafetensorError) as exc:
+        names, reason = [], str(exc)
+    else:
+        reason = "it holds no tensors"
+    if not names:
         raise ServerError(f"adapter weights {weights} cannot be read, no server started: "
-                          f"{exc}") from None
+                          f"{reason}")
 
 
 def _load_at_runtime(live: Endpoint, base_dir: Path, modules: dict[str, str],

@@ -133,15 +133,16 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
     failed = failed_runs(runs)
     gated = sum(kept_local(version, ok) for _, version, ok in runs.adapters)
     deferred = recorded.get("run_documents_deferred", 0)
+    verdicts = [f"[red]{failed} run(s) failed[/]"] if failed else []
+    if gated:
+        verdicts.append(f"[yellow]{gated} version(s) kept local by their gate[/] (a blocking "
+                        "check: the UI shows that run failed)")
+    if deferred:
+        verdicts.append(f"[red]{deferred} document(s) not written: deferred to the next run[/]")
     lines = [
         "",
-        f"[bold]night {night}[/] in {seconds / 60:.1f} min"
-        + (f", [red]{failed} run(s) failed[/]" if failed else "")
-        + (f", [yellow]{gated} version(s) kept local by their gate[/] (a blocking check: "
-           "the UI shows that run failed)" if gated else "")
-        + ("" if failed or gated else ", every run succeeded")
-        + (f", [red]{deferred} document(s) not written: deferred to the next run[/]"
-           if deferred else ""),
+        f"[bold]night {night}[/] in {seconds / 60:.1f} min, "
+        + ", ".join(verdicts if failed or gated else ["every run succeeded", *verdicts]),
         *_phase1_lines(runs),
         entities,
         *_correction_lines(runs, recorded),
