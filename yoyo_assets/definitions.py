@@ -19,7 +19,7 @@ def configured_server(settings: Settings) -> InferenceServer:
     vllm = VllmOptions(reasoning_parser=settings.reasoning_parser,
                        memory_share=settings.vllm_memory_share, cpu_bind=settings.vllm_cpu_bind,
                        enforce_eager=settings.vllm_enforce_eager,
-                       dtype=settings.vllm_dtype)
+                       dtype=settings.vllm_dtype, cpu_executor=settings.vllm_cpu_executor)
     return InferenceServer(
         mode=settings.inference_mode, url=settings.inference_url[0],
         replica_urls=list(settings.inference_url[1:]),

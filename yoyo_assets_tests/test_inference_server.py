@@ -55,16 +55,19 @@ def test_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
             time.sleep(0.1)
 
 
-def test_the_managed_server_runs_the_model_on_every_core_eagerly(vllm_server):
-    """The settings the extraction profile chose (docs/benchmarks.md) reach vLLM: OpenMP threads
-    on every core this process may use, none kept for the scheduler; no graph compilation; the
+def test_the_managed_server_runs_the_model_in_its_engine_process_eagerly(vllm_server):
+    """The settings the extraction profile chose (docs/benchmarks.md) reach vLLM: the model runs
+    in the engine-core process (no worker process, no busy wait on shared memory), so the
+    server's process group holds the API server and its engine core, no worker; no graph compilation; the
     dtype this CPU computes natively; the vLLM cache the environment names (the suite's own)."""
     if vllm_server.mode == "external":
         pytest.skip("YOYO_TEST_VLLM_URL: the session's server was not started here")
     log = open(vllm_server.log_path, encoding="utf-8").read()
-    cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    assert f"VLLM_CPU_OMP_THREADS_BIND='{cores}'" in log
-    assert "reserved_cpus=[]" in log
+    pgid = int((Path(vllm_server.log_path).parent / "inference-server.pid").read_text().split()[0])
+    titles = [p.name() for p in psutil.process_iter() if _group_of(p) == pgid]
+    assert "VLLM::EngineCore" in titles  # vLLM names its processes (mp's worker: VLLM::Worker*)
+    assert not [t for t in titles if "Worker" in t], titles
+    assert "multiproc_executor" not in log
     assert "enforce_eager=True" in log
     assert f"dtype=torch.{server_dtype('auto')}" in log
     assert list((Path(os.environ["VLLM_CACHE_ROOT"]) / "modelinfos").glob("*ForCausalLM.json"))
@@ -80,3 +83,11 @@ def test_auto_dtype_follows_the_cpus_bfloat16_support(tmp_path, flags, expected)
     assert server_dtype("auto", cpuinfo) == expected
     assert server_dtype("float16", cpuinfo) == "float16"  # a choice is kept as it is
     assert server_dtype("auto", tmp_path / "missing") == "float32"
+
+
+def _group_of(process: psutil.Process) -> int | None:
+    """`process`'s process group, None when it has gone (or may not be read)."""
+    try:
+        return os.getpgid(process.pid)
+    except OSError:
+        return None

@@ -11,7 +11,7 @@ from dagster import ConfigurableResource
 from google.cloud.storage.retry import DEFAULT_RETRY
 from pydantic import Field
 
-from ..shared.embedded_model import HUB_NAME, MODEL_NAME, ensure_embedded_model
+from ..shared.embedded_model import HUB_NAMES, ensure_embedded_model
 from ..shared.inference_server import InferenceServer, vllm_lora_rank
 from ..shared.settings import declared_default
 from .corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
@@ -80,12 +80,12 @@ class AdapterVersions(ConfigurableResource):
 
     def public_base_name(self, role: str, base_dir: Path) -> str:
         """The name a gateway resolves `base_dir` by: the configured name for `role`'s base,
-        else the embedded model's Hub name for the embedded folder, else the local path (which
+        else a packaged model's Hub name for its converted folder, else the local path (which
         only this machine can resolve)."""
         configured = self.extraction_model_name if role == "extraction" else self.base_model_name
         if configured:
             return configured
-        return HUB_NAME if base_dir.name == MODEL_NAME else str(base_dir)
+        return HUB_NAMES.get(base_dir.name, str(base_dir))
 
 
 class Publication(ConfigurableResource):

@@ -1,4 +1,5 @@
-"""The command line's small commands: `recover`, `extraction-tuples` and `graph-service`."""
+"""The command line's small commands: `recover`, `extraction-tuples`, `graph-service` and
+`gemma-model`."""
 
 import argparse
 import sys
@@ -72,4 +73,22 @@ def serve_graph(args: argparse.Namespace) -> int:
     except UnsafeBinding as exc:
         print(f"graph-service: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def gemma_model() -> int:
+    """`gemma-model`: make `<data root>/models/gemma-3-270m` (once) and print the settings that
+    extract and train with it; 1 when the `gemma` extra is missing or the assembled file's
+    SHA-256 is wrong."""
+    from ..shared.embedded_model import GEMMA_HUB_NAME, ensure_gemma_model
+
+    try:
+        folder = ensure_gemma_model(Settings.from_env().models_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"gemma-model: {exc}", file=sys.stderr)
+        return 1
+    print(f"Gemma 3 270M (pre-trained; Google's Gemma Terms of Use) in {folder}. Extract and "
+          "train with it:")
+    for role in ("EXTRACTION", "BASE"):
+        print(f"export YOYO_{role}_MODEL_DIR={folder} YOYO_{role}_MODEL_NAME={GEMMA_HUB_NAME}")
     return 0

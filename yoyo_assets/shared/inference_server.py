@@ -91,10 +91,17 @@ class VllmOptions(Config):
         default=declared_default("vllm_dtype"), description="vLLM --dtype; 'auto': as "
         "`server_dtype` decides.")
     cpu_bind: Literal["all", "auto"] = Field(
-        default=declared_default("vllm_cpu_bind"), description="CPU server: 'all' runs the "
+        default=declared_default("vllm_cpu_bind"), description="CPU server, 'mp' executor: 'all' runs the "
         "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "
         "VLLM_CPU_NUM_OF_RESERVED_CPU=0); 'auto': vLLM's choice, which keeps one core for its "
         "scheduler (docs/benchmarks.md); a GPU server ignores both.")
+    cpu_executor: Literal["uni", "mp"] = Field(
+        default=declared_default("vllm_cpu_executor"), description="CPU server: 'uni' runs the "
+        "model in vLLM's engine-core process (VLLM_ENABLE_V1_MULTIPROCESSING=0, vLLM's "
+        "UniProcExecutor); 'mp' in a worker process fed through shared memory, whose reader "
+        "spins on `sched_yield` for 1 s after each step: on 2 cores that spin competes with the "
+        "server's other processes (docs/benchmarks.md). 'uni' leaves OpenMP threads unbound, so "
+        "`cpu_bind` applies to 'mp' only. A GPU server ignores it (one GPU: vLLM runs uni).")
     memory_share: float | None = Field(
         default=declared_default("vllm_memory_share"), description="vLLM "
         "--gpu-memory-utilization: the share of GPU memory (on a CPU build, of RAM) the server "
@@ -272,6 +279,8 @@ class InferenceServer(ConfigurableResource):
                "TMPDIR": scratch}
         if vllm.runtime_lora:
             env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        if vllm.cpu_executor == "uni":
+            env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # on a CPU, keeps vLLM's uni executor
         if vllm.cpu_bind == "all":
             cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
             env.update(VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0")

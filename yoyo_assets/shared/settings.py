@@ -90,8 +90,13 @@ class Settings(BaseSettings):
         "or AMX, else `float32` (a CPU without them emulates bfloat16, ~4× slower; "
         "docs/benchmarks.md)")
     vllm_cpu_bind: Literal["all", "auto"] = _setting(
-        "all", "CPU vLLM: `all` runs the model's threads on every core; `auto`: vLLM's choice, "
-        "which keeps a core for its scheduler (docs/benchmarks.md); a GPU server ignores it")
+        "all", "CPU vLLM with `YOYO_VLLM_CPU_EXECUTOR=mp`: `all` runs the model's threads on "
+        "every core; `auto`: vLLM's choice, which keeps a core for its scheduler "
+        "(docs/benchmarks.md); a GPU server ignores it")
+    vllm_cpu_executor: Literal["uni", "mp"] = _setting(
+        "uni", "CPU vLLM: `uni` runs the model inside vLLM's engine process; `mp`: in a worker "
+        "process of its own (vLLM's CPU default), which busy-waits 1 s after each step and "
+        "alone applies `YOYO_VLLM_CPU_BIND` (docs/benchmarks.md); a GPU server ignores it")
     vllm_memory_share: float | None = _setting(
         None, "managed servers' `--gpu-memory-utilization` (on CPU: share of RAM); lower it "
         "where another server runs", shown="vLLM's 0.92")
