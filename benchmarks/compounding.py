@@ -220,7 +220,7 @@ def main() -> None:
         env.update(YOYO_BASE_MODEL_DIR=str(base), YOYO_EXTRACTION_MODEL_DIR=str(base))
     tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
 
-    if args.skip_base:  # a base known to answer nothing (Gemma 3 270M pre-trained: F1 0.000)
+    if args.skip_base:  # a base scored elsewhere (its ~12 min on Gemma's padded answers)
         scores = {}
     elif args.base_scores:
         scores = {"base": json.loads(args.base_scores.read_text())["base"]}
@@ -245,10 +245,10 @@ def main() -> None:
             ensure_scored(scores, adapter, base, work, [research, contacts], args.memory_share)
         (work / "scores.json").write_text(json.dumps(scores, indent=1))
         served_name = f"v{served.number}" if served else "base"
+        served_cells = (score_cells(scores[served_name]) if served_name in scores
+                         else "not scored | not scored")
         print(f"| {night} | {added} / {total} | {seconds / 60:.1f} min | "
-              f"{version_cells(version, scores)} | {served_name} | "
-              f"{score_cells(scores[served_name]) if served_name in scores else 'not scored | not scored'} |",
-              flush=True)
+              f"{version_cells(version, scores)} | {served_name} | {served_cells} |", flush=True)
     if args.skip_base:
         return
     base_r, base_c = scores["base"]

@@ -58,8 +58,8 @@ def test_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
 def test_the_managed_server_runs_the_model_in_its_engine_process_eagerly(vllm_server):
     """The settings the extraction profile chose (docs/benchmarks.md) reach vLLM: the model runs
     in the engine-core process (no worker process, no busy wait on shared memory), so the
-    server's process group holds the API server and its engine core, no worker; no graph compilation; the
-    dtype this CPU computes natively; the vLLM cache the environment names (the suite's own)."""
+    server's process group holds the API server and its engine core, no worker; no graph
+    compilation; the dtype this CPU computes natively; the vLLM cache the environment names (the suite's own)."""
     if vllm_server.mode == "external":
         pytest.skip("YOYO_TEST_VLLM_URL: the session's server was not started here")
     log = open(vllm_server.log_path, encoding="utf-8").read()

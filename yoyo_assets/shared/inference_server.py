@@ -91,10 +91,10 @@ class VllmOptions(Config):
         default=declared_default("vllm_dtype"), description="vLLM --dtype; 'auto': as "
         "`server_dtype` decides.")
     cpu_bind: Literal["all", "auto"] = Field(
-        default=declared_default("vllm_cpu_bind"), description="CPU server, 'mp' executor: 'all' runs the "
-        "model's OpenMP threads on every core this process may use (VLLM_CPU_OMP_THREADS_BIND, "
-        "VLLM_CPU_NUM_OF_RESERVED_CPU=0); 'auto': vLLM's choice, which keeps one core for its "
-        "scheduler (docs/benchmarks.md); a GPU server ignores both.")
+        default=declared_default("vllm_cpu_bind"), description="CPU server, 'mp' executor: "
+        "'all' runs the model's OpenMP threads on every core this process may use "
+        "(VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU=0); 'auto': vLLM's choice, "
+        "which keeps one core for its scheduler (docs/benchmarks.md); a GPU server ignores both.")
     cpu_executor: Literal["uni", "mp"] = Field(
         default=declared_default("vllm_cpu_executor"), description="CPU server: 'uni' runs the "
         "model in vLLM's engine-core process (VLLM_ENABLE_V1_MULTIPROCESSING=0, vLLM's "
