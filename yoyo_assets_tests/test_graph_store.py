@@ -11,12 +11,12 @@ import sys
 import ladybug
 import pytest
 
-from yoyo_assets.datagraph import graph_store
+from yoyo_assets.datagraph import graph_batch, graph_store
 from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
                                               entity_key)
 from yoyo_assets.datagraph.graph_batch import InvalidBatch
 from yoyo_assets.datagraph.graph_bulk import BULK_ROWS, copy_new_rows
-from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, batch_rows, columns, open_graph
+from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, batch_rows, open_graph
 
 from .helpers import REPO_ROOT, check_graph_invariants, graph_snapshot
 
@@ -132,10 +132,9 @@ def test_writes_find_nodes_by_key_never_by_a_cross_product(tmp_path):
     """`MATCH (d {..}), (e {..})` in one clause is planned as a cross product of both tables,
     and a DataFrame scan (`LOAD FROM $rows`) as a hash join over a scan of the whole table: each
     write got slower with the graph and pinned more memory (docs/reliability.md)."""
-    parameters = {"hashes": ["a" * 64], "keys": ["person:ada"], **columns([
-        {"key": "person:ada", "name": "Ada", "type": "person", "spellings": ["Ada"],
-         "night": "2026-11-20", "documents": 1, "sha256": "a" * 64, "path": "/p",
-         "stream": "research", "entity_count": 1, "extractor": "", "mentions": 1}])}
+    rows = batch_rows([extraction("a" * 64, [("Ada", "person")])], "2026-11-20")
+    parameters = {"hashes": ["a" * 64], "keys": ["person:ada"], **rows.entities,
+                  **rows.documents, **rows.mentions}
     with open_graph(tmp_path / "g.lbug") as graph:
         for statement in WRITE_STATEMENTS:
             plan = "\n".join(row[0] for row in graph.query("EXPLAIN " + statement, parameters))
@@ -205,7 +204,7 @@ def test_a_large_write_is_bulk_copied_and_stores_what_small_writes_store(tmp_pat
     bulk_writes = []
 
     def counted(query, entities, documents, mentions):
-        bulk_writes.append(len(entities) + len(mentions))
+        bulk_writes.append(len(entities["key"]) + len(mentions["key"]))
         copy_new_rows(query, entities, documents, mentions)
 
     monkeypatch.setattr(graph_store, "copy_new_rows", counted)
@@ -232,7 +231,7 @@ def test_a_bulk_copy_in_a_failed_transaction_leaves_no_trace(tmp_path):
         with pytest.raises(RuntimeError, match="after the copy"):
             with graph.transaction():
                 copy_new_rows(graph.query, rows.entities, rows.documents, rows.mentions)
-                assert graph.counts()["mentions"] == len(rows.mentions)
+                assert graph.counts()["mentions"] == len(rows.mentions["key"])
                 raise RuntimeError("after the copy")
         assert graph.counts() == {"documents": 0, "entities": 0, "mentions": 0}
 
@@ -252,3 +251,25 @@ def test_a_graph_left_in_a_variable_holds_neither_the_lock_nor_stale_pages(tmp_p
     del graph
     gc.collect()  # the connection is gone now: it must not have written anything back
     assert check_graph_invariants(path) == {"documents": 21, "entities": 11, "mentions": 201}
+
+
+def test_a_write_holds_the_garbage_collector_off_and_gives_it_back(tmp_path, monkeypatch):
+    """The writer pauses the cyclic collector during a write (graph_store.collector_paused);
+    whatever the write's outcome, the collector is left as the caller had it."""
+    states = []
+    monkeypatch.setattr(graph_store, "check_batch",
+                        lambda *args: (states.append(gc.isenabled()),
+                                       graph_batch.check_batch(*args)))
+    with open_graph(tmp_path / "g.lbug") as graph:
+        assert graph.write_extractions([GOOD], "2026-11-20").documents_recorded == 1
+        assert gc.isenabled()
+        with pytest.raises(InvalidBatch):
+            graph.write_extractions([GOOD], "2026-13-45")
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            graph.write_extractions([GOOD], "2026-11-21")
+            assert not gc.isenabled()  # a caller's choice stays
+        finally:
+            gc.enable()
+    assert states == [False, False, False]

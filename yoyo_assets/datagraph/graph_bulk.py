@@ -39,39 +39,46 @@ def property_names(query: Query, table: str) -> list[str]:
     return [row[1] for row in query(f"CALL table_info('{table}') RETURN *")]
 
 
-def copy_new_rows(query: Query, entities: list[dict], documents: list[dict],
-                  mentions: list[dict]) -> None:
-    """Append `entities` (rows of graph_store.batch_rows, all new to the graph), `documents`
-    and their `mentions` to the graph through `query`, a connection inside a transaction.
+#: Where a table's property comes from in graph_store.BatchRows' columns, when named otherwise.
+SOURCE_COLUMNS = {"Entity": {"first_night": "night", "last_night": "night",
+                             "document_count": "documents"},
+                  "MENTIONS": {"from": "sha256", "to": "key"}}
+
+
+def copy_new_rows(query: Query, entities: dict[str, list], documents: dict[str, list],
+                  mentions: dict[str, list]) -> None:
+    """Append `entities` (columns of graph_store.BatchRows, all new to the graph),
+    `documents` and their `mentions` to the graph through `query`, a connection inside a
+    transaction.
 
     Raises:
         RuntimeError: LadybugDB refused a file (a primary key already present, a type it
             cannot read); the caller's transaction rolls the whole write back.
     """
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)  # TIMESTAMP is UTC, without zone
-    tables = (
-        ("Entity", [{**e, "first_night": e["night"], "last_night": e["night"],
-                     "document_count": e["documents"]} for e in entities]),
-        ("Document", [{**d, "processed_at": stamp} for d in documents]),
-        ("MENTIONS", [{"from": m["sha256"], "to": m["key"], "mentions": m["mentions"]}
-                      for m in mentions]),
-    )
+    tables = (("Entity", entities, len(entities["key"])),
+              ("Document", {**documents, "processed_at": [stamp] * len(documents["sha256"])},
+               len(documents["sha256"])),
+              ("MENTIONS", mentions, len(mentions["key"])))
     with tempfile.TemporaryDirectory(prefix="yoyo-graph-copy-") as folder:
         if "'" in folder:  # the path is the one text pasted into a statement
             raise RuntimeError(f"temporary folder {folder!r} has a quote; set TMPDIR")
-        for table, rows in tables:
+        for table, source, rows in tables:
             if not rows:
                 continue
             names = property_names(query, table)
             if table == "MENTIONS":
                 names = ["from", "to", *names]
             path = Path(folder) / f"{table}.parquet"
-            pq.write_table(arrow_table(rows, names), path)
+            pq.write_table(arrow_table(source, names, rows, SOURCE_COLUMNS.get(table, {})),
+                           path)
             query(f"COPY {table} FROM '{path}'")
 
 
-def arrow_table(rows: list[dict], names: list[str]) -> pa.Table:
-    """`rows` as an Arrow table with the columns `names`, in that order."""
-    return pa.table({name: pa.array([row[name] if name not in LEFT_EMPTY else ""
-                                     for row in rows], ARROW_TYPES.get(name))
+def arrow_table(source: dict[str, list], names: list[str], rows: int,
+                renamed: dict[str, str]) -> pa.Table:
+    """An Arrow table of `rows` rows with the columns `names`, in that order, each taken from
+    `source` under its own name or the one `renamed` gives it (LEFT_EMPTY ones empty)."""
+    return pa.table({name: pa.array([""] * rows if name in LEFT_EMPTY
+                                    else source[renamed.get(name, name)], ARROW_TYPES.get(name))
                      for name in names})

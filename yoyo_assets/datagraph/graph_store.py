@@ -14,6 +14,7 @@ when the last user leaves (`test_graph_store::test_one_database_per_process_is_s
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections import Counter
@@ -122,48 +123,81 @@ RETURN e.name, e.type, sum(m.mentions) AS mentions ORDER BY mentions DESC, e.nam
 """
 
 
-def columns(rows: list[dict[str, Any]]) -> dict[str, list]:
-    """Rows (dicts with the same keys) as one list per key: a write statement's parameters."""
-    return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+def selected(table: dict[str, list], keep: list[bool]) -> dict[str, list]:
+    """The rows of `table` (one list per column) whose `keep` flag is true."""
+    return {name: [value for value, kept in zip(values, keep) if kept]
+            for name, values in table.items()}
 
 
 @dataclass
 class BatchRows:
-    """Parameter rows for one transaction: entity upserts (one per key), documents, mentions;
-    each list, as `columns`, is the parameters of its statement."""
+    """Parameters for one transaction, each table one list per column (a statement's
+    parameters as they are): entity upserts (one row per key: key, name, type, spellings,
+    night, documents), documents (sha256, path, stream, night, entity_count, extractor) and
+    mentions (sha256, key, mentions). Columns rather than row dicts: a 10,000-entity write
+    allocates a few lists instead of tens of thousands of dicts, which the cyclic garbage
+    collector would otherwise walk (docs/benchmarks.md, "Graph writes")."""
 
-    entities: list[dict[str, Any]]
-    documents: list[dict[str, Any]]
-    mentions: list[dict[str, Any]]
+    entities: dict[str, list]
+    documents: dict[str, list]
+    mentions: dict[str, list]
 
 
 def batch_rows(extractions: Iterable[DocumentExtraction], night: str) -> BatchRows:
-    """Turn documents' extractions into parameter rows, merging entities by key across documents.
-
-    `night` is the partition key ('YYYY-MM-DD') recorded on documents and entities.
+    """Turn documents' extractions into parameter columns, merging entities by key across
+    documents. `night` is the partition key ('YYYY-MM-DD') recorded on documents and entities.
     """
-    entities: dict[str, dict[str, Any]] = {}
-    documents, mentions = [], []
+    entities: dict[str, list] = {name: [] for name in
+                                 ("key", "name", "type", "spellings", "night", "documents")}
+    documents: dict[str, list] = {name: [] for name in
+                                  ("sha256", "path", "stream", "night", "entity_count",
+                                   "extractor")}
+    mentions: dict[str, list] = {"sha256": [], "key": [], "mentions": []}
+    row_of: dict[str, int] = {}  # entity key -> its row in `entities`
     for extraction in extractions:
-        documents.append({"sha256": extraction.sha256, "path": extraction.path,
-                          "stream": extraction.stream, "night": night,
-                          "entity_count": len(extraction.entities),
-                          "extractor": extraction.extractor})
+        for name, value in zip(documents, (extraction.sha256, extraction.path,
+                                           extraction.stream, night,
+                                           len(extraction.entities), extraction.extractor)):
+            documents[name].append(value)
         for entity in extraction.entities:
-            row = entities.get(entity.key)
+            row = row_of.get(entity.key)
             if row is None:
+                row_of[entity.key] = len(entities["key"])
                 # The name is one of its own spellings (and the list is never empty: LadybugDB
                 # infers a parameter's list type from its elements).
                 spellings = list(dict.fromkeys([entity.name, *entity.spellings]))
-                entities[entity.key] = {"key": entity.key, "name": entity.name,
-                                        "type": entity.type, "spellings": spellings,
-                                        "night": night, "documents": 1}
+                for name, value in zip(entities, (entity.key, entity.name, entity.type,
+                                                  spellings, night, 1)):
+                    entities[name].append(value)
             else:
-                row["documents"] += 1
-                row["spellings"].extend(s for s in entity.spellings if s not in row["spellings"])
-            mentions.append({"sha256": extraction.sha256, "key": entity.key,
-                             "mentions": entity.mentions})
-    return BatchRows(list(entities.values()), documents, mentions)
+                entities["documents"][row] += 1
+                seen = entities["spellings"][row]
+                seen.extend(s for s in entity.spellings if s not in seen)
+            mentions["sha256"].append(extraction.sha256)
+            mentions["key"].append(entity.key)
+            mentions["mentions"].append(entity.mentions)
+    return BatchRows(entities, documents, mentions)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off for the block (and restored as it was).
+
+    A 10,000-entity write allocates tens of thousands of objects that live until it ends
+    (validated models, columns, Arrow arrays) and form no reference cycles; their number
+    alone sets off full collections, each walking every object of the process: a third of the
+    writes of the graph benchmark paid ~130 ms for one (docs/benchmarks.md, "Graph writes").
+    Reference counting still frees everything; a cycle made meanwhile waits for the next
+    collection. With threads, the collector may come back on while another thread's block
+    runs: that costs it time, never correctness.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 _registry_lock = threading.Lock()
@@ -275,8 +309,13 @@ class GraphDatabase:
         """
         if not extractions:
             return WriteStats()
-        if not checked:
-            check_batch(extractions, night)
+        with collector_paused():
+            if not checked:
+                check_batch(extractions, night)
+            return self._write(extractions, night)
+
+    def _write(self, extractions: list[DocumentExtraction], night: str) -> WriteStats:
+        """`write_extractions` of a checked batch."""
         stats = WriteStats()
         with self.transaction():
             known = self.known_documents(x.sha256 for x in extractions)
@@ -285,21 +324,22 @@ class GraphDatabase:
             if not fresh:
                 return stats
             rows = batch_rows(fresh, night)
-            existing = {r[0] for r in self.query(KNOWN_ENTITIES,
-                                                 {"keys": [e["key"] for e in rows.entities]})}
-            new_entities = [e for e in rows.entities if e["key"] not in existing]
-            updated = [e for e in rows.entities if e["key"] in existing]
-            if updated:
-                self.query(UPDATE_ENTITIES, columns(updated))
-            if len(new_entities) + len(rows.mentions) >= BULK_ROWS:
+            keys = rows.entities["key"]
+            existing = {r[0] for r in self.query(KNOWN_ENTITIES, {"keys": keys})}
+            is_new = [key not in existing for key in keys]
+            new_entities = selected(rows.entities, is_new)
+            if existing:
+                self.query(UPDATE_ENTITIES, selected(rows.entities, [not n for n in is_new]))
+            mention_count = len(rows.mentions["key"])
+            if len(new_entities["key"]) + mention_count >= BULK_ROWS:
                 copy_new_rows(self.query, new_entities, rows.documents, rows.mentions)
             else:
                 self._create_rows(new_entities, rows.documents, rows.mentions)
             crash_point("graph.before_commit")
-        stats.entities_created = len(rows.entities) - len(existing)
+        stats.entities_created = len(keys) - len(existing)
         stats.entities_updated = len(existing)
-        stats.documents_recorded = len(rows.documents)
-        stats.relationships_written = len(rows.mentions)
+        stats.documents_recorded = len(rows.documents["sha256"])
+        stats.relationships_written = mention_count
         return stats
 
     def apply_corrections(self, corrections: list[Correction], night: str,
@@ -324,14 +364,15 @@ class GraphDatabase:
                 crash_point("corrections.before_commit")
         return outcomes
 
-    def _create_rows(self, entities: list[dict], documents: list[dict],
-                     mentions: list[dict]) -> None:
-        """Create new entities, documents and their MENTIONS with the UNWIND statements."""
-        if entities:
-            self.query(CREATE_ENTITIES, columns(entities))
-        self.query(CREATE_DOCUMENTS, columns(documents))
-        if mentions:
-            self.query(CREATE_MENTIONS, columns(mentions))
+    def _create_rows(self, entities: dict[str, list], documents: dict[str, list],
+                     mentions: dict[str, list]) -> None:
+        """Create new entities, documents and their MENTIONS (columns of `BatchRows`) with the
+        UNWIND statements."""
+        if entities["key"]:
+            self.query(CREATE_ENTITIES, entities)
+        self.query(CREATE_DOCUMENTS, documents)
+        if mentions["key"]:
+            self.query(CREATE_MENTIONS, mentions)
 
     def night_totals(self, night: str, sample: int = 10) -> NightTotals:
         """What the ledger holds for `night` (a partition key), whichever run wrote it."""
