@@ -33,6 +33,7 @@ from yoyo_assets.shared.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_CACHE = Path(os.environ.get("YOYO_TEST_CACHE", REPO_ROOT / "var" / "test-cache"))
 CORPORA = Path(os.environ.get("YOYO_CORPORA", REPO_ROOT.parent / "shared" / "corpora"))
+DEMO = REPO_ROOT / "yoyo_assets" / "demo_data"
 TIMEOUT_SCALE = float(os.environ.get("YOYO_TEST_TIMEOUT_SCALE", "1"))
 #: The night most tests run.
 NIGHT = "2026-11-20"
@@ -169,6 +170,18 @@ def corpus_night(corpora: Path, root: Path, transcripts=1, research=2, contacts=
     copied += copy_documents(sorted((corpora / "research").glob("*.md"))[:research], root,
                              "research", when)
     copied += copy_documents(sorted((corpora / "contacts").glob("*.json"))[:contacts], root,
+                             "contacts", when)
+    return len(copied)
+
+
+def demo_night(root: Path, research: int = 1, contacts: int = 3) -> int:
+    """Copy shipped demo documents (a few hundred bytes, one chunk each) into `root`, arrived
+    during NIGHT; returns how many. For tests of what a night survives, where the documents'
+    content is not under test and a real contact record costs ~8 s of CPU extraction."""
+    when = arrived_during(NIGHT)
+    copied = copy_documents(sorted((DEMO / "research").glob("*.*"))[:research], root,
+                            "research", when)
+    copied += copy_documents(sorted((DEMO / "contacts").glob("*.json"))[:contacts], root,
                              "contacts", when)
     return len(copied)
 

@@ -17,15 +17,12 @@ from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.shared.settings import GPU_POOL
 
-from .helpers import (NIGHT, REPO_ROOT, WHOLE_DOCUMENTS, arrived_during,
-                      check_graph_invariants, copy_documents, metadata, timeout)
+from .helpers import (DEMO, NIGHT, WHOLE_DOCUMENTS, arrived_during, check_graph_invariants,
+                      copy_documents, metadata, timeout)
 
 pytestmark = pytest.mark.slow
 
 NEXT_NIGHT = "2026-11-21"
-#: The shipped demo documents (one chunk each): the fan-out, not extraction, is under test here,
-#: and a contact record of ../shared takes ~20 s with two servers on two cores.
-DEMO = REPO_ROOT / "yoyo_assets" / "demo_data"
 
 
 def nightly_job():
@@ -72,6 +69,7 @@ def test_a_night_split_over_two_servers_and_one_killed_loses_and_doubles_nothing
         external_server, second_server, dagster_home, tmp_path, monkeypatch):
     live, pid_file = second_server
     root = tmp_path / "data"
+    # The shipped demo documents (one chunk each): the fan-out, not extraction, is under test.
     copy_documents(sorted((DEMO / "contacts").glob("*.json")), root, "contacts",
                    arrived_during(NIGHT))
     for key, value in {"YOYO_DATA_ROOT": str(root), "YOYO_INFERENCE_MODE": "external",

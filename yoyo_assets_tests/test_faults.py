@@ -18,7 +18,7 @@ from yoyo_assets.shared.faults import on_crash_point
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch
 
 from .helpers import (JOB, NIGHT, PUBLISHED, QUICK_OVERLAY_CHECK, TINY, WHOLE_DOCUMENTS, Emulator,
-                      check_graph_invariants, corpus_night, free_port, make_defs,
+                      check_graph_invariants, demo_night, free_port, make_defs,
                       run_night_process, sft_lines, write_bucket_file)
 
 pytestmark = pytest.mark.slow
@@ -118,9 +118,9 @@ def test_sigkill_at_each_phase2_crash_point_then_the_night_completes(
 
 
 def test_inference_server_killed_mid_night_defers_documents_to_the_next_run(
-        corpora, external_server, model_dir, dagster_home, tmp_path):
+        external_server, model_dir, dagster_home, tmp_path):
     root = tmp_path / "data"
-    total = corpus_night(corpora, root, transcripts=0, research=0, contacts=3)
+    total = demo_night(root, research=0)
     managed = InferenceServer(mode="managed", model_dir=str(model_dir), launch=ServerLaunch(
         health_timeout_s=600, log_dir=str(root / "logs")))
     defs = build_definitions(root, managed)
