@@ -24,7 +24,7 @@ from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.shared.processes import group_members
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 
-from .helpers import (QUICK_OVERLAY_CHECK, REPO_ROOT, WHOLE_DOCUMENTS, arrived_during,
+from .helpers import (DEMO, QUICK_OVERLAY_CHECK, REPO_ROOT, WHOLE_DOCUMENTS, arrived_during,
                       copy_documents, free_port, timeout)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ops]
@@ -175,15 +175,16 @@ class DevStack:
 
 
 @pytest.fixture(scope="module")
-def dev_stack(postgres, corpora, vllm_server, model_dir, tmp_path_factory):
+def dev_stack(postgres, vllm_server, model_dir, tmp_path_factory):
     """`dagster dev` (webserver, daemon, code server) started by scripts/dagster-dev.sh on the
-    Postgres instance, with one contact document on each of four nights and a small engineering
-    bucket; stopped (and checked stopped) at the end."""
+    Postgres instance, with one shipped demo contact on each of four nights (the launches and
+    the queue are under test, not the extraction) and a small engineering bucket; stopped (and
+    checked stopped) at the end."""
     base = tmp_path_factory.mktemp("stack")
     root, home = base / "data", base / "home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.postgres.yaml", home / "dagster.yaml")
-    contacts = sorted((corpora / "contacts").glob("*.json"))
+    contacts = sorted((DEMO / "contacts").glob("*.json"))
     for i, night in enumerate([*BACKFILL_NIGHTS, SINGLE_NIGHT]):
         copy_documents(contacts[i:i + 1], root, "contacts", arrived_during(night))
     bucket = root / "corpus" / "engineering-pointsav"
