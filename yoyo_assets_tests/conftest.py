@@ -25,7 +25,7 @@ from yoyo_assets.shared.embedded_model import ensure_embedded_model
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.shared.processes import stop_process_group
 
-from .helpers import CORPORA, REPO_ROOT, TEST_CACHE, Emulator, free_port, timeout
+from .helpers import CORPORA, DEMO, REPO_ROOT, TEST_CACHE, Emulator, free_port, timeout
 
 
 #: Fixtures whose tests are `slow` (a server or a training), `corpora` (../shared/corpora).
@@ -69,7 +69,7 @@ def no_process_outlives_the_suite():
 @pytest.fixture(scope="session", autouse=True)
 def test_settings(tmp_path_factory):
     labelled = tmp_path_factory.mktemp("labelled-set")
-    demo = REPO_ROOT / "yoyo_assets" / "demo_data"
+    demo = DEMO
     note = "research/field-notes.md"
     (labelled / "research").mkdir()
     shutil.copy(demo / note, labelled / note)

@@ -17,7 +17,6 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
@@ -275,7 +274,7 @@ def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> No
 def sft_lines(corpora: Path) -> list[str]:
     """100 short SFT tuples (fast to train on a CPU): the 60 shipped demo examples, then the
     shortest hh-rlhf dialogues as prompt/completion (prompt and chosen reply)."""
-    demo = resources.files("yoyo_assets") / "demo_data" / "corpus" / "engineering-pointsav"
+    demo = DEMO / "corpus" / "engineering-pointsav"
     lines = [line for f in demo.iterdir() for line in f.read_text().splitlines()]
     pairs = (corpora / "apprenticeship" / "hh-rlhf-helpful-base-test.dpo.jsonl").read_text()
     for line in sorted(pairs.splitlines(), key=len)[:100 - len(lines)]:

@@ -21,7 +21,7 @@ from yoyo_assets.datagraph.graph_client import GraphServiceClient
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.datagraph.graph_wire import CORRECTIONS_PATH
 
-from .helpers import (NIGHT, REPO_ROOT, TINY_TRAINING, arrived_during, check_graph_invariants,
+from .helpers import (DEMO, NIGHT, REPO_ROOT, TINY_TRAINING, arrived_during, check_graph_invariants,
                       graph_snapshot, make_defs, run_night_process)
 from .test_graph_service import service  # noqa: F401 (fixture)
 from .test_graph_store import extraction
@@ -207,7 +207,7 @@ def test_the_embedded_sink_refuses_a_batch_naming_a_document_twice(tmp_path):
 def test_corrections_survive_nights_a_kill_and_become_training_material(
         external_server, dagster_home, model_dir, tmp_path):
     root = tmp_path / "data"
-    demo = REPO_ROOT / "yoyo_assets" / "demo_data"
+    demo = DEMO
     for name in ("contacts/priya-nair.json", "contacts/tomasz-kowal.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes((demo / name).read_bytes())

@@ -10,7 +10,6 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -129,7 +128,7 @@ def test_production_instance_keeps_the_limits_and_stores_in_postgres(postgres, t
     root = tmp_path / "data"
     bucket = root / "corpus" / "engineering-pointsav"
     bucket.mkdir(parents=True)
-    demo = resources.files("yoyo_assets") / "demo_data" / "corpus" / "engineering-pointsav"
+    demo = DEMO / "corpus" / "engineering-pointsav"
     (bucket / "t.jsonl").write_text(next(demo.iterdir()).read_text())
     os.utime(bucket / "t.jsonl", (arrived_during(SINGLE_NIGHT),) * 2)
     db = postgres.create_database("production_instance")
@@ -189,7 +188,7 @@ def dev_stack(postgres, vllm_server, model_dir, tmp_path_factory):
         copy_documents(contacts[i:i + 1], root, "contacts", arrived_during(night))
     bucket = root / "corpus" / "engineering-pointsav"
     bucket.mkdir(parents=True)
-    demo = resources.files("yoyo_assets") / "demo_data" / "corpus" / "engineering-pointsav"
+    demo = DEMO / "corpus" / "engineering-pointsav"
     lines = next(demo.iterdir()).read_text().splitlines()[:6]
     (bucket / "t.jsonl").write_text("\n".join(lines) + "\n")
     os.utime(bucket / "t.jsonl", (arrived_during(SINGLE_NIGHT),) * 2)

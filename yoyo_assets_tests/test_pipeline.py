@@ -14,7 +14,7 @@ from yoyo_assets.datagraph.graph_client import GraphServiceClient
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.datagraph.resources import GraphStore
 
-from .helpers import (NIGHT, REPO_ROOT, WHOLE_DOCUMENTS, GraphService, arrived_during,
+from .helpers import (DEMO, NIGHT, WHOLE_DOCUMENTS, GraphService, arrived_during,
                       check_graph_invariants,
                       copy_documents, corpus_night, demo_night, graph_snapshot, metadata,
                       run_night_process)
@@ -26,7 +26,7 @@ def test_same_night_twice_gives_the_same_graph(corpora, external_server, dagster
     root = tmp_path / "data"
     # A short transcript (the corpus ones take minutes on a CPU; chunking: test_extraction).
     expected = corpus_night(corpora, root, transcripts=0) + len(copy_documents(
-        [REPO_ROOT / "yoyo_assets" / "demo_data" / "transcripts" / "2026-11-21-ops-standup.md"],
+        [DEMO / "transcripts" / "2026-11-21-ops-standup.md"],
         root, "transcripts", arrived_during(NIGHT)))
     broken = root / "contacts" / "broken.json"
     broken.write_text('{\n  "name": "Half a record",\n')
