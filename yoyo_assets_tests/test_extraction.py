@@ -12,7 +12,8 @@ from tokenizers import Tokenizer
 from yoyo_assets.datagraph.documents import read_document, scan_streams
 from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, AnswerError, EntityExtractor,
                                               build_messages, entity_key, entity_schema,
-                                              merge_entities, parse_answer, split_into_chunks)
+                                              majority_answer, merge_entities, parse_answer,
+                                              split_into_chunks)
 
 from .helpers import timeout
 
@@ -97,6 +98,25 @@ def test_merge_keeps_grounded_names_one_type_per_name_and_counts_mentions():
     ada = by_key[entity_key("Ada Lovelace", "person")]
     assert ada.mentions == 2
     assert ada.spellings == ["Ada Lovelace", "ada lovelace"]
+
+
+def test_sampled_answers_keep_the_names_most_samples_give(tokenizer):
+    ada, ada_as_company = {"name": "Ada", "type": "person"}, {"name": " ada.", "type": "company"}
+    oslo = {"name": "Oslo", "type": "location"}
+    assert majority_answer([[ada, oslo]]) == [ada, oslo]  # one sample: as it is
+    # Two of three give Ada (types differ: the first given wins); one of three gives Oslo.
+    assert majority_answer([[ada], [ada_as_company], [oslo]]) == [ada]
+    assert majority_answer([[ada, oslo], [oslo], []]) == [oslo]
+    assert majority_answer([[ada], [oslo]]) == []  # a tie is not a majority
+
+    extractor = EntityExtractor("unused", "m", tokenizer, 2048, samples=3)
+    answer = {"message": {"content": json.dumps({"entities": [ada]})}, "finish_reason": "stop"}
+    truncated = {"message": {"content": '{"entities": ['}, "finish_reason": "length"}
+    # A failed sample votes for nothing: two of three still name Ada, one of three does not.
+    assert extractor._voted_answer([answer, answer, truncated]) == [ada]
+    assert extractor._voted_answer([answer, truncated, truncated]) == []
+    with pytest.raises(AnswerError, match="truncated"):
+        extractor._voted_answer([truncated, truncated, truncated])
 
 
 def test_extraction_from_real_documents(corpora, external_server, tokenizer):

@@ -85,6 +85,24 @@ def test_auto_dtype_follows_the_cpus_bfloat16_support(tmp_path, flags, expected)
     assert server_dtype("auto", tmp_path / "missing") == "float32"
 
 
+def test_the_lora_rank_vllm_gets_is_the_largest_its_adapters_state(tmp_path):
+    """`--max-lora-rank` comes from the adapters' own PEFT configs, rounded up to a rank vLLM
+    accepts: a rank 24 adapter beside a rank 8 one gets 32, and no adapter the recipe's 16."""
+    folders = {}
+    for name, rank in (("small", 8), ("wide", 24)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(f'{{"r": {rank}}}')
+        folders[name] = str(tmp_path / name)
+    served = InferenceServer(model_dir=str(tmp_path), lora_modules=folders)
+    command = served.command(tmp_path, 8000)
+    assert command[command.index("--max-lora-rank") + 1] == "32"
+    assert command[command.index("--max-loras") + 1] == "2"
+    runtime = InferenceServer(model_dir=str(tmp_path))
+    runtime = runtime.model_copy(update={"launch": ServerLaunch(vllm={"runtime_lora": True})})
+    command = runtime.command(tmp_path, 8000)
+    assert command[command.index("--max-lora-rank") + 1] == "16"
+
+
 def _group_of(process: psutil.Process) -> int | None:
     """`process`'s process group, None when it has gone (or may not be read)."""
     try:

@@ -47,7 +47,7 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
             vllm=VllmOptions(memory_share=0.25)))
     log = logging.getLogger("overlay")
 
-    same = check_overlay(unreachable, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
+    same = check_overlay(unreachable, model_dir, untrained_adapter, PROMPTS, log,
                          references=["Paris."], max_tokens=16)
     assert same.served and same.prompts == 2, same.error
     assert same.served_by == "a managed overlay server"
@@ -61,7 +61,7 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
 
     # The session server serves the same base and loads adapters at runtime: the same verdict
     # without a server of its own.
-    loaded = check_overlay(external_server, model_dir, untrained_adapter, PROMPTS, log, lora_r=16,
+    loaded = check_overlay(external_server, model_dir, untrained_adapter, PROMPTS, log,
                            max_tokens=16)
     assert loaded.served_by == f"loaded into {external_server.url} at runtime", loaded.error
     assert loaded.served and loaded.differing == 0 and not loaded.passed
@@ -74,11 +74,11 @@ def test_overlay_check_fails_an_adapter_that_changes_nothing_or_cannot_load(
     # Weights that cannot be read: refused, naming the file, before a server is started for
     # them; loaded at runtime, refused by the server.
     started = sorted((tmp_path / "logs").glob("inference-server-*.log"))
-    failed = check_overlay(unreachable, model_dir, broken, PROMPTS, log, lora_r=16, max_tokens=16)
+    failed = check_overlay(unreachable, model_dir, broken, PROMPTS, log, max_tokens=16)
     assert not failed.served and not failed.passed
     assert f"{broken / 'adapter_model.safetensors'} cannot be read" in failed.error  # metadata
     assert sorted((tmp_path / "logs").glob("inference-server-*.log")) == started
-    failed = check_overlay(external_server, model_dir, broken, PROMPTS, log, lora_r=16,
+    failed = check_overlay(external_server, model_dir, broken, PROMPTS, log,
                            max_tokens=16)
     assert not failed.served and not failed.passed
     assert "refused adapter" in failed.error

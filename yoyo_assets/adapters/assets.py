@@ -246,7 +246,7 @@ def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
         references = [e["completion"][-1]["content"] for e in split.held_out[:asked]
                       if "completion" in e]
         gc.collect()  # the trained model's memory back before a server starts beside this one
-        report = check_overlay(server, base_dir, staged, prompts, context.log, config.lora_r, gate,
+        report = check_overlay(server, base_dir, staged, prompts, context.log, gate,
                                references, max_tokens=config.overlay_check_tokens)
         context.log.info(f"{bucket.name}: overlay check {'passed' if report.passed else 'failed'}"
                          f" ({report.differing}/{report.prompts} answers differ from the base's"

@@ -12,7 +12,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from pydantic import Field
 
 from ..shared.embedded_model import HUB_NAMES, ensure_embedded_model
-from ..shared.inference_server import InferenceServer, vllm_lora_rank
+from ..shared.inference_server import InferenceServer
 from ..shared.settings import declared_default
 from .corpus import DEFAULT_MAX_TUPLE_CHARS, bucket_name
 from .merged_weights import merged_model
@@ -153,5 +153,4 @@ class ExtractionServing(ConfigurableResource):
             merged = merged_model(version, base, Path(self.versions.models_dir) / "merged")
             return server.model_copy(update={"model_dir": str(merged), "merged_adapter": name})
         return server.model_copy(update={
-            "lora_modules": {name: str(version.path)}, "adapter": name,
-            "max_lora_rank": vllm_lora_rank(version.manifest.lora_r)})
+            "lora_modules": {name: str(version.path)}, "adapter": name})

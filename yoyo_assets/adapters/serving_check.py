@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from ..datagraph.extraction import EntityExtractor
 from ..datagraph.extraction_config import ExtractionConfig
 from ..datagraph.quality import LabelledDocument, SetNotScored, extract_and_score
-from ..shared.inference_server import Endpoint, InferenceServer, ServerError, vllm_lora_rank
+from ..shared.inference_server import Endpoint, InferenceServer, ServerError
 from ..shared.openai_client import (ChatClient, RuntimeLoadingOff, load_lora_adapter,
                                     served_models, unload_lora_adapter)
 from .answer_scores import score_answers
@@ -127,7 +127,7 @@ class ExtractionGate:
 
 
 def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
-                  prompts: list[list[dict]], log: Any, lora_r: int,
+                  prompts: list[list[dict]], log: Any,
                   extraction: ExtractionGate | None = None,
                   references: list[str] = (), *, max_tokens: int) -> OverlayReport:
     """Serve the adapter in `adapter_folder` as an overlay on `base_dir` (see `overlay_server`),
@@ -142,7 +142,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
     if serving_name:
         modules[serving_name] = str(extraction.serving_folder)
     try:
-        with overlay_server(server, base_dir, modules, lora_r, log) as (live, names, served_by):
+        with overlay_server(server, base_dir, modules, log) as (live, names, served_by):
             report = ask_base_and_adapter(live, names["candidate"], prompts, references,
                                           max_tokens)
             if extraction is not None:
@@ -159,7 +159,7 @@ def check_overlay(server: InferenceServer, base_dir: Path, adapter_folder: Path,
 
 @contextmanager
 def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, str],
-                   lora_r: int, log: Any) -> Iterator[tuple[Endpoint, dict[str, str], str]]:
+                   log: Any) -> Iterator[tuple[Endpoint, dict[str, str], str]]:
     """A live server with `base_dir` and the adapters `modules` (name -> folder) as overlays,
     for the length of the block: `(endpoint, request name per module name, where)`.
 
@@ -188,8 +188,7 @@ def overlay_server(server: InferenceServer, base_dir: Path, modules: dict[str, s
     for folder in modules.values():  # a server start costs minutes: refuse unreadable weights first
         check_adapter_weights(Path(folder))
     overlay = server.model_copy(update={"mode": "managed", "model_dir": str(base_dir),
-                                        "tokenizer_path": "", "lora_modules": modules,
-                                        "max_lora_rank": vllm_lora_rank(lora_r)})
+                                        "tokenizer_path": "", "lora_modules": modules})
     with overlay.serving(log) as live:
         yield live, {name: name for name in modules}, "a managed overlay server"
 

@@ -227,6 +227,24 @@ def normalise_name(name: str) -> str:
     return _SPACES.sub(" ", text).strip(_EDGE_PUNCTUATION)
 
 
+def majority_answer(samples: list[list[dict]]) -> list[dict]:
+    """The entities that more than half of one chunk's sampled `samples` (answers as
+    `parse_answer` gives them) name, names compared case-folded after `normalise_name`, in the
+    order first given, each with the first type given; one sample is returned as it is.
+    Self-consistency voting: Wang et al., "Self-Consistency Improves Chain of Thought Reasoning
+    in Language Models", 2022."""
+    if len(samples) == 1:
+        return samples[0]
+    votes: Counter[str] = Counter()
+    first: dict[str, dict] = {}
+    for answer in samples:
+        names = {normalise_name(item["name"]).casefold(): item for item in answer}
+        votes.update(names.keys())
+        for name, item in names.items():
+            first.setdefault(name, item)
+    return [item for name, item in first.items() if 2 * votes[name] > len(samples)]
+
+
 def entity_key(name: str, type_: str) -> str:
     """The graph key of an entity: `<type>:<case-folded normalised name>`."""
     return f"{type_}:{normalise_name(name).casefold()}"
@@ -349,7 +367,8 @@ class EntityExtractor:
     concurrency: int = run_config_default("concurrency")
     attempts: int = run_config_default("attempts")
     request_timeout_s: float = run_config_default("request_timeout_s")
-    temperature: float = 0.0
+    temperature: float = run_config_default("temperature")
+    samples: int = run_config_default("samples")
     frequency_penalty: float = run_config_default("frequency_penalty")
     enable_thinking: bool | None = run_config_default("enable_thinking")
     max_chunk_tokens: int | None = run_config_default("max_chunk_tokens")
@@ -381,6 +400,7 @@ class EntityExtractor:
             "messages": messages,
             "max_tokens": self.max_answer_tokens,
             "temperature": self.temperature,
+            "n": self.samples,
             "frequency_penalty": self.frequency_penalty,
             "response_format": {
                 "type": "json_schema",
@@ -397,6 +417,23 @@ class EntityExtractor:
         return [self._payload(self.messages(document.stream, chunk, i, len(chunks)))
                 for i, chunk in enumerate(chunks, 1)]
 
+    def _voted_answer(self, choices: list[dict[str, Any]]) -> list[dict]:
+        """One chunk's entities from its sampled `choices` (`majority_answer`); a sample whose
+        answer fails its checks votes for nothing, and only all of them failing fails the chunk.
+
+        Raises:
+            AnswerError: every sample's answer failed (the first one's reason).
+        """
+        answers, errors = [], []
+        for choice in choices:
+            try:
+                answers.append(parse_answer(choice, self._validator))
+            except AnswerError as exc:
+                errors.append(exc)
+        if not answers:
+            raise errors[0]
+        return majority_answer(answers + [[]] * len(errors))
+
     async def _complete(self, client: ChatClient, limit: asyncio.Semaphore,
                         payload: dict[str, Any]) -> dict[str, Any]:
         async with limit:
@@ -410,7 +447,7 @@ class EntityExtractor:
         for reply in replies:
             if not reply.get("choices"):
                 raise AnswerError("reply has no choices")
-            answers.append(parse_answer(reply["choices"][0], self._validator))
+            answers.append(self._voted_answer(reply["choices"]))
             used = reply.get("usage") or {}
             usage["prompt"] += used.get("prompt_tokens") or 0
             usage["completion"] += used.get("completion_tokens") or 0

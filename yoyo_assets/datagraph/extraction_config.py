@@ -18,6 +18,11 @@ class ExtractionConfig(Config):
                               "repeating one entity until max_tokens.")
     frequency_penalty: float = Field(default=0.5, description="Sampling frequency penalty; "
                                      "ends small models' repetition of one entity.")
+    temperature: float = Field(default=0.0, ge=0.0, description="Sampling temperature; 0: "
+                               "greedy decoding.")
+    samples: int = Field(default=1, ge=1, description="Answers sampled per chunk (the request's "
+                         "`n`); with more than one, a name is kept when most answers give it "
+                         "(self-consistency voting). Needs temperature > 0 to differ.")
     attempts: int = Field(default=5, description="Tries per request on transient failures.")
     request_timeout_s: float = Field(default=900.0, description="Limit of one request, seconds.")
     budget_reserve_s: float = Field(

@@ -7,6 +7,7 @@ GPU is free before the step ends. External mode talks to a running server (the Y
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -38,6 +39,7 @@ DEFAULT_SERVER_ARGS = [
 
 #: Adapters a server started with `runtime_lora` holds at once (vLLM --max-loras).
 RUNTIME_LORAS = 2
+DEFAULT_LORA_R = 16  # the training recipe's lora_r (adapters/training_config.py)
 
 
 def vllm_lora_rank(lora_r: int) -> int:
@@ -171,8 +173,6 @@ class InferenceServer(ConfigurableResource):
         default_factory=dict, description="Managed mode: PEFT adapter folders served as LoRA "
         "overlays on the model, name -> folder (vLLM --enable-lora --lora-modules); a request "
         "names the adapter as its model.")
-    max_lora_rank: int = Field(default=16, description="vLLM --max-lora-rank: the largest "
-                               "LoRA r among lora_modules.")
     adapter: str = Field(
         default="", description="LoRA adapter that requests name as their model: one of "
         "lora_modules (managed), or an adapter the external server serves (the gateway's name); "
@@ -250,6 +250,15 @@ class InferenceServer(ConfigurableResource):
         `max_model_len`; managed mode: ask the live `Endpoint` instead."""
         return context_length(self.url, self.model, self.launch.vllm.max_model_len)
 
+    def _max_lora_rank(self) -> int:
+        """vLLM's `--max-lora-rank` for `lora_modules`: the largest `r` their PEFT
+        `adapter_config.json` files state, or the project's `lora_r` default (16) where none
+        does (a runtime-loaded candidate is trained with it)."""
+        ranks = [json.loads(config.read_text()).get("r", DEFAULT_LORA_R)
+                 for config in (Path(f) / "adapter_config.json" for f in self.lora_modules.values())
+                 if config.is_file()]
+        return vllm_lora_rank(max(ranks, default=DEFAULT_LORA_R))
+
     def _pid_file(self) -> Path:
         return Path(self.launch.log_dir) / "inference-server.pid"
 
@@ -300,7 +309,7 @@ class InferenceServer(ConfigurableResource):
         if self.lora_modules or vllm.runtime_lora:
             # At runtime the serving check loads a candidate and the serving adapter: two.
             loras = max(len(self.lora_modules), RUNTIME_LORAS if vllm.runtime_lora else 0)
-            args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
+            args += ["--enable-lora", "--max-lora-rank", str(self._max_lora_rank()),
                      "--max-loras", str(loras)]
         if self.lora_modules:
             args += ["--lora-modules",
