@@ -25,7 +25,8 @@ from yoyo_assets.shared.embedded_model import ensure_embedded_model
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.shared.processes import stop_process_group
 
-from .helpers import CORPORA, DEMO, REPO_ROOT, TEST_CACHE, Emulator, free_port, timeout
+from .helpers import (CORPORA, DEMO, REPO_ROOT, SHALLOW_LAYERS, TEST_CACHE, Emulator, free_port,
+                      shallow_copy, timeout)
 
 
 #: Fixtures whose tests are `slow` (a server or a training), `corpora` (../shared/corpora).
@@ -97,6 +98,14 @@ def corpora() -> Path:
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     return ensure_embedded_model(TEST_CACHE / "models")
+
+
+@pytest.fixture(scope="session")
+def shallow_model_dir(model_dir) -> Path:
+    """The embedded SmolLM2 cut to its first SHALLOW_LAYERS decoder layers: the tests of training
+    mechanics (budget and resume, DPO's loss, early stopping) then do a fraction of the work per
+    step on the same tokenizer, width and LoRA target modules. Made once into var/test-cache."""
+    return shallow_copy(model_dir, TEST_CACHE / "models" / f"{model_dir.name}-{SHALLOW_LAYERS}-layers")
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from dagster import AssetKey
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.partitions import nights_partitions
+from yoyo_assets.shared.atomic import staged_folder
 from yoyo_assets.shared.processes import stop_process_group
 from yoyo_assets.shared.settings import Settings
 
@@ -60,6 +61,26 @@ def copy_documents(sources: list[Path], data_root: Path, stream: str, mtime: flo
         os.utime(target, (mtime, mtime))
         copies.append(target)
     return copies
+
+
+#: Decoder layers kept by `shallow_copy` (SmolLM2-135M has 30).
+SHALLOW_LAYERS = 4
+
+
+def shallow_copy(model_dir: Path, target: Path, layers: int = SHALLOW_LAYERS) -> Path:
+    """`target`: the causal LM in `model_dir` with only its first `layers` decoder layers, and its
+    tokenizer; written whole (staged, then renamed) unless `target` exists already."""
+    if not (target / "config.json").is_file():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        model.model.layers = model.model.layers[:layers]
+        model.config.num_hidden_layers = layers
+        with staged_folder(target) as staging:
+            model.save_pretrained(staging)
+            AutoTokenizer.from_pretrained(model_dir).save_pretrained(staging)
+    return target
 
 
 def free_port() -> int:
