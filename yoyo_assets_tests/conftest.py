@@ -1,6 +1,9 @@
 """Shared test fixtures: real parts only.
 
-- `model_dir`: the embedded SmolLM2 model converted once into var/test-cache (reused across runs).
+- `model_dir`: the embedded SmolLM2 model converted once into var/test-cache (reused across runs);
+  `shallow_model_dir`: its first 4 decoder layers, for tests of training mechanics.
+- `gemma_conversion`: the Gemma model's conversion, started in the background as the session
+  starts when its test is selected and the cache lacks it.
 - `vllm_server`: one real vLLM server on loopback for the whole session, started by the project's
   own managed InferenceServer.
 - `dagster_home`: a Dagster instance in a temporary DAGSTER_HOME with the project's dagster.yaml.
@@ -16,7 +19,10 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -28,6 +34,9 @@ from yoyo_assets.shared.processes import stop_process_group
 from .helpers import (CORPORA, DEMO, REPO_ROOT, SHALLOW_LAYERS, TEST_CACHE, Emulator, free_port,
                       shallow_copy, timeout)
 
+
+#: The test that `gemma_conversion` starts the work of.
+GEMMA_TEST = "test_gemma_is_converted"
 
 #: Fixtures whose tests are `slow` (a server or a training), `corpora` (../shared/corpora).
 SLOW_FIXTURES = {"vllm_server", "external_server", "emulator"}
@@ -105,7 +114,31 @@ def shallow_model_dir(model_dir) -> Path:
     """The embedded SmolLM2 cut to its first SHALLOW_LAYERS decoder layers: the tests of training
     mechanics (budget and resume, DPO's loss, early stopping) then do a fraction of the work per
     step on the same tokenizer, width and LoRA target modules. Made once into var/test-cache."""
-    return shallow_copy(model_dir, TEST_CACHE / "models" / f"{model_dir.name}-{SHALLOW_LAYERS}-layers")
+    target = TEST_CACHE / "models" / f"{model_dir.name}-{SHALLOW_LAYERS}-layers"
+    return shallow_copy(model_dir, target)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gemma_conversion(request, tmp_path_factory
+                     ) -> Iterator[tuple[subprocess.Popen, Path] | None]:
+    """When the Gemma conversion test is selected and the test cache lacks that model: the
+    README's `gemma-model` command, started as the session starts, in a process of its own. Its
+    work is mostly one core of GGUF parsing (~50 s on an AVX-512 machine), and the session's first
+    minute (the embedded model's conversion, vLLM's start) leaves a core idle; the test waits for
+    it. Yields (process, its log) or None; a process still running at the end is stopped."""
+    wanted = any(item.name.startswith(GEMMA_TEST) for item in request.session.items)
+    if not wanted or (TEST_CACHE / "models" / "gemma-3-270m" / "config.json").is_file():
+        yield None
+        return
+    log = tmp_path_factory.mktemp("gemma") / "gemma-model.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "yoyo_assets", "gemma-model"], cwd=REPO_ROOT,
+            env={**os.environ, "YOYO_DATA_ROOT": str(TEST_CACHE)}, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    yield process, log
+    if process.poll() is None:
+        stop_process_group(process.pid, timeout(10), process)
 
 
 @pytest.fixture(scope="session")

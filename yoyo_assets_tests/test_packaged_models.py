@@ -10,14 +10,19 @@ from yoyo_assets.__main__ import main
 from yoyo_assets.adapters.resources import AdapterVersions
 from yoyo_assets.shared.embedded_model import GEMMA_GGUF_NAME, ensure_gemma_model
 
-from .helpers import TEST_CACHE
+from .helpers import TEST_CACHE, timeout
 
 CONVERSATION = [{"role": "system", "content": "Name the entities."},
                 {"role": "user", "content": "Ada met Grace in Paris."},
                 {"role": "assistant", "content": '{"entities": []}'}]
 
 
-def test_gemma_is_converted_with_its_turn_format_and_stops_at_the_turns_end(monkeypatch, capsys):
+def test_gemma_is_converted_with_its_turn_format_and_stops_at_the_turns_end(
+        gemma_conversion, monkeypatch, capsys):
+    if gemma_conversion is not None:  # the command, started with the session (conftest)
+        process, log = gemma_conversion
+        assert process.wait(timeout=timeout(900)) == 0, log.read_text()[-3000:]
+        assert "YOYO_EXTRACTION_MODEL_DIR=" in log.read_text()
     monkeypatch.setenv("YOYO_DATA_ROOT", str(TEST_CACHE))  # its models/ is the suite's cache
     assert main(["gemma-model"]) == 0
     folder = TEST_CACHE / "models" / "gemma-3-270m"
