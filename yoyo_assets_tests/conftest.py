@@ -27,12 +27,12 @@ from typing import Iterator
 import psutil
 import pytest
 
-from yoyo_assets.shared.embedded_model import ensure_embedded_model
+from yoyo_assets.shared.embedded_model import GEMMA_MODEL_NAME, ensure_embedded_model
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.shared.processes import stop_process_group
 
-from .helpers import (CORPORA, DEMO, REPO_ROOT, SHALLOW_LAYERS, TEST_CACHE, Emulator, free_port,
-                      shallow_copy, timeout)
+from .helpers import (CORPORA, DEMO, REPO_ROOT, TEST_CACHE, Emulator, free_port, shallow_copy,
+                      timeout)
 
 
 #: The test that `gemma_conversion` starts the work of.
@@ -112,10 +112,9 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def shallow_model_dir(model_dir) -> Path:
     """The embedded SmolLM2 cut to its first SHALLOW_LAYERS decoder layers: the tests of training
-    mechanics (budget and resume, DPO's loss, early stopping) then do a fraction of the work per
-    step on the same tokenizer, width and LoRA target modules. Made once into var/test-cache."""
-    target = TEST_CACHE / "models" / f"{model_dir.name}-{SHALLOW_LAYERS}-layers"
-    return shallow_copy(model_dir, target)
+    mechanics (budget and resume, DPO's loss) then do a fraction of the work per step on the
+    same tokenizer, width and LoRA target modules. Made once into var/test-cache."""
+    return shallow_copy(model_dir)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -127,7 +126,7 @@ def gemma_conversion(request, tmp_path_factory
     minute (the embedded model's conversion, vLLM's start) leaves a core idle; the test waits for
     it. Yields (process, its log) or None; a process still running at the end is stopped."""
     wanted = any(item.name.startswith(GEMMA_TEST) for item in request.session.items)
-    if not wanted or (TEST_CACHE / "models" / "gemma-3-270m" / "config.json").is_file():
+    if not wanted or (TEST_CACHE / "models" / GEMMA_MODEL_NAME / "config.json").is_file():
         yield None
         return
     log = tmp_path_factory.mktemp("gemma") / "gemma-model.log"

@@ -25,8 +25,8 @@ from dagster import AssetKey
 
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.shared.partitions import nights_partitions
 from yoyo_assets.shared.atomic import staged_folder
+from yoyo_assets.shared.partitions import nights_partitions
 from yoyo_assets.shared.processes import stop_process_group
 from yoyo_assets.shared.settings import Settings
 
@@ -67,9 +67,10 @@ def copy_documents(sources: list[Path], data_root: Path, stream: str, mtime: flo
 SHALLOW_LAYERS = 4
 
 
-def shallow_copy(model_dir: Path, target: Path, layers: int = SHALLOW_LAYERS) -> Path:
-    """`target`: the causal LM in `model_dir` with only its first `layers` decoder layers, and its
-    tokenizer; written whole (staged, then renamed) unless `target` exists already."""
+def shallow_copy(model_dir: Path, layers: int = SHALLOW_LAYERS) -> Path:
+    """`<model_dir>-<layers>-layers` beside `model_dir`: its causal LM with only the first
+    `layers` decoder layers, and its tokenizer; written whole (staged, then renamed) once."""
+    target = model_dir.with_name(f"{model_dir.name}-{layers}-layers")
     if not (target / "config.json").is_file():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

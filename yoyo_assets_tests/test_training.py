@@ -50,8 +50,9 @@ def test_sft_stops_at_budget_resumes_and_lowers_eval_loss(corpora, shallow_model
                             load_in_4bit=True)
     work = tmp_path / "work"
     with pytest.raises(BudgetSpent, match="checkpoint saved"):
+        # A budget spent at once: training stops after the first step.
         train_adapter("sft", train, held_out, config, shallow_model_dir, work,
-                      tmp_path / "first", deadline=time.time())  # spent at once: stops after the first step
+                      tmp_path / "first", deadline=time.time())
     assert (work / "checkpoint-1" / "trainer_state.json").is_file()
 
     result = train_adapter("sft", train, held_out, config, shallow_model_dir, work,
