@@ -73,7 +73,7 @@ def test_unreadable_document_is_rejected(tmp_path):
     # Tests run as root, which reads mode-000 files; a folder named like a document cannot be read.
     path = tmp_path / "folder.md"
     path.mkdir()
-    with pytest.raises(DocumentError, match="unreadable: Is a directory"):
+    with pytest.raises(DocumentError, match="a folder, not a regular file"):
         read_document(path, "transcripts")
 
 

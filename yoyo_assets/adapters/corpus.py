@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import Any
 
 import jsonschema
 
+from ..shared.input_files import (InvalidJson, UnusableFile, isolated, parse_json,
+                                  read_regular_file)
 from ..shared.json_schema import schema_violation
 from ..shared.jsonl import InvalidLine
+from ..shared.text import printable
 
 #: Bucket role -> training kind. `extraction` holds SFT tuples that teach the entity extractor
 #: (datagraph/extraction_tuples.py); its adapter is served to Phase 1.
@@ -27,6 +31,10 @@ ROLES = {"engineering": "sft", "apprenticeship": "dpo", "extraction": "sft"}
 #: Longest tuple accepted, in characters of its canonical JSON (about 4 characters a token:
 #: 64 KiB is far beyond the 512-token training length, so only runaway records are refused).
 DEFAULT_MAX_TUPLE_CHARS = 64 * 1024
+
+#: Largest bucket file read, bytes (a night's harvest of 1,000 commits at the 48 KiB diff cap
+#: is ~50 MiB).
+MAX_FILE_BYTES = 256 * 2**20
 
 _TEXT = {"type": "string", "minLength": 1, "pattern": r"\S"}
 _MESSAGE = {
@@ -107,15 +115,15 @@ def check_line(text: str, kind: str, max_chars: int = DEFAULT_MAX_TUPLE_CHARS) -
     """Parse and validate one JSONL line as a tuple of `kind` ("sft" or "dpo").
 
     Raises:
-        ValueError: not JSON, not an object, over `max_chars`, or a schema violation (the message
-            names the field).
+        ValueError: not JSON (or nested too deeply, a number too large), not an object, over
+            `max_chars`, or a schema violation (the message names the field).
     """
     if len(text) > max_chars:
         raise ValueError(f"over-long tuple: {len(text)} characters, limit {max_chars}")
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+        record = parse_json(text)
+    except InvalidJson as exc:
+        raise ValueError(f"not JSON: {exc.reason}") from None
     if not isinstance(record, dict):
         raise ValueError(f"not an object: {type(record).__name__}")
     violation = schema_violation(_VALIDATORS[kind], record)
@@ -129,35 +137,64 @@ def _shingles(record: dict[str, Any]) -> set[bytes]:
     return {" ".join(words[i:i + 3]).encode() for i in range(max(1, len(words) - 2))}
 
 
+def _lines_of(path: Path, root: Path, arrived_by: float) -> list[str] | None:
+    """The lines of one bucket file, or None when it arrived after `arrived_by` (or is gone).
+
+    Raises:
+        ValueError: not a regular file inside `root`, over MAX_FILE_BYTES, unreadable, not
+            UTF-8.
+    """
+    try:
+        if os.lstat(path).st_mtime > arrived_by:
+            return None
+        data, found = read_regular_file(path, root, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    except UnusableFile as exc:
+        raise ValueError(f"unusable file: {exc.reason}") from None
+    except OSError as exc:
+        raise ValueError(f"unreadable file: {exc.strerror or exc}") from None
+    if found.st_mtime > arrived_by:  # a link that arrived in time to a file that did not
+        return None
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"unreadable file: not UTF-8 at byte {exc.start}") from None
+
+
 def scan_bucket(folder: Path, kind: str, arrived_by: float,
                 max_chars: int = DEFAULT_MAX_TUPLE_CHARS,
-                near_duplicate_threshold: float = 0.9) -> BucketScan:
+                near_duplicate_threshold: float = 0.9, root: Path | None = None) -> BucketScan:
     """Read every `*.jsonl` file in `folder` modified by `arrived_by` (Unix seconds), in name
     order. Blank lines are skipped; bad lines are reported and skipped; the rest are kept once
-    each. Near-duplicates: estimated Jaccard similarity of word 3-grams >= the threshold
-    (MinHash, 128 permutations, from datasketch)."""
+    each. Only regular files inside `root` (default: the folder holding the buckets), links
+    followed, are read; any other entry is one invalid "line 0" naming it. Near-duplicates:
+    estimated Jaccard similarity of word 3-grams >= the threshold (MinHash, 128 permutations,
+    from datasketch)."""
     # Imported here: datasketch loads scipy (~0.6 s), which no Phase 1 process needs.
     from datasketch import MinHash, MinHashLSH
 
     scan = BucketScan()
     seen: set[str] = set()
     lsh = MinHashLSH(threshold=near_duplicate_threshold, num_perm=128)
+    root = folder.parent if root is None else root
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        if path.stat().st_mtime > arrived_by:
+        name = printable(str(path))
+        try:
+            lines = _lines_of(path, root, arrived_by)
+        except ValueError as exc:
+            scan.invalid.append(InvalidLine(name, 0, str(exc)))
+            continue
+        if lines is None:
             continue
         scan.files.append(path)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            scan.invalid.append(InvalidLine(str(path), 0, f"unreadable file: {exc}"))
-            continue
         for number, text in enumerate(lines, 1):
             if not text.strip():
                 continue
             try:
-                record = check_line(text, kind, max_chars)
+                record = isolated(check_line, text, kind, max_chars)
             except ValueError as exc:
-                scan.invalid.append(InvalidLine(str(path), number, str(exc)))
+                scan.invalid.append(InvalidLine(name, number, str(exc)))
                 continue
             digest = canonical_hash(record)
             if digest in seen:

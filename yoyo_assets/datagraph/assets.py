@@ -88,7 +88,8 @@ def corrections(context: AssetExecutionContext, documents: list[Document],
     (applicable, already applied, superseded, or waiting for its document). Bad lines are
     rejected with file, line and reason and do not stop the others."""
     night_end = context.partition_time_window.end
-    scan = read_corrections(Path(document_streams.root), night_end.timestamp())
+    scan = read_corrections(Path(document_streams.root), night_end.timestamp(),
+                            document_streams.max_document_bytes)
     for rejection in scan.rejected:
         context.log.warning(f"rejected correction {rejection}")
     previews = []

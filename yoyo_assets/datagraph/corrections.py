@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,9 +25,12 @@ from typing import Annotated, Any, Literal
 import jsonschema
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from ..shared.input_files import (InvalidJson, UnusableFile, isolated, parse_json, quoted,
+                                  read_regular_file)
 from ..shared.json_schema import schema_violation
 from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
+from .documents import DEFAULT_MAX_DOCUMENT_BYTES
 from .extraction import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
 from .graph_batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
                           Sha256, StrictModel, check_once, describe)
@@ -35,6 +39,8 @@ from .graph_batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch
 MAX_OPERATOR_CHARS = 200
 #: Corrections one graph request may hold.
 MAX_CORRECTIONS_PER_BATCH = 10_000
+#: Largest corrections file read, bytes (a full request of 10,000 corrections is ~10 MiB).
+MAX_FILE_BYTES = 64 * 2**20
 #: The folder under the data root that corrections arrive in.
 FOLDER = "corrections"
 
@@ -172,30 +178,39 @@ class CorrectionScan:
     later: int = 0
 
 
-def _document_hash(record: dict, data_root: Path) -> str:
+def _document_hash(record: dict, data_root: Path, max_bytes: int) -> str:
+    """The SHA-256 of the document the record names: its `document`, or the bytes of its
+    `path` (a regular file inside the data root, at most `max_bytes`: a larger one was never
+    read as a document, so no correction can apply to it)."""
     if "document" in record:
         return record["document"]
     path = Path(record["path"])
     path = path if path.is_absolute() else data_root / path
-    if not path.resolve().is_relative_to(data_root.resolve()):
-        raise ValueError(f"path {record['path']!r} is outside the data root")
+    if not os.path.realpath(path).startswith(os.path.realpath(data_root) + os.sep):
+        raise ValueError(f"path {quoted(record['path'])} is outside the data root")
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        data, _ = read_regular_file(path, data_root, max_bytes)
+    except UnusableFile as exc:
+        raise ValueError(f"path {quoted(record['path'])}: {exc.reason}") from None
     except OSError as exc:
-        raise ValueError(f"path {record['path']!r}: {exc.strerror}") from None
+        raise ValueError(f"path {quoted(record['path'])}: {exc.strerror or exc}") from None
+    return hashlib.sha256(data).hexdigest()
 
 
-def parse_correction(text: str, data_root: Path) -> Correction:
-    """One line of a corrections file as a `Correction`.
+def parse_correction(text: str, data_root: Path,
+                     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Correction:
+    """One line of a corrections file as a `Correction`; a `path` is read under
+    `max_document_bytes` (bytes).
 
     Raises:
-        ValueError: not JSON, breaks `CORRECTION_SCHEMA` or `Correction`'s rules (the message
-            names the field), or its `path` cannot be read.
+        ValueError: not JSON (or nested too deeply, a number too large), breaks
+            `CORRECTION_SCHEMA` or `Correction`'s rules (the message names the field), or its
+            `path` cannot be read.
     """
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg} (column {exc.colno})") from None
+        record = parse_json(text)
+    except InvalidJson as exc:
+        raise ValueError(f"not JSON: {exc.reason}") from None
     if isinstance(record, dict) and not {"document", "path"} & set(record):
         raise ValueError("at (root): names no document: give `document` (its SHA-256) or `path`")
     problem = schema_violation(_VALIDATOR, record)
@@ -216,29 +231,45 @@ def parse_correction(text: str, data_root: Path) -> Correction:
     try:
         return Correction.model_validate({
             "id": hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest(),
-            "document": _document_hash(record, data_root), "by": record["by"], "at": at,
+            "document": _document_hash(record, data_root, max_document_bytes), "by": record["by"], "at": at,
             "entities": [{"key": key, **e} for key, e in entities.items()]})
     except ValidationError as exc:
         raise ValueError(describe(exc)) from None
 
 
-def read_corrections(data_root: Path, arrived_by: float) -> CorrectionScan:
+def _lines_of(path: Path, data_root: Path) -> list[str]:
+    """The lines of one corrections file (a regular file inside the data root, UTF-8, at most
+    MAX_FILE_BYTES). Raises ValueError with the reason otherwise."""
+    try:
+        data, _ = read_regular_file(path, data_root, MAX_FILE_BYTES)
+        return data.decode("utf-8").splitlines()
+    except UnusableFile as exc:
+        raise ValueError(exc.reason) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: byte at offset {exc.start}") from None
+    except OSError as exc:
+        raise ValueError(f"unreadable: {exc.strerror or exc}") from None
+
+
+def read_corrections(data_root: Path, arrived_by: float,
+                     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> CorrectionScan:
     """The corrections under `<data_root>/corrections/*.jsonl` made by `arrived_by` (Unix
-    seconds), the latest per document, and the lines rejected (file, line, reason). A missing
-    folder holds none."""
+    seconds), the latest per document, and the lines rejected (file, line, reason; line 0: the
+    whole file, such as one that is not a regular file inside the data root). A missing folder
+    holds none; a `path` correction's file is read under `max_document_bytes`."""
     scan, latest = CorrectionScan(), {}
     folder = data_root / FOLDER
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         try:
-            lines = path.read_bytes().decode("utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            lines = _lines_of(path, data_root)
+        except ValueError as exc:
             scan.rejected.append(InvalidLine(printable(str(path)), 0, str(exc)))
             continue
         for number, text in enumerate(lines, 1):
             if not text.strip():
                 continue
             try:
-                correction = parse_correction(text, data_root)
+                correction = isolated(parse_correction, text, data_root, max_document_bytes)
             except ValueError as exc:
                 scan.rejected.append(InvalidLine(printable(str(path)), number, str(exc)))
                 continue

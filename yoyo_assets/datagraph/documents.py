@@ -7,7 +7,6 @@ A document's identity is the SHA-256 of its bytes. Nothing here touches the grap
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from stat import S_ISREG
 
 import yaml
 
+from ..shared.input_files import (InvalidJson, UnusableFile, parse_json, quoted,
+                                  read_regular_file)
 from ..shared.text import printable, unsafe_character
 from .scan_index import ScanIndex, Stat
 
@@ -81,6 +82,10 @@ def _line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
+class _SelfReference(Exception):
+    """A YAML alias inside the node it refers to (args: that node)."""
+
+
 def _alias_bomb(root: yaml.Node | None) -> tuple[str, int] | None:
     """(reason, 1-based line) if `root` expands past MAX_YAML_NODES nodes with its aliases
     followed, or refers to itself; else None. Counts shared nodes once per use, without
@@ -93,7 +98,7 @@ def _alias_bomb(root: yaml.Node | None) -> tuple[str, int] | None:
         if key in sizes:
             return sizes[key]
         if key in inside:
-            raise RecursionError(node)
+            raise _SelfReference(node)
         inside.add(key)
         children: list = []
         if isinstance(node, yaml.SequenceNode):
@@ -116,23 +121,19 @@ def _alias_bomb(root: yaml.Node | None) -> tuple[str, int] | None:
     except OverflowError as exc:
         return (f"YAML alias expansion over {MAX_YAML_NODES} nodes (alias bomb)",
                 exc.args[0].start_mark.line + 1)
-    except RecursionError as exc:
+    except _SelfReference as exc:
         return ("YAML alias refers to itself", exc.args[0].start_mark.line + 1)
     return None
 
 
-def _read_text(path: Path, max_bytes: int, reject) -> tuple[bytes, str, float]:
-    """The file's bytes, its text and its modification time, or a rejection: unreadable,
-    oversized, not UTF-8, empty, binary."""
+def _read_text(path: Path, root: Path | None, max_bytes: int, reject
+               ) -> tuple[bytes, str, float]:
+    """The file's bytes, its text and its modification time, or a rejection: not a regular
+    file inside `root`, unreadable, oversized, not UTF-8, empty, binary."""
     try:
-        stat = path.stat()
-        if stat.st_size > max_bytes:
-            raise reject(f"oversized: {stat.st_size} bytes, limit {max_bytes}")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise reject(f"unreadable: {exc.strerror or exc}") from exc
-    if len(data) > max_bytes:  # grew between stat and read
-        raise reject(f"oversized: {len(data)} bytes, limit {max_bytes}")
+        data, stat = read_regular_file(path, root, max_bytes)
+    except UnusableFile as exc:
+        raise reject(exc.reason) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -151,9 +152,9 @@ def _json_record_as_lines(text: str, reject) -> str:
     line breaks, and a small model reads `city: Cullman` better than JSON punctuation
     (docs/benchmarks.md)."""
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise reject(f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno) from exc
+        record = parse_json(text)
+    except InvalidJson as exc:
+        raise reject(exc.reason, exc.line) from None
     if not isinstance(record, dict):
         raise reject(f"expected a JSON object, found {type(record).__name__}", 1)
     return yaml.safe_dump(record, allow_unicode=True, sort_keys=False, width=2**31 - 1)
@@ -176,14 +177,19 @@ def _check_yaml(text: str, reject) -> None:
                      mark.line + 1 if mark else None) from exc
     except yaml.YAMLError as exc:
         raise reject(f"malformed YAML: {exc}") from exc
+    except RecursionError:  # libyaml composes ~1,000 levels; walking them recurses in Python
+        raise reject("YAML nested too deeply") from None
     finally:
         loader.dispose()
 
 
-def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Document:
+def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+                  root: Path | None = None) -> Document:
     """Read and check one document file.
 
-    Checks, in order: a file name without control characters and in UTF-8, readable, at most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
+    Checks, in order: a file name without control characters and in UTF-8, a regular file (its
+    links followed) inside `root` (None: anywhere; the scan passes the data root), readable, at
+    most `max_bytes` bytes, not empty, UTF-8, no NUL byte (binary),
     and for `.json` / `.yaml` / `.yml` that it parses (YAML with the safe loader only; a JSON
     contact record must be an object).
 
@@ -199,7 +205,7 @@ def read_document(path: Path, stream: str, max_bytes: int = DEFAULT_MAX_DOCUMENT
     if problem:
         raise reject(f"file name holds a {problem} (not UTF-8, or a control character): "
                      f"rename the file")
-    data, text, modified_at = _read_text(path, max_bytes, reject)
+    data, text, modified_at = _read_text(path, root, max_bytes, reject)
     suffix = path.suffix.lower()
     if suffix == ".json":
         text = _json_record_as_lines(text, reject)
@@ -225,13 +231,18 @@ class StreamScan:
     unchanged: int = 0
 
 
-def _stream_files(folder: Path, patterns: tuple[str, ...], unsafe: list[Path]):
+def _stream_files(folder: Path, patterns: tuple[str, ...], odd: list[Path]):
     """(name, (size, mtime_ns, ctime_ns, inode)) of the regular files (or links to them) in
     `folder` that match `patterns` (`*.<suffix>`); a missing folder is empty, files removed
-    meanwhile are left out. Paths that are not valid text (a file name not in UTF-8) go to
-    `unsafe` instead: they are rejected when read. Each file is `stat`ed by name relative to the
-    open folder, the cheapest way Python has: a night over a long history is mostly these calls
-    (docs/benchmarks.md)."""
+    meanwhile are left out. The other matching entries go to `odd`, to be rejected one by one
+    when read, never indexed: names that are not valid text (not UTF-8), and entries that are
+    not regular files (folders, FIFOs, sockets, devices, dangling links, link loops). Each file
+    is `stat`ed by name relative to the open folder, the cheapest way Python has: a night over a
+    long history is mostly these calls (docs/benchmarks.md).
+
+    Raises:
+        OSError: the folder exists but cannot be listed (not a folder, no permission).
+    """
     suffixes = tuple(pattern.removeprefix("*") for pattern in patterns)
     try:
         descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -243,30 +254,41 @@ def _stream_files(folder: Path, patterns: tuple[str, ...], unsafe: list[Path]):
             if not name.endswith(suffixes):
                 continue
             if folder_unsafe or not name.isprintable() and unsafe_character(name):
-                unsafe.append(folder / name)
+                odd.append(folder / name)
                 continue
             try:
                 stat = os.stat(name, dir_fd=descriptor)
             except FileNotFoundError:
+                if os.path.lexists(folder / name):  # a dangling link
+                    odd.append(folder / name)
+                continue
+            except OSError:  # a link loop, or a folder on the way we may not enter
+                odd.append(folder / name)
                 continue
             if S_ISREG(stat.st_mode):
                 yield name, (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+            else:
+                odd.append(folder / name)
     finally:
         os.close(descriptor)
 
 
 def _read_into(scan: StreamScan, index: ScanIndex, path: Path, stat: Stat | None, stream: str,
-               max_bytes: int, seen: set[str]) -> None:
+               max_bytes: int, seen: set[str], data_root: Path) -> None:
     """Read one file into `scan` and what it gave into `index` (`stat` None: not indexed)."""
     scan.opened += 1
     try:
-        document = read_document(path, stream, max_bytes)
+        document = read_document(path, stream, max_bytes, root=data_root)
     except FileNotFoundError:
         return  # removed while scanning
     except DocumentError as exc:
         scan.rejected.append(exc.rejection)
         if stat is not None:
             index.remember(str(path), stat, None, exc.rejection.reason, exc.rejection.line)
+        return
+    except Exception as exc:  # noqa: BLE001 - one file's failure, whatever it is, is its own
+        scan.rejected.append(Rejection(printable(str(path)), stream,
+                                       f"unreadable: {type(exc).__name__}: {quoted(str(exc))}"))
         return
     if stat is not None:
         index.remember(str(path), stat, document.sha256)
@@ -277,12 +299,38 @@ def _read_into(scan: StreamScan, index: ScanIndex, path: Path, stat: Stat | None
     scan.documents.append(document)
 
 
+def _list_stream(index: ScanIndex, folder: Path, patterns: tuple[str, ...], arrived_by: float,
+                 scan: StreamScan, stream: str) -> tuple[list, list[Path]]:
+    """The index's triage of `folder` (what to read) and its odd entries arrived by
+    `arrived_by`; a folder that cannot be listed is one rejection."""
+    odd: list[Path] = []
+    try:
+        triage = index.triage(str(folder), _stream_files(folder, patterns, odd), arrived_by)
+    except OSError as exc:
+        scan.rejected.append(Rejection(printable(str(folder)), stream,
+                                       f"stream folder unreadable: {exc.strerror or exc}"))
+        return [], []
+    scan.unchanged += triage.unchanged
+    scan.rejected += [Rejection(printable(path), stream, reason, line)
+                      for path, reason, line in triage.rejected]
+    arrived = []
+    for path in sorted(odd):
+        try:
+            if path.lstat().st_mtime <= arrived_by:
+                arrived.append(path)
+        except FileNotFoundError:
+            continue
+    return triage.to_read, arrived
+
+
 def scan_streams(data_root: Path, arrived_by: float,
                  max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
                  index: ScanIndex | None = None) -> StreamScan:
     """The documents under `data_root/<stream>/` whose modification time is at most `arrived_by`
     (Unix seconds), in a stable order (stream, then path). A missing stream folder is empty.
 
+    Only regular files inside `data_root` (links followed) are read; every other matching
+    entry, and any file that fails to read for whatever reason, is one rejection naming it.
     With `index`, a file unchanged since the ledger recorded its hash is not opened, and an
     unchanged rejected file is reported again without being opened (see scan_index.py); the
     index learns what this scan read. A night's cost then follows what changed, plus one `stat`
@@ -291,16 +339,11 @@ def scan_streams(data_root: Path, arrived_by: float,
     index = index or ScanIndex()
     scan, seen = StreamScan(), set()
     for stream, patterns in STREAM_PATTERNS.items():
-        folder, unsafe = data_root / stream, []
-        triage = index.triage(str(folder), _stream_files(folder, patterns, unsafe),
-                              arrived_by)
-        scan.unchanged += triage.unchanged
-        scan.rejected += [Rejection(path, stream, reason, line)
-                          for path, reason, line in triage.rejected]
-        for path, stat in triage.to_read:
-            _read_into(scan, index, Path(path), stat, stream, max_bytes, seen)
-        for path in sorted(unsafe):
-            if path.lstat().st_mtime <= arrived_by:
-                _read_into(scan, index, path, None, stream, max_bytes, seen)
+        to_read, odd = _list_stream(index, data_root / stream, patterns, arrived_by, scan,
+                                    stream)
+        for path, stat in to_read:
+            _read_into(scan, index, Path(path), stat, stream, max_bytes, seen, data_root)
+        for path in odd:
+            _read_into(scan, index, path, None, stream, max_bytes, seen, data_root)
         index.commit()
     return scan

@@ -31,7 +31,13 @@ def without_unsafe_characters(text: str) -> str:
     return _UNSAFE.sub(" ", text)
 
 
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def printable(text: str) -> str:
-    """`text` safe to print or log: lone surrogates (from undecodable file names) as
-    backslash escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """`text` safe to print or log on one line: control characters (newlines, terminal escape
+    codes) and lone surrogates (from undecodable file names) as backslash escapes, such as
+    `\\x1b` and `\\udcff`; other characters as they are."""
+    return _UNSAFE.sub(_escape, text)
