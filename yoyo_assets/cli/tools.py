@@ -55,7 +55,7 @@ def serve_graph(args: argparse.Namespace) -> int:
     root's graph file) on `args.host:args.port`, with the request limits of `args` and the
     token and LadybugDB memory settings of the environment, until interrupted; see
     `graph_service.serve`. Logs to standard error; exits 2 when asked to bind beyond loopback
-    without a token."""
+    without a token of 32 random bytes."""
     import logging
 
     from ..datagraph.graph_service import ServiceLimits, UnsafeBinding, serve
@@ -65,7 +65,9 @@ def serve_graph(args: argparse.Namespace) -> int:
     limits = ServiceLimits(max_batch_documents=args.max_batch_documents,
                            max_body_bytes=int(args.max_body_mib * 2**20),
                            read_timeout_s=args.read_timeout_s,
-                           max_connections=args.max_connections)
+                           max_requests=args.max_requests,
+                           max_header_bytes=int(args.max_header_kib * 2**10),
+                           header_timeout_s=args.header_timeout_s)
     try:
         serve(Path(args.graph) if args.graph else settings.graph_path, args.host, args.port,
               limits, settings.graph_service_token, settings.graph_buffer_pool_mib,

@@ -40,6 +40,11 @@ class InvalidBatch(ValueError):
     """A write batch that breaks one of the rules above; the message names the field."""
 
 
+class ConflictingReplay(ValueError):
+    """An id the graph has recorded (a mutate request's `request_id`, a correction's `id`) sent
+    again with other content; the message names the id. Nothing of the request is written."""
+
+
 def _safe(value: object) -> object:
     problem = unsafe_character(value) if isinstance(value, str) else None
     if problem:
@@ -132,11 +137,18 @@ class Batch(StrictModel):
         return self
 
 
+def _field_name(part: object, limit: int = 100) -> str:
+    """One part of a field's path, cut to `limit` characters (a client's key can be megabytes)."""
+    text = str(part)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
+
+
 def describe(error: ValidationError, limit: int = 5) -> str:
-    """A validation error as `field.path: message; ...` (the first `limit` errors)."""
+    """A validation error as `field.path: message; ...` (the first `limit` errors; each part of
+    a path cut to 100 characters)."""
     parts = []
     for item in error.errors()[:limit]:
-        where = ".".join(str(part) for part in item["loc"]) or "body"
+        where = ".".join(_field_name(part) for part in item["loc"]) or "body"
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     more = error.error_count() - limit

@@ -16,10 +16,12 @@ document already in the ledger, so no later night overwrites a correction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Callable
 
 from .corrections import Correction, CorrectionOutcome
+from .graph_batch import ConflictingReplay
 
 Query = Callable[..., list[list[Any]]]
 
@@ -32,10 +34,14 @@ SCHEMA = (
     "CREATE REL TABLE IF NOT EXISTS CORRECTS(FROM Correction TO Document)",
     "ALTER TABLE MENTIONS ADD IF NOT EXISTS confirmed_by STRING DEFAULT ''",
     "ALTER TABLE MENTIONS ADD IF NOT EXISTS confirmed_at STRING DEFAULT ''",
+    # SHA-256 of what the correction said (`content_digest`), so that its id sent again with
+    # other content is refused; '' for corrections applied before it existed.
+    "ALTER TABLE Correction ADD IF NOT EXISTS content STRING DEFAULT ''",
 )
 
 DOCUMENT = "MATCH (d:Document {sha256: $sha256}) RETURN d.path, d.stream, d.night"
-THIS_ONE = "MATCH (c:Correction {id: $id}) RETURN c.night, c.extractor_answer"
+THIS_ONE = ("MATCH (c:Correction {id: $id}) "
+            "RETURN c.night, c.extractor_answer, c.document, c.content")
 # The newest correction applied to the document, and the extractor's answer kept by the first.
 NEWEST = """
 MATCH (c:Correction)-[:CORRECTS]->(d:Document {sha256: $sha256})
@@ -81,7 +87,7 @@ CREATE (d)-[:MENTIONS {mentions: mentions, confirmed_by: $by, confirmed_at: $at}
 """
 RECORD = """
 CREATE (c:Correction {id: $id, document: $sha256, by: $by, at: $at, night: $night,
-                      extractor_answer: $answer})
+                      extractor_answer: $answer, content: $content})
 WITH c
 MATCH (d:Document {sha256: $sha256})
 CREATE (c)-[:CORRECTS]->(d)
@@ -93,7 +99,12 @@ def apply_correction(query: Query, correction: Correction, night: str,
                      preview: bool = False) -> CorrectionOutcome:
     """Apply `correction` during `night` through `query` (a connection inside a transaction);
     see the module's docstring. Returns what was done; with `preview`, nothing is written and
-    an applicable correction comes back `applicable`."""
+    an applicable correction comes back `applicable`.
+
+    Raises:
+        graph_batch.ConflictingReplay: its id was applied before with another document or
+            other content.
+    """
     found = query(DOCUMENT, {"sha256": correction.document})
     if not found:
         return CorrectionOutcome(correction.id, correction.document, "waiting")
@@ -101,7 +112,10 @@ def apply_correction(query: Query, correction: Correction, night: str,
     outcome = dict(id=correction.id, document=correction.document, path=path, stream=stream)
     this_one = query(THIS_ONE, {"id": correction.id})
     if this_one:
-        night_applied, answer = this_one[0]
+        night_applied, answer, document, content = this_one[0]
+        if document != correction.document or content not in ("", content_digest(correction)):
+            raise ConflictingReplay(f"correction {correction.id}: applied before with other "
+                                    f"content (document {document})")
         return CorrectionOutcome(**outcome, status="already_applied",
                                  applied_night=night_applied, extractor_answer=_pairs(answer))
     newest = query(NEWEST, {"sha256": correction.document})
@@ -124,7 +138,7 @@ def apply_correction(query: Query, correction: Correction, night: str,
                     {key: n for key, (_, _, n) in mentioned.items()})
     query(RECORD, {"sha256": correction.document, "id": correction.id, "by": correction.by,
                    "at": correction.at, "night": night, "answer": answer,
-                   "count": len(correction.entities)})
+                   "count": len(correction.entities), "content": content_digest(correction)})
     return CorrectionOutcome(**outcome, status="applied", applied_night=night,
                              extractor_answer=_pairs(answer))
 
@@ -149,6 +163,12 @@ def _link_confirmed(query: Query, correction: Correction, document_night: str,
     query(LINK, {"sha256": correction.document, "key": keys,
                  "mentions": [mentions.get(key, 1) for key in keys],
                  "by": correction.by, "at": correction.at})
+
+
+def content_digest(correction: Correction) -> str:
+    """SHA-256 hex of what `correction` says: its document, entities, who and when."""
+    said = correction.model_dump(mode="json", exclude={"id"})
+    return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()
 
 
 def _pairs(answer: str) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from ..shared.faults import crash_point
 from ..shared.settings import declared_default
 from .corrections import Correction, CorrectionOutcome, check_corrections
 from .extraction import ENTITY_TYPES, DocumentExtraction
-from .graph_batch import check_batch
+from .graph_batch import ConflictingReplay, check_batch
 from .graph_bulk import BULK_ROWS, copy_new_rows
 from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
 from .graph_corrections import apply_correction
@@ -53,6 +53,10 @@ SCHEMA = (
     # added to graphs made before it existed.
     "ALTER TABLE Document ADD IF NOT EXISTS extractor STRING DEFAULT ''",
     *CORRECTION_SCHEMA,  # operators' corrections (graph_corrections.py)
+    # The graph service's mutate requests: id and SHA-256 of the body that wrote them, so that
+    # an id sent again with other content is refused (graph_service.py).
+    "CREATE NODE TABLE IF NOT EXISTS MutateRequest(id STRING PRIMARY KEY, content STRING, "
+    "night STRING)",
 )
 
 #: Properties renamed since graphs were first written: (table, old name, new name). A graph file
@@ -65,6 +69,8 @@ RENAMED_PROPERTIES = (
 
 KNOWN_DOCUMENTS = "UNWIND $hashes AS h MATCH (d:Document {sha256: h}) RETURN d.sha256"
 KNOWN_ENTITIES = "UNWIND $keys AS k MATCH (e:Entity {key: k}) RETURN e.key"
+REQUEST_CONTENT = "MATCH (r:MutateRequest {id: $id}) RETURN r.content"
+RECORD_REQUEST = "CREATE (:MutateRequest {id: $id, content: $content, night: $night})"
 
 # A write's new rows go through `COPY FROM` from `graph_bulk.BULK_ROWS` on (graph_bulk); the rest
 # is `UNWIND` over list parameters, one list per column (`$key[i]`, 1-based):
@@ -114,7 +120,7 @@ CREATE (d)-[:MENTIONS {mentions: mentions}]->(e)
 
 #: The statements a write runs, for the plan check of the tests.
 WRITE_STATEMENTS = (KNOWN_DOCUMENTS, KNOWN_ENTITIES, CREATE_ENTITIES, UPDATE_ENTITIES,
-                    CREATE_DOCUMENTS, CREATE_MENTIONS)
+                    CREATE_DOCUMENTS, CREATE_MENTIONS, REQUEST_CONTENT, RECORD_REQUEST)
 
 # Entities that the night's documents mention, most mentioned first.
 NIGHT_ENTITIES = """
@@ -295,32 +301,53 @@ class GraphDatabase:
         return {row[0] for row in self.query(KNOWN_DOCUMENTS, {"hashes": hashes})}
 
     def write_extractions(self, extractions: list[DocumentExtraction], night: str,
-                          checked: bool = False) -> WriteStats:
+                          checked: bool = False, request: tuple[str, str] | None = None
+                          ) -> WriteStats:
         """Write the entities, ledger entries and `MENTIONS` of `extractions` in one transaction.
 
         Documents already in the ledger are skipped, so a re-run adds nothing twice; the ledger
         entries commit together with their entities or not at all. `checked`: the caller has
         already validated the batch against graph_batch's rules (the graph service, whose
-        request model holds them), so they are not checked twice.
+        request model holds them), so they are not checked twice. `request`: the graph
+        service's (request id, SHA-256 of its body), recorded with a batch it writes whole, so
+        that the id sent again with another body is refused.
 
         Raises:
             graph_batch.InvalidBatch: the batch breaks a rule of graph_batch (named); nothing
                 is written.
+            graph_batch.ConflictingReplay: `request`'s id was recorded with another body;
+                nothing is written.
         """
         if not extractions:
             return WriteStats()
         with collector_paused():
             if not checked:
                 check_batch(extractions, night)
-            return self._write(extractions, night)
+            return self._write(extractions, night, request)
 
-    def _write(self, extractions: list[DocumentExtraction], night: str) -> WriteStats:
+    def _check_request(self, request: tuple[str, str] | None) -> bool:
+        """True when `request` is to be recorded (its id is new); raises ConflictingReplay
+        when its id was recorded with another body."""
+        if request is None:
+            return False
+        found = self.query(REQUEST_CONTENT, {"id": request[0]})
+        if found and found[0][0] != request[1]:
+            raise ConflictingReplay(f"request_id {request[0]}: sent before with another body "
+                                    f"(its documents' hashes are the id; their content differs)")
+        return not found
+
+    def _write(self, extractions: list[DocumentExtraction], night: str,
+               request: tuple[str, str] | None) -> WriteStats:
         """`write_extractions` of a checked batch."""
         stats = WriteStats()
         with self.transaction():
+            new_request = self._check_request(request)
             known = self.known_documents(x.sha256 for x in extractions)
             fresh = [x for x in extractions if x.sha256 not in known]
             stats.documents_already_recorded = len(extractions) - len(fresh)
+            if new_request and not known:  # a body that writes all its documents
+                self.query(RECORD_REQUEST, {"id": request[0], "content": request[1],
+                                            "night": night})
             if not fresh:
                 return stats
             rows = batch_rows(fresh, night)
