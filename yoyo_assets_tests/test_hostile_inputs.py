@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,6 +131,46 @@ def test_every_hostile_file_is_rejected_once_by_name_and_nothing_outside_is_open
         assert reason in got[where], (where, got[where])
     assert [t.record for t in corpus.tuples] == [GOOD_SFT]
 
+    assert AUDIT.breaches(outside) == []
+
+
+#: step -> the file each kind is placed as under the data root.
+STEP_FILES = {"documents": "contacts/{}.json", "corrections": "corrections/{}.jsonl",
+              "corpus": "corpus/engineering-pointsav/{}.jsonl"}
+
+
+def _reported(step: str, results: tuple) -> dict[str, str]:
+    """path -> reason of what `step` turned away (files, or lines as `path:line`)."""
+    documents, corrections, corpus = results
+    if step == "documents":
+        return {r.path: r.reason for r in documents.rejected}
+    lines = corrections.rejected if step == "corrections" else corpus.invalid
+    return {f"{line.path}:{line.line}" if line.line else line.path: line.reason
+            for line in lines}
+
+
+@pytest.mark.parametrize("kind", [*FILE_KINDS, *JSON_KINDS])
+@pytest.mark.parametrize("step", STEP_FILES)
+def test_one_hostile_file_is_one_rejection_naming_it(step, kind, tmp_path):
+    """Each finding of issue 47 alone, in each step: the step ends, names the file (and line)
+    with the reason, and still reads the good file beside it."""
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    relative = STEP_FILES[step].format(kind)
+    if kind in FILE_KINDS:
+        path, where, reason = place(kind, (root / relative).parent, Path(relative).name,
+                                    outside), None, FILE_KINDS[kind]
+        where = str(path)
+    else:
+        text, reason = JSON_KINDS[kind]
+        path = write(root / relative, text.replace("\n", " ") + "\n")
+        where = str(path) if step == "documents" else f"{path}:1"
+    write(root / "research" / "good.yaml", GOOD_NOTE)
+    write(root / "corpus" / "engineering-pointsav" / "good.jsonl", json.dumps(GOOD_SFT) + "\n")
+    results = run_steps(root)
+    reported = _reported(step, results)
+    assert list(reported) == [where] and reason in reported[where], reported
+    assert [d.path for d in results[0].documents] == [str(root / "research" / "good.yaml")]
+    assert [t.record for t in results[2].tuples] == [GOOD_SFT]
     assert AUDIT.breaches(outside) == []
 
 
