@@ -19,7 +19,7 @@ def test_all_definitions_load():
               for name in ("corpus_bucket", "adapter", "published_adapter")}
     phase2.add("pointsav/engineering/commit_tuples")  # upstream of the engineering bucket
     assert keys == {"documents", "corrections", "extracted_entities", "datagraph",
-                    "correction_tuples"} | phase2
+                    "resolved_mentions", "correction_tuples"} | phase2
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()
               if k.to_user_string() in phase2}

@@ -112,6 +112,20 @@ def _correction_lines(runs: NightRuns, recorded: dict) -> list[str]:
             f"{made.get('tenant', 'the serving tenant')}'s next adapters"]
 
 
+def _identity_lines(runs: NightRuns) -> list[str]:
+    """How the night's person mentions were resolved (docs/identity.md); nothing when
+    `resolved_mentions` recorded nothing."""
+    found = runs.phase1.asset_materializations_for_node("resolved_mentions") \
+        if runs.phase1 else []
+    if not found:
+        return []
+    made = {k: v.value for k, v in found[-1].metadata.items()}
+    return [f"identity   {made['mentions_resolved']} person mentions resolved: "
+            f"{made['mentions_anchored']} merged into an existing entity (a contact record's "
+            f"id), {made['mentions_kept_apart']} kept apart as ambiguous, "
+            f"{made['identities_created']} new entities"]
+
+
 def _graph_lines(recorded: dict, location: str) -> list[str]:
     if "night_entities" not in recorded:
         return ["entities   not recorded: Phase 1 wrote no night totals (see above)",
@@ -145,6 +159,7 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
         + ", ".join(verdicts if failed or gated else ["every run succeeded", *verdicts]),
         *_phase1_lines(runs),
         entities,
+        *_identity_lines(runs),
         *_correction_lines(runs, recorded),
         *_adapter_lines(runs),
         f"warnings   {len(warnings)}" + (f"; first: {warnings[0][:100]}" if warnings else ""),

@@ -30,6 +30,7 @@ from .graph_batch import InvalidBatch
 from .graph_client import GraphServiceRejected, GraphServiceUnavailable
 from .graph_store import DataGraph, NightTotals, WriteStats
 from .graph_wire import request_id
+from .identity_asset import resolved_mentions
 from .resources import BucketFolders, DocumentStreams, ExtractionAdapterChoice, GraphStore
 
 GROUP = "datagraph"
@@ -270,4 +271,5 @@ def build_datagraph_assets(nights: PartitionsDefinition,
             asset(**common)(corrections),
             build_extracted_entities(nights, GROUP, served),
             asset(**common)(datagraph),
+            asset(**common, deps=["datagraph"])(resolved_mentions),
             asset(**common)(correction_tuples)]

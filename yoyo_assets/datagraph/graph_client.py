@@ -21,9 +21,13 @@ from .corrections import Correction, CorrectionOutcome, check_corrections
 from .extraction import DocumentExtraction
 from .graph_batch import InvalidBatch, describe
 from .graph_store import NightTotals, WriteStats
-from .graph_wire import (CORRECTIONS_PATH, COUNTS, COUNTS_PATH, KNOWN_PATH, MUTATE_PATH,
-                         NIGHT_PATH, NIGHT_TOTALS, CorrectionsResponse, KnownRequest,
-                         KnownResponse, MutateRequest, MutateResponse)
+from ..resolution.resolver import Anchor
+from .graph_identity import IdentityStats, ResolvedMention
+from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS, COUNTS_PATH,
+                         IDENTITY_STATS, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
+                         RESOLUTIONS_PATH, AnchorBody, AnchorsRequest, CorrectionsResponse,
+                         KnownRequest, KnownResponse, MutateRequest, MutateResponse,
+                         NamedRequest, ResolutionBody, ResolutionsRequest)
 
 
 class GraphServiceUnavailable(RuntimeError):
@@ -125,6 +129,29 @@ class GraphServiceClient:
         answer = self._call("POST", CORRECTIONS_PATH,
                             {**batch.model_dump(mode="json"), "preview": preview})
         return CorrectionsResponse.model_validate(answer).outcomes
+
+    def record_anchors(self, anchors: list[Anchor], night: str) -> int:
+        """Send the anchors in one request; returns how many were new (see
+        `GraphDatabase.record_anchors`)."""
+        if not anchors:
+            return 0
+        body = AnchorsRequest(night=night, anchors=[AnchorBody.of(a) for a in anchors])
+        return int(self._call("POST", ANCHORS_PATH, body.model_dump())["created"])
+
+    def anchors_named(self, words: Iterable[str]) -> list[Anchor]:
+        """The service's anchors whose surname holds one of `words`."""
+        words = sorted(set(words))
+        if not words:
+            return []
+        answer = self._call("POST", ANCHORS_NAMED_PATH, NamedRequest(words=words).model_dump())
+        return [AnchorBody.model_validate(a).anchor() for a in answer["anchors"]]
+
+    def record_resolutions(self, resolved: list[ResolvedMention], night: str) -> IdentityStats:
+        """Send the night's resolved forms in one request, recorded in one transaction."""
+        body = ResolutionsRequest(night=night, resolutions=[
+            ResolutionBody(**vars(r)) for r in resolved])
+        return IDENTITY_STATS.validate_python(self._call("POST", RESOLUTIONS_PATH,
+                                                         body.model_dump()))
 
     def night_totals(self, night: str, sample: int = 10) -> NightTotals:
         """What the service's ledger holds for `night` (a partition key)."""

@@ -55,9 +55,12 @@ from ..shared.input_files import InvalidJson, parse_json
 from ..shared.text import printable
 from .graph_batch import ConflictingReplay, InvalidBatch, describe
 from .graph_store import DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, GraphDatabase, open_graph
-from .graph_wire import (CORRECTIONS_PATH, COUNTS_PATH, HEALTH_PATH, KNOWN_PATH, MUTATE_PATH,
-                         NIGHT_PATH, NIGHT_TOTALS, CorrectionsRequest, CorrectionsResponse,
-                         KnownRequest, KnownResponse, MutateRequest, MutateResponse, NightQuery)
+from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS_PATH,
+                         HEALTH_PATH, IDENTITY_STATS, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH,
+                         NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody, AnchorsRequest,
+                         CorrectionsRequest, CorrectionsResponse, KnownRequest, KnownResponse,
+                         MutateRequest, MutateResponse, NamedRequest, NightQuery,
+                         ResolutionsRequest)
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +267,25 @@ class _Endpoints:
         found = await self.on_graph(self.graph.known_documents, body.hashes)
         return JSONResponse(KnownResponse(known=sorted(found)).model_dump())
 
+    async def anchors(self, request: Request) -> JSONResponse:
+        body = await asyncio.to_thread(_validated, AnchorsRequest,
+                                       await read_json(request, self.limits))
+        created = await self.on_graph(self.graph.record_anchors,
+                                      [a.anchor() for a in body.anchors], body.night)
+        return JSONResponse({"created": created})
+
+    async def anchors_named(self, request: Request) -> JSONResponse:
+        body = await asyncio.to_thread(_validated, NamedRequest,
+                                       await read_json(request, self.limits))
+        found = await self.on_graph(self.graph.anchors_named, body.words)
+        return JSONResponse({"anchors": [AnchorBody.of(a).model_dump() for a in found]})
+
+    async def resolutions(self, request: Request) -> JSONResponse:
+        body = await asyncio.to_thread(_validated, ResolutionsRequest,
+                                       await read_json(request, self.limits))
+        stats = await self.on_graph(self.graph.record_resolutions, body.resolved(), body.night)
+        return JSONResponse(IDENTITY_STATS.dump_python(stats, mode="json"))
+
     async def counts(self, request: Request) -> JSONResponse:
         return JSONResponse(await self.on_graph(self.graph.counts))
 
@@ -303,6 +325,11 @@ def build_app(graph_path: Path, limits: ServiceLimits = ServiceLimits(), token: 
                          Route(CORRECTIONS_PATH, guarded(endpoints.corrections),
                                methods=["POST"]),
                          Route(KNOWN_PATH, guarded(endpoints.known), methods=["POST"]),
+                         Route(ANCHORS_PATH, guarded(endpoints.anchors), methods=["POST"]),
+                         Route(ANCHORS_NAMED_PATH, guarded(endpoints.anchors_named),
+                               methods=["POST"]),
+                         Route(RESOLUTIONS_PATH, guarded(endpoints.resolutions),
+                               methods=["POST"]),
                          Route(COUNTS_PATH, guarded(endpoints.counts), methods=["GET"]),
                          Route(NIGHT_PATH, guarded(endpoints.night), methods=["GET"]),
                          Route(HEALTH_PATH, endpoints.health, methods=["GET"]),

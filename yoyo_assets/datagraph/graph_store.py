@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Protocol
 import ladybug
 
 from ..shared.faults import crash_point
+from ..resolution.resolver import Anchor
 from ..shared.settings import declared_default
 from .corrections import Correction, CorrectionOutcome, check_corrections
 from .extraction import ENTITY_TYPES, DocumentExtraction
@@ -33,6 +34,9 @@ from .graph_batch import ConflictingReplay, check_batch
 from .graph_bulk import BULK_ROWS, copy_new_rows
 from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
 from .graph_corrections import apply_correction
+from .graph_identity import SCHEMA as IDENTITY_SCHEMA
+from .graph_identity import (IdentityStats, ResolvedMention, anchors_named, record_anchor,
+                             record_resolution)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ SCHEMA = (
     # added to graphs made before it existed.
     "ALTER TABLE Document ADD IF NOT EXISTS extractor STRING DEFAULT ''",
     *CORRECTION_SCHEMA,  # operators' corrections (graph_corrections.py)
+    *IDENTITY_SCHEMA,  # identities of mentions (graph_identity.py)
     # The graph service's mutate requests: id and SHA-256 of the body that wrote them, so that
     # an id sent again with other content is refused (graph_service.py).
     "CREATE NODE TABLE IF NOT EXISTS MutateRequest(id STRING PRIMARY KEY, content STRING, "
@@ -391,6 +396,27 @@ class GraphDatabase:
                 crash_point("corrections.before_commit")
         return outcomes
 
+    def record_anchors(self, anchors: list[Anchor], night: str) -> int:
+        """Create or update the identities of `anchors` (records that carry an id) in one
+        transaction; returns how many were new."""
+        with self.transaction():
+            return sum(record_anchor(self.query, anchor, night) for anchor in anchors)
+
+    def anchors_named(self, words: Iterable[str]) -> list[Anchor]:
+        """The anchors whose surname holds one of `words` (folded surname words)."""
+        words = list(words)
+        return anchors_named(self.query, words) if words else []
+
+    def record_resolutions(self, resolved: list[ResolvedMention], night: str) -> IdentityStats:
+        """Link each document's surface forms to their identities in one transaction; a form
+        resolved before stays as it is (see graph_identity.py)."""
+        stats = IdentityStats()
+        with self.transaction():
+            for mention in resolved:
+                record_resolution(self.query, mention, night, stats)
+            crash_point("identity.before_commit")
+        return stats
+
     def _create_rows(self, entities: dict[str, list], documents: dict[str, list],
                      mentions: dict[str, list]) -> None:
         """Create new entities, documents and their MENTIONS (columns of `BatchRows`) with the
@@ -422,7 +448,7 @@ class GraphDatabase:
 
 
 class DataGraph(Protocol):
-    """The five operations Phase 1 needs from its graph, whichever sink provides them:
+    """The operations Phase 1 needs from its graph, whichever sink provides them:
     `GraphDatabase` (embedded) or `graph_client.GraphServiceClient` (service)."""
 
     def known_documents(self, hashes: Iterable[str]) -> set[str]: ...
@@ -432,6 +458,10 @@ class DataGraph(Protocol):
                           preview: bool = False) -> list[CorrectionOutcome]: ...
     def night_totals(self, night: str, sample: int = 10) -> NightTotals: ...
     def counts(self) -> dict[str, int]: ...
+    def record_anchors(self, anchors: list[Anchor], night: str) -> int: ...
+    def anchors_named(self, words: Iterable[str]) -> list[Anchor]: ...
+    def record_resolutions(self, resolved: list[ResolvedMention],
+                           night: str) -> IdentityStats: ...
 
 
 class GraphFileBusy(RuntimeError):

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from .corrections import CorrectionBatch, CorrectionOutcome
 from .extraction import DocumentExtraction, ExtractedEntity
-from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, Batch, Night, Sha256, StrictModel,
-                          documents_of)
+from ..resolution.resolver import Anchor
+from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch, Night,
+                          SafeText, Sha256, StrictModel, documents_of)
+from .graph_identity import IdentityStats, ResolvedMention
 from .graph_store import NightTotals, WriteStats
 
 MUTATE_PATH = "/v1/graph/mutate"
@@ -26,6 +28,11 @@ KNOWN_PATH = "/v1/graph/documents/known"
 COUNTS_PATH = "/v1/graph/counts"
 NIGHT_PATH = "/v1/graph/nights/{night}"
 HEALTH_PATH = "/healthz"
+ANCHORS_PATH = "/v1/graph/identities/anchors"
+ANCHORS_NAMED_PATH = "/v1/graph/identities/named"
+RESOLUTIONS_PATH = "/v1/graph/identities/resolutions"
+#: Anchors, surname words or resolutions one identity request may carry.
+MAX_IDENTITY_ITEMS = 100_000
 #: Hashes one ledger lookup may ask about (the pipeline asks about one night's documents).
 MAX_KNOWN_HASHES = MAX_DOCUMENTS_PER_BATCH
 #: Most mentioned entities a night's totals may list.
@@ -114,5 +121,66 @@ class NightQuery(StrictModel):
     sample: int = Field(default=10, ge=0, le=MAX_NIGHT_SAMPLE)
 
 
+Word = SafeText(MAX_KEY_CHARS)
+
+
+class AnchorBody(StrictModel):
+    """An anchor on the wire (resolver.Anchor's fields; `role` and `region` "" for none)."""
+
+    id: SafeText(MAX_KEY_CHARS)
+    name: SafeText(MAX_KEY_CHARS)
+    given_names: list[Word] = Field(max_length=64)
+    surnames: list[Word] = Field(min_length=1, max_length=16)
+    role: SafeText(64, min_length=0) = ""
+    region: SafeText(MAX_KEY_CHARS, min_length=0) = ""
+    groups: list[SafeText(MAX_KEY_CHARS)] = Field(default=[], max_length=256)
+
+    @classmethod
+    def of(cls, anchor: Anchor) -> "AnchorBody":
+        return cls(id=anchor.id, name=anchor.name, given_names=list(anchor.given_names),
+                   surnames=list(anchor.surnames), role=anchor.role or "",
+                   region=anchor.region or "", groups=list(anchor.groups))
+
+    def anchor(self) -> Anchor:
+        return Anchor(self.id, self.name, tuple(self.given_names), tuple(self.surnames),
+                      self.role or None, self.region or None, tuple(self.groups))
+
+
+class AnchorsRequest(StrictModel):
+    """Body of `POST /v1/graph/identities/anchors`: records that carry an id, for `night`."""
+
+    night: Night
+    anchors: list[AnchorBody] = Field(max_length=MAX_IDENTITY_ITEMS)
+
+
+class NamedRequest(StrictModel):
+    """Body of `POST /v1/graph/identities/named`: surname words to look anchors up by."""
+
+    words: list[Word] = Field(max_length=MAX_IDENTITY_ITEMS)
+
+
+class ResolutionBody(StrictModel):
+    """One resolved surface form on the wire (graph_identity.ResolvedMention's fields)."""
+
+    document: Sha256
+    name: SafeText(MAX_KEY_CHARS)
+    type: Literal["person"]
+    identity: SafeText(MAX_PATH_CHARS)
+    identity_name: SafeText(MAX_KEY_CHARS)
+    reason: SafeText(64)
+
+
+class ResolutionsRequest(StrictModel):
+    """Body of `POST /v1/graph/identities/resolutions`: the night's resolved forms, recorded in
+    one transaction, each document's form once (a form resolved before stays)."""
+
+    night: Night
+    resolutions: list[ResolutionBody] = Field(max_length=MAX_IDENTITY_ITEMS)
+
+    def resolved(self) -> list[ResolvedMention]:
+        return [ResolvedMention(**r.model_dump()) for r in self.resolutions]
+
+
 COUNTS = TypeAdapter(dict[Literal["documents", "entities", "mentions"], int])
 NIGHT_TOTALS = TypeAdapter(NightTotals)
+IDENTITY_STATS = TypeAdapter(IdentityStats)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..shared.text import without_unsafe_characters
 from .names import ROLE_WORDS, PersonName, fold, parse_person, same_given_name
 
 #: Characters that end a sentence between a mention and a place (a place after them is not
@@ -42,13 +43,25 @@ class Anchor:
     groups: tuple[str, ...] = ()
 
 
+def _clean(value):
+    """Strings (also in lists) with control characters and lone surrogates as spaces: the
+    graph refuses them (shared/text.py)."""
+    if isinstance(value, str):
+        return " ".join(without_unsafe_characters(value).split())
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
 def anchor_of_contact(record: dict) -> Anchor | None:
     """The anchor a contact record makes: its `id`, `name`, `first_name`, `last_name`,
     `title`, `represents` and `committees` (a committee's parenthesis, such as
-    `(Ranking Member)`, dropped). None without an `id`, a `name` or a `last_name`."""
-    if not all(isinstance(record.get(key), str) and record[key] for key in
+    `(Ranking Member)`, dropped), control characters and lone surrogates as spaces. None
+    without an `id`, a `name` or a `last_name`."""
+    if not all(isinstance(record.get(key), str) and record[key].strip() for key in
                ("id", "name", "last_name")):
         return None
+    record = {key: _clean(value) for key, value in record.items()}
     surnames = tuple(fold(record["last_name"]).split())
     words = [fold(word) for word in record["name"].replace(",", " ").split()]
     given = [word for word in words if word not in surnames and word not in ("jr", "sr")]

@@ -20,6 +20,7 @@ CRASH_POINTS = (
     "graph_service.before_response",  # the service committed a batch, its answer not yet sent
     "graph.after_commit",  # after a batch's transaction committed
     "graph.before_materialization",  # all batches written, materialization not yet recorded
+    "identity.before_commit",  # inside the transaction recording the night's resolutions
     "training.after_step",  # between optimizer steps, before any checkpoint
     "training.during_checkpoint_save",  # weights saved; optimizer and trainer state not yet
     "training.after_checkpoint",  # a checkpoint complete
