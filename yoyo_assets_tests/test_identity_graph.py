@@ -142,6 +142,16 @@ def test_the_service_records_the_identities_the_embedded_sink_records(tmp_path):
                 assert vars(sink.record_resolutions(RESOLVED, NIGHT)) == vars(
                     graph_identity.IdentityStats(4, 0, 2, 2, 1))
                 assert sink.record_resolutions(RESOLVED, NEXT).already_resolved == 4
+                assert sink.identity("bioguide:S000000") is None
+            views = [sink.identity(i) for sink in (client, embedded)
+                     for i in ("bioguide:S001189", "mention:a:congressman scott")]
+            assert views[:2] == views[2:]
+            austin = views[0]
+            assert (austin.name, austin.anchored, austin.document_count) == (
+                "Austin Scott", True, 2)
+            assert austin.forms == ["Rep. Scott", "Austin Scott"]
+            assert [r[0] for r in austin.references] == [A, B]
+            assert len(embedded.identity("bioguide:S001189", limit=1).references) == 1
             expected = embedded.query(REFERS), embedded.query(IDENTITIES)
         client.close()
     finally:

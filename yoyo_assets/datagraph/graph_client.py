@@ -10,6 +10,7 @@ or a re-run after a crash never counts a document twice. Connection errors, time
 from __future__ import annotations
 
 from typing import Any, Iterable
+from urllib.parse import quote
 
 import httpx
 import tenacity
@@ -22,9 +23,9 @@ from .extraction import DocumentExtraction
 from .graph_batch import InvalidBatch, describe
 from .graph_store import NightTotals, WriteStats
 from ..resolution.resolver import Anchor
-from .graph_identity import IdentityStats, ResolvedMention
+from .graph_identity import IdentityStats, IdentityView, ResolvedMention
 from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS, COUNTS_PATH,
-                         IDENTITY_STATS, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
+                         IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
                          RESOLUTIONS_PATH, AnchorBody, AnchorsRequest, CorrectionsResponse,
                          KnownRequest, KnownResponse, MutateRequest, MutateResponse,
                          NamedRequest, ResolutionBody, ResolutionsRequest)
@@ -152,6 +153,18 @@ class GraphServiceClient:
             ResolutionBody(**vars(r)) for r in resolved])
         return IDENTITY_STATS.validate_python(self._call("POST", RESOLUTIONS_PATH,
                                                          body.model_dump()))
+
+    def identity(self, identity: str, limit: int = 100) -> IdentityView | None:
+        """One identity of the service's graph with its forms and references; None if
+        unknown (404)."""
+        path = IDENTITY_PATH.replace("{identity:path}", quote(identity, safe="")) \
+            + f"?limit={limit}"
+        try:
+            return IDENTITY_VIEW.validate_python(self._call("GET", path))
+        except GraphServiceRejected as exc:
+            if f"{path}: 404 " in str(exc):
+                return None
+            raise
 
     def night_totals(self, night: str, sample: int = 10) -> NightTotals:
         """What the service's ledger holds for `night` (a partition key)."""

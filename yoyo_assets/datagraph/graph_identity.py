@@ -78,6 +78,47 @@ SET i.document_count = i.document_count + $new_document,
 """
 
 
+IDENTITY = """
+MATCH (i:Identity {id: $id})
+RETURN i.name, i.type, i.anchored, i.first_night, i.last_night, i.document_count
+"""
+REFERRING = """
+MATCH (d:Document)-[r:REFERS_TO]->(i:Identity {id: $id})
+RETURN d.sha256, d.path, d.night, r.name, r.reason, r.night ORDER BY r.night, d.sha256, r.name
+LIMIT $limit
+"""
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    """One identity as the reads return it: its id, display name, type, whether a record
+    anchors it, the nights it was first and last named, how many documents refer to it, the
+    `forms` documents used for it (each once, first seen first) and `references`: (document
+    SHA-256, path, document night, form, reason, night resolved), at most the read's limit."""
+
+    id: str
+    name: str
+    type: str
+    anchored: bool
+    first_night: str
+    last_night: str
+    document_count: int
+    forms: list[str]
+    references: list[tuple[str, str, str, str, str, str]]
+
+
+def identity_view(query: Query, identity: str, limit: int) -> IdentityView | None:
+    """The identity `identity` with up to `limit` of its references; None if unknown."""
+    found = query(IDENTITY, {"id": identity})
+    if not found:
+        return None
+    name, type_, anchored, first, last, count = found[0]
+    references = [tuple(row) for row in query(REFERRING, {"id": identity, "limit": limit})]
+    forms = list(dict.fromkeys(row[3] for row in references))
+    return IdentityView(identity, name, type_, bool(anchored), first, last, int(count), forms,
+                        references)
+
+
 @dataclass(frozen=True)
 class ResolvedMention:
     """One surface form of one document and the identity it names: `document` (SHA-256),

@@ -56,10 +56,10 @@ from ..shared.text import printable
 from .graph_batch import ConflictingReplay, InvalidBatch, describe
 from .graph_store import DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, GraphDatabase, open_graph
 from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS_PATH,
-                         HEALTH_PATH, IDENTITY_STATS, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH,
+                         HEALTH_PATH, IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH,
                          NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody, AnchorsRequest,
                          CorrectionsRequest, CorrectionsResponse, KnownRequest, KnownResponse,
-                         MutateRequest, MutateResponse, NamedRequest, NightQuery,
+                         IdentityQuery, MutateRequest, MutateResponse, NamedRequest, NightQuery,
                          ResolutionsRequest)
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,21 @@ class _Endpoints:
         stats = await self.on_graph(self.graph.record_resolutions, body.resolved(), body.night)
         return JSONResponse(IDENTITY_STATS.dump_python(stats, mode="json"))
 
+    async def identity(self, request: Request) -> JSONResponse:
+        unknown = sorted(set(request.query_params) - {"limit"})
+        if unknown:
+            raise ClientError(422, f"query: unknown parameter(s) {unknown!r}: only `limit`")
+        try:
+            query = IdentityQuery.model_validate_strings(
+                {**request.query_params, "identity": request.path_params["identity"]},
+                strict=False)
+        except ValidationError as exc:
+            raise ClientError(422, describe(exc)) from None
+        found = await self.on_graph(self.graph.identity, query.identity, query.limit)
+        if found is None:
+            raise ClientError(404, f"identity: no identity {query.identity!r}", "not found")
+        return JSONResponse(IDENTITY_VIEW.dump_python(found, mode="json"))
+
     async def counts(self, request: Request) -> JSONResponse:
         return JSONResponse(await self.on_graph(self.graph.counts))
 
@@ -330,6 +345,7 @@ def build_app(graph_path: Path, limits: ServiceLimits = ServiceLimits(), token: 
                                methods=["POST"]),
                          Route(RESOLUTIONS_PATH, guarded(endpoints.resolutions),
                                methods=["POST"]),
+                         Route(IDENTITY_PATH, guarded(endpoints.identity), methods=["GET"]),
                          Route(COUNTS_PATH, guarded(endpoints.counts), methods=["GET"]),
                          Route(NIGHT_PATH, guarded(endpoints.night), methods=["GET"]),
                          Route(HEALTH_PATH, endpoints.health, methods=["GET"]),

@@ -35,8 +35,8 @@ from .graph_bulk import BULK_ROWS, copy_new_rows
 from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
 from .graph_corrections import apply_correction
 from .graph_identity import SCHEMA as IDENTITY_SCHEMA
-from .graph_identity import (IdentityStats, ResolvedMention, anchors_named, record_anchor,
-                             record_resolution)
+from .graph_identity import (IdentityStats, IdentityView, ResolvedMention, anchors_named,
+                             identity_view, record_anchor, record_resolution)
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +417,11 @@ class GraphDatabase:
             crash_point("identity.before_commit")
         return stats
 
+    def identity(self, identity: str, limit: int = 100) -> IdentityView | None:
+        """One identity with its forms and up to `limit` documents referring to it (see
+        graph_identity.IdentityView); None if the graph holds no such id."""
+        return identity_view(self.query, identity, limit)
+
     def _create_rows(self, entities: dict[str, list], documents: dict[str, list],
                      mentions: dict[str, list]) -> None:
         """Create new entities, documents and their MENTIONS (columns of `BatchRows`) with the
@@ -462,6 +467,7 @@ class DataGraph(Protocol):
     def anchors_named(self, words: Iterable[str]) -> list[Anchor]: ...
     def record_resolutions(self, resolved: list[ResolvedMention],
                            night: str) -> IdentityStats: ...
+    def identity(self, identity: str, limit: int = 100) -> IdentityView | None: ...
 
 
 class GraphFileBusy(RuntimeError):

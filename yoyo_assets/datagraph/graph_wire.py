@@ -19,7 +19,7 @@ from .extraction import DocumentExtraction, ExtractedEntity
 from ..resolution.resolver import Anchor
 from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch, Night,
                           SafeText, Sha256, StrictModel, documents_of)
-from .graph_identity import IdentityStats, ResolvedMention
+from .graph_identity import IdentityStats, IdentityView, ResolvedMention
 from .graph_store import NightTotals, WriteStats
 
 MUTATE_PATH = "/v1/graph/mutate"
@@ -31,6 +31,7 @@ HEALTH_PATH = "/healthz"
 ANCHORS_PATH = "/v1/graph/identities/anchors"
 ANCHORS_NAMED_PATH = "/v1/graph/identities/named"
 RESOLUTIONS_PATH = "/v1/graph/identities/resolutions"
+IDENTITY_PATH = "/v1/graph/identities/id/{identity:path}"
 #: Anchors, surname words or resolutions one identity request may carry.
 MAX_IDENTITY_ITEMS = 100_000
 #: Hashes one ledger lookup may ask about (the pipeline asks about one night's documents).
@@ -184,3 +185,11 @@ class ResolutionsRequest(StrictModel):
 COUNTS = TypeAdapter(dict[Literal["documents", "entities", "mentions"], int])
 NIGHT_TOTALS = TypeAdapter(NightTotals)
 IDENTITY_STATS = TypeAdapter(IdentityStats)
+IDENTITY_VIEW = TypeAdapter(IdentityView)
+
+
+class IdentityQuery(StrictModel):
+    """`GET /v1/graph/identities/id/{identity}?limit=N`: the id and how many references."""
+
+    identity: SafeText(MAX_PATH_CHARS)
+    limit: int = Field(default=100, ge=0, le=MAX_NIGHT_SAMPLE)
