@@ -49,7 +49,7 @@ def history_files(folder: Path, history: int, rng: random.Random) -> tuple[list,
         rows = csv.writer(out)
         for n, (given, surname) in enumerate(people):
             rows.writerow([f"generated:{n}", f"{given} {surname}", "person", "true",
-                           f"[{given}]", f"[{surname}]", "senate", "", "[]", NIGHT, NIGHT, 0])
+                           f"[{given}]", f"[{surname}]", "senate", "", "[]", NIGHT, NIGHT, 0, ""])
     with open(folder / "surname.csv", "w", newline="") as out:
         csv.writer(out).writerows([s] for s in surnames)
     with open(folder / "surname_of.csv", "w", newline="") as out:

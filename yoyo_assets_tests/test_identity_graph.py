@@ -2,18 +2,21 @@
 surname; each document's person forms linked once to the identity they name, through later
 nights, re-runs and a kill -9 inside the transaction."""
 
+import json
 import subprocess
 import sys
 
 from dagster import DagsterInstance
 
 from yoyo_assets.datagraph import graph_identity
+from yoyo_assets.datagraph.corrections import read_corrections
 from yoyo_assets.datagraph.graph_client import GraphServiceClient
 from yoyo_assets.datagraph.graph_identity import ResolvedMention
 from yoyo_assets.datagraph.graph_store import open_graph
 from yoyo_assets.definitions import build_definitions
 
-from .helpers import REPO_ROOT, WHOLE_DOCUMENTS, GraphService, metadata, timeout
+from .helpers import (REPO_ROOT, WHOLE_DOCUMENTS, GraphService, arrived_during, metadata,
+                      timeout)
 from .hostile import write
 from .test_graph_store import extraction
 from .test_resolution import SCOTTS
@@ -67,19 +70,22 @@ def test_anchors_and_resolutions_are_recorded_once(tmp_path):
 
 CRASHING = """
 import sys
+from pathlib import Path
 from yoyo_assets.datagraph.graph_store import open_graph
-from yoyo_assets_tests.test_identity_graph import RESOLVED, NIGHT
+from yoyo_assets_tests.test_identity_graph import RESOLVED, NIGHT, _decisions
 with open_graph(sys.argv[1]) as graph:
-    graph.record_resolutions(RESOLVED, NIGHT)
+    graph.record_resolutions(RESOLVED, NIGHT, _decisions(Path(sys.argv[2])))
 """
 
 
 def test_a_kill_inside_the_transaction_leaves_no_trace_and_the_rerun_records_once(tmp_path):
+    """Resolutions and operators' decisions of a night, SIGKILLed before their commit."""
     path = tmp_path / "g.lbug"
     with open_graph(path) as graph:
         _two_documents(graph)
         graph.record_anchors(SCOTTS, NIGHT)
-    killed = subprocess.run([sys.executable, "-c", CRASHING, str(path)], cwd=REPO_ROOT,
+    killed = subprocess.run([sys.executable, "-c", CRASHING, str(path), str(tmp_path)],
+                            cwd=REPO_ROOT,
                             env={**__import__("os").environ,
                                  "YOYO_CRASH_POINTS": "identity.before_commit"},
                             timeout=timeout(120))
@@ -87,7 +93,9 @@ def test_a_kill_inside_the_transaction_leaves_no_trace_and_the_rerun_records_onc
     with open_graph(path) as graph:
         assert graph.query(REFERS) == []
         assert graph.query("MATCH (i:Identity) WHERE NOT i.anchored RETURN count(*)")[0][0] == 0
-        assert graph.record_resolutions(RESOLVED, NIGHT).resolved == 4
+        assert graph.query("MATCH (x:IdentityDecision) RETURN count(*)")[0][0] == 0
+        stats = graph.record_resolutions(RESOLVED, NIGHT, _decisions(tmp_path))
+        assert (stats.resolved, stats.decisions_applied) == (4, 2)
         assert len(graph.query(REFERS)) == 4
 
 
@@ -152,6 +160,82 @@ def test_the_service_records_the_identities_the_embedded_sink_records(tmp_path):
             assert austin.forms == ["Rep. Scott", "Austin Scott"]
             assert [r[0] for r in austin.references] == [A, B]
             assert len(embedded.identity("bioguide:S001189", limit=1).references) == 1
+            expected = embedded.query(REFERS), embedded.query(IDENTITIES)
+        client.close()
+    finally:
+        service.stop()
+    with open_graph(tmp_path / "service.lbug") as served:
+        assert (served.query(REFERS), served.query(IDENTITIES)) == expected
+
+
+def decision_line(**record) -> str:
+    return json.dumps({"by": "ana", "at": "2026-11-21T01:00Z", **record})
+
+
+SAME = decision_line(same=["person:ada lovelace", "bioguide:S001189"])
+NOT_SAME = decision_line(not_same={"document": B, "name": "Austin Scott",
+                                   "identity": "bioguide:S001189"})
+
+
+def test_decision_lines_are_read_beside_corrections_and_bad_ones_rejected(tmp_path):
+    folder = tmp_path / "corrections"
+    bad = {
+        2: (decision_line(same=["x"]), "at same: ['x'] is too short"),
+        3: (decision_line(same=["x", "x"]), "the same as itself"),
+        4: (decision_line(not_same={"document": B, "name": "A"}), "'identity' is a required"),
+        5: (decision_line(same=["x", "y"], not_same={"document": B, "name": "A",
+                                                      "identity": "x"}), "valid under each"),
+        6: (decision_line(same=["x", "y"], at="yesterday"), "at at:"),
+        7: (decision_line(same=["x\u0000", "y"]), "control character"),
+    }
+    write(folder / "ids.jsonl", "\n".join([SAME, *(t for t, _ in bad.values()), NOT_SAME])
+          + "\n")
+    scan = read_corrections(tmp_path, arrived_during(NEXT))
+    assert [d.kind for d in scan.decisions] == ["same", "not_same"]
+    assert scan.decisions[0].identities == ["person:ada lovelace", "bioguide:S001189"]
+    got = {r.line: r.reason for r in scan.rejected}
+    assert set(got) == set(bad), got
+    for line, (_, reason) in bad.items():
+        assert reason in got[line], (line, got[line])
+    assert read_corrections(tmp_path, arrived_during(NIGHT)).decisions == []  # made later
+
+
+def _decisions(tmp_path) -> list:
+    write(tmp_path / "corrections" / "ids.jsonl", SAME + "\n" + NOT_SAME + "\n")
+    return read_corrections(tmp_path, arrived_during(NEXT)).decisions
+
+
+def test_operators_decisions_hold_through_later_nights_on_both_sinks(tmp_path):
+    decisions = _decisions(tmp_path)
+    service = GraphService(tmp_path / "service.lbug", tmp_path / "service.log")
+    service.start()
+    try:
+        client = GraphServiceClient(service.url, attempts=2)
+        with open_graph(tmp_path / "embedded.lbug") as embedded:
+            for sink in (client, embedded):
+                _two_documents(sink)
+                sink.record_anchors(SCOTTS, NIGHT)
+                sink.record_resolutions(RESOLVED, NIGHT)
+                # Night 2: the same decision first; a not_same waiting for nothing.
+                stats = sink.record_resolutions([], NEXT, decisions[:1])
+                assert stats.decisions_applied == 1
+                austin = sink.identity("bioguide:S001189")  # older than person:ada lovelace
+                assert set(austin.forms) == {"Rep. Scott", "Austin Scott", "Ada Lovelace"}
+                assert sink.identity("person:ada lovelace").forms == []
+                # Later: the merged id resolves to the kept one; decisions apply once.
+                later = ResolvedMention("c" * 64, "Ada Lovelace", "person",
+                                        "person:ada lovelace", "Ada Lovelace", "no anchor")
+                sink.write_extractions([extraction("c" * 64, [("Ada Lovelace", "person")])],
+                                       "2026-11-22")
+                stats = sink.record_resolutions([later], "2026-11-22", decisions)
+                assert (stats.decisions_already_applied, stats.decisions_applied) == (1, 1)
+                assert sink.identity("bioguide:S001189").document_count == 3
+                moved = sink.identity(f"mention:{B}:austin scott")
+                assert moved.forms == ["Austin Scott"] and moved.references[0][4].startswith(
+                    "not bioguide:S001189")
+                assert vars(sink.record_resolutions(RESOLVED, "2026-11-23", decisions)) == vars(
+                    graph_identity.IdentityStats(already_resolved=4,
+                                                 decisions_already_applied=2))
             expected = embedded.query(REFERS), embedded.query(IDENTITIES)
         client.close()
     finally:

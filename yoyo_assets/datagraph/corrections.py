@@ -32,6 +32,7 @@ from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES
 from .extraction import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
+from .identity_decisions import IdentityDecision, is_decision, parse_decision
 from .graph_batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
                           Sha256, StrictModel, check_once, describe)
 
@@ -170,12 +171,14 @@ class PlannedCorrection:
 
 @dataclass
 class CorrectionScan:
-    """The corrections of a night (the latest per document, in document order), the lines
-    rejected, and how many valid corrections are later than the night."""
+    """The corrections of a night (the latest per document, in document order), the
+    operators' identity decisions made by then (file order), the lines rejected, and how many
+    valid lines are later than the night."""
 
     corrections: list[Correction] = field(default_factory=list)
     rejected: list[InvalidLine] = field(default_factory=list)
     later: int = 0
+    decisions: list[IdentityDecision] = field(default_factory=list)
 
 
 def _document_hash(record: dict, data_root: Path, max_bytes: int) -> str:
@@ -211,6 +214,33 @@ def parse_correction(text: str, data_root: Path,
         record = parse_json(text)
     except InvalidJson as exc:
         raise ValueError(f"not JSON: {exc.reason}") from None
+    return _correction_of(record, data_root, max_document_bytes)
+
+
+def parse_line(text: str, data_root: Path,
+               max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+               ) -> Correction | IdentityDecision:
+    """One line of a corrections file: a document's `Correction`, or an operator's
+    `identity_decisions.IdentityDecision` (a line with `same` or `not_same`).
+
+    Raises:
+        ValueError: as `parse_correction`, or `identity_decisions.parse_decision`.
+    """
+    try:
+        record = parse_json(text)
+    except InvalidJson as exc:
+        raise ValueError(f"not JSON: {exc.reason}") from None
+    if not is_decision(record):
+        return _correction_of(record, data_root, max_document_bytes)
+    try:
+        at = _instant(record["at"]) if isinstance(record.get("at"), str) else ""
+    except ValueError as exc:
+        raise ValueError(f"at at: {exc}") from None
+    return parse_decision(record, at)
+
+
+def _correction_of(record: Any, data_root: Path, max_document_bytes: int) -> Correction:
+    """`parse_correction` of a parsed line."""
     if isinstance(record, dict) and not {"document", "path"} & set(record):
         raise ValueError("at (root): names no document: give `document` (its SHA-256) or `path`")
     problem = schema_violation(_VALIDATOR, record)
@@ -269,12 +299,15 @@ def read_corrections(data_root: Path, arrived_by: float,
             if not text.strip():
                 continue
             try:
-                correction = isolated(parse_correction, text, data_root, max_document_bytes)
+                correction = isolated(parse_line, text, data_root, max_document_bytes)
             except ValueError as exc:
                 scan.rejected.append(InvalidLine(printable(str(path)), number, str(exc)))
                 continue
             if datetime.datetime.fromisoformat(correction.at).timestamp() > arrived_by:
                 scan.later += 1
+                continue
+            if isinstance(correction, IdentityDecision):
+                scan.decisions.append(correction)
                 continue
             known = latest.get(correction.document)
             if known is None or correction.at >= known.at:

@@ -24,6 +24,7 @@ from .graph_batch import InvalidBatch, describe
 from .graph_store import NightTotals, WriteStats
 from ..resolution.resolver import Anchor
 from .graph_identity import IdentityStats, IdentityView, ResolvedMention
+from .identity_decisions import IdentityDecision
 from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS, COUNTS_PATH,
                          IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
                          RESOLUTIONS_PATH, AnchorBody, AnchorsRequest, CorrectionsResponse,
@@ -147,9 +148,11 @@ class GraphServiceClient:
         answer = self._call("POST", ANCHORS_NAMED_PATH, NamedRequest(words=words).model_dump())
         return [AnchorBody.model_validate(a).anchor() for a in answer["anchors"]]
 
-    def record_resolutions(self, resolved: list[ResolvedMention], night: str) -> IdentityStats:
-        """Send the night's resolved forms in one request, recorded in one transaction."""
-        body = ResolutionsRequest(night=night, resolutions=[
+    def record_resolutions(self, resolved: list[ResolvedMention], night: str,
+                           decisions: list[IdentityDecision] = ()) -> IdentityStats:
+        """Send the night's resolved forms and operators' identity decisions in one request,
+        recorded in one transaction."""
+        body = ResolutionsRequest(night=night, decisions=list(decisions), resolutions=[
             ResolutionBody(**vars(r)) for r in resolved])
         return IDENTITY_STATS.validate_python(self._call("POST", RESOLUTIONS_PATH,
                                                          body.model_dump()))

@@ -9,6 +9,13 @@ surface forms names, with the resolver's reason and the night; a document's form
 once, so re-runs and later nights change nothing already decided. `IdentitySurname` nodes (one
 per surname word, primary key) point at the anchors holding that word: the resolver's blocking
 look-up is a key look-up, so a night costs what its mentions name, not the history.
+
+Operators' decisions (identity_decisions.py) are applied in the same transaction, after the
+night's resolutions, each once (an `IdentityDecision` node): `same` keeps the older identity
+(first named on an earlier night; then the anchored one; then the one the decision names
+first), moves the other's `REFERS_TO` to it and points it there (`merged_into`), so its id still resolves and later resolutions to it land on
+the kept one; `not_same` moves that document's form to an identity of its own. A decision whose
+identities or form the graph does not hold yet waits for a later night.
 """
 
 from __future__ import annotations
@@ -16,14 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..resolution.names import fold
 from ..resolution.resolver import Anchor
+from .identity_decisions import IdentityDecision
 
 Query = Callable[..., list[list[Any]]]
 
 SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Identity(id STRING PRIMARY KEY, name STRING, type STRING, "
     "anchored BOOLEAN, given_names STRING[], surnames STRING[], role STRING, region STRING, "
-    "groups STRING[], first_night STRING, last_night STRING, document_count INT64)",
+    "groups STRING[], first_night STRING, last_night STRING, document_count INT64, "
+    "merged_into STRING)",
+    "CREATE NODE TABLE IF NOT EXISTS IdentityDecision(id STRING PRIMARY KEY, kind STRING, "
+    "identities STRING[], document STRING, name STRING, by STRING, at STRING, night STRING, "
+    "outcome STRING)",
     "CREATE NODE TABLE IF NOT EXISTS IdentitySurname(word STRING PRIMARY KEY)",
     "CREATE REL TABLE IF NOT EXISTS SURNAME_OF(FROM IdentitySurname TO Identity)",
     "CREATE REL TABLE IF NOT EXISTS REFERS_TO(FROM Document TO Identity, name STRING, "
@@ -34,7 +47,7 @@ KNOWN_IDENTITY = "MATCH (i:Identity {id: $id}) RETURN i.anchored"
 CREATE_ANCHOR = """
 CREATE (:Identity {id: $id, name: $name, type: 'person', anchored: true, given_names: $given,
                    surnames: $surnames, role: $role, region: $region, groups: $groups,
-                   first_night: $night, last_night: $night, document_count: 0})
+                   first_night: $night, last_night: $night, document_count: 0, merged_into: ''})
 """
 UPDATE_ANCHOR = """
 MATCH (i:Identity {id: $id})
@@ -63,7 +76,7 @@ DOCUMENT_REFERS = ("MATCH (d:Document {sha256: $sha256})-[:REFERS_TO]->(i:Identi
 CREATE_IDENTITY = """
 CREATE (:Identity {id: $id, name: $name, type: $type, anchored: false, given_names: [],
                    surnames: [], role: '', region: '', groups: [], first_night: $night,
-                   last_night: $night, document_count: 0})
+                   last_night: $night, document_count: 0, merged_into: ''})
 """
 REFER = """
 MATCH (d:Document {sha256: $sha256})
@@ -136,13 +149,19 @@ class ResolvedMention:
 @dataclass
 class IdentityStats:
     """What one `record_resolutions` did: forms resolved now, forms resolved before (nothing
-    changed), identities created, forms linked to an anchor, forms kept apart."""
+    changed), identities created, forms linked to an anchor, forms kept apart; operators'
+    decisions applied now, applied before, waiting for their identities or form, and moot
+    (the form no longer named that identity)."""
 
     resolved: int = 0
     already_resolved: int = 0
     identities_created: int = 0
     anchored: int = 0
     kept_apart: int = 0
+    decisions_applied: int = 0
+    decisions_already_applied: int = 0
+    decisions_waiting: int = 0
+    decisions_moot: int = 0
 
 
 def record_anchor(query: Query, anchor: Anchor, night: str) -> bool:
@@ -173,6 +192,10 @@ def record_resolution(query: Query, resolved: ResolvedMention, night: str,
     if query(REFERRED, {"sha256": resolved.document, "name": resolved.name}):
         stats.already_resolved += 1
         return
+    target = kept_identity(query, resolved.identity)
+    if target != resolved.identity:  # an operator merged it into another
+        resolved = ResolvedMention(resolved.document, resolved.name, resolved.type, target,
+                                   resolved.identity_name, f"{resolved.reason}; merged")
     known = query(KNOWN_IDENTITY, {"id": resolved.identity})
     if not known:
         query(CREATE_IDENTITY, {"id": resolved.identity, "name": resolved.identity_name,
@@ -187,3 +210,107 @@ def record_resolution(query: Query, resolved: ResolvedMention, night: str,
     stats.resolved += 1
     stats.anchored += bool(known and known[0][0])
     stats.kept_apart += resolved.identity.startswith("mention:")
+
+
+MERGED_INTO = "MATCH (i:Identity {id: $id}) RETURN i.merged_into, i.first_night, i.anchored"
+DECIDED = "MATCH (x:IdentityDecision {id: $id}) RETURN x.outcome"
+RECORD_DECISION = """
+CREATE (:IdentityDecision {id: $id, kind: $kind, identities: $identities, document: $document,
+                           name: $name, by: $by, at: $at, night: $night, outcome: $outcome})
+"""
+REFERENCES_TO = """
+MATCH (d:Document)-[r:REFERS_TO]->(i:Identity {id: $id})
+RETURN d.sha256, r.name, r.reason, r.night
+"""
+UNREFER_ALL = "MATCH (:Document)-[r:REFERS_TO]->(:Identity {id: $id}) DELETE r"
+UNREFER_FORM = ("MATCH (:Document {sha256: $sha256})-[r:REFERS_TO {name: $name}]->(:Identity) "
+                "DELETE r")
+REFER_KEEPING_NIGHT = """
+MATCH (d:Document {sha256: $sha256})
+WITH d
+MATCH (i:Identity {id: $id})
+CREATE (d)-[:REFERS_TO {name: $name, reason: $reason, night: $night}]->(i)
+"""
+RECOUNT = """
+MATCH (i:Identity {id: $id})
+OPTIONAL MATCH (d:Document)-[:REFERS_TO]->(i)
+WITH i, count(DISTINCT d) AS documents
+SET i.document_count = documents
+"""
+MERGE_INTO = "MATCH (i:Identity {id: $id}) SET i.merged_into = $kept, i.document_count = 0"
+
+
+def kept_identity(query: Query, identity: str) -> str:
+    """`identity`, or the identity operators merged it into (followed to the end)."""
+    seen = {identity}
+    while True:
+        found = query(MERGED_INTO, {"id": identity})
+        if not found or not found[0][0] or found[0][0] in seen:
+            return identity
+        identity = found[0][0]
+        seen.add(identity)
+
+
+def _merge(query: Query, decision: IdentityDecision) -> str:
+    """Apply a `same` decision; its outcome."""
+    named = [kept_identity(query, i) for i in decision.identities]
+    found = {i: query(MERGED_INTO, {"id": i}) for i in named}
+    if not all(found.values()):
+        return "waiting"
+    if named[0] == named[1]:
+        return "already one"
+    # The older identity is kept (first named on an earlier night), then the anchored one,
+    # then the one the decision names first.
+    kept, merged = sorted(named, key=lambda i: (found[i][0][1], not found[i][0][2],
+                                                named.index(i)))
+    for sha256, name, reason, night in query(REFERENCES_TO, {"id": merged}):
+        query(REFER_KEEPING_NIGHT, {"sha256": sha256, "id": kept, "name": name, "night": night,
+                                    "reason": f"{reason}; same as {kept} ({decision.by})"})
+    query(UNREFER_ALL, {"id": merged})
+    query(MERGE_INTO, {"id": merged, "kept": kept})
+    query(RECOUNT, {"id": kept})
+    return f"merged {merged} into {kept}"
+
+
+def _apart(query: Query, decision: IdentityDecision, night: str) -> str:
+    """Apply a `not_same` decision; its outcome."""
+    found = query(REFERRED, {"sha256": decision.document, "name": decision.name})
+    if not found:
+        return "waiting"
+    current, said = found[0][0], kept_identity(query, decision.identities[0])
+    if kept_identity(query, current) != said:
+        return "moot"
+    own = f"mention:{decision.document}:{fold(decision.name)}"
+    if not query(KNOWN_IDENTITY, {"id": own}):
+        query(CREATE_IDENTITY, {"id": own, "name": decision.name, "type": "person",
+                                "night": night})
+    query(UNREFER_FORM, {"sha256": decision.document, "name": decision.name})
+    query(REFER_KEEPING_NIGHT, {"sha256": decision.document, "id": own, "name": decision.name,
+                                "night": night,
+                                "reason": f"not {current} ({decision.by})"})
+    for identity in (current, own):
+        query(RECOUNT, {"id": identity})
+    return f"moved to {own}"
+
+
+def apply_decision(query: Query, decision: IdentityDecision, night: str,
+                   stats: IdentityStats) -> None:
+    """Apply an operator's decision once (see the module's docstring); count it in `stats`.
+    A decision waiting for its identities or form is not recorded, so a later night applies
+    it."""
+    if query(DECIDED, {"id": decision.id}):
+        stats.decisions_already_applied += 1
+        return
+    outcome = (_merge(query, decision) if decision.kind == "same"
+               else _apart(query, decision, night))
+    if outcome == "waiting":
+        stats.decisions_waiting += 1
+        return
+    query(RECORD_DECISION, {**decision.model_dump(exclude={"id", "identities", "kind"}),
+                            "id": decision.id, "kind": decision.kind,
+                            "identities": list(decision.identities), "night": night,
+                            "outcome": outcome})
+    if outcome == "moot":
+        stats.decisions_moot += 1
+    else:
+        stats.decisions_applied += 1

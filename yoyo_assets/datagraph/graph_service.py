@@ -283,7 +283,8 @@ class _Endpoints:
     async def resolutions(self, request: Request) -> JSONResponse:
         body = await asyncio.to_thread(_validated, ResolutionsRequest,
                                        await read_json(request, self.limits))
-        stats = await self.on_graph(self.graph.record_resolutions, body.resolved(), body.night)
+        stats = await self.on_graph(self.graph.record_resolutions, body.resolved(), body.night,
+                                    body.decisions)
         return JSONResponse(IDENTITY_STATS.dump_python(stats, mode="json"))
 
     async def identity(self, request: Request) -> JSONResponse:

@@ -36,7 +36,8 @@ from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
 from .graph_corrections import apply_correction
 from .graph_identity import SCHEMA as IDENTITY_SCHEMA
 from .graph_identity import (IdentityStats, IdentityView, ResolvedMention, anchors_named,
-                             identity_view, record_anchor, record_resolution)
+                             apply_decision, identity_view, record_anchor, record_resolution)
+from .identity_decisions import IdentityDecision
 
 log = logging.getLogger(__name__)
 
@@ -407,13 +408,17 @@ class GraphDatabase:
         words = list(words)
         return anchors_named(self.query, words) if words else []
 
-    def record_resolutions(self, resolved: list[ResolvedMention], night: str) -> IdentityStats:
-        """Link each document's surface forms to their identities in one transaction; a form
-        resolved before stays as it is (see graph_identity.py)."""
+    def record_resolutions(self, resolved: list[ResolvedMention], night: str,
+                           decisions: list[IdentityDecision] = ()) -> IdentityStats:
+        """Link each document's surface forms to their identities, then apply operators'
+        identity `decisions`, in one transaction; a form resolved before, and a decision
+        applied before, stay as they are (see graph_identity.py)."""
         stats = IdentityStats()
         with self.transaction():
             for mention in resolved:
                 record_resolution(self.query, mention, night, stats)
+            for decision in decisions:
+                apply_decision(self.query, decision, night, stats)
             crash_point("identity.before_commit")
         return stats
 
@@ -465,8 +470,8 @@ class DataGraph(Protocol):
     def counts(self) -> dict[str, int]: ...
     def record_anchors(self, anchors: list[Anchor], night: str) -> int: ...
     def anchors_named(self, words: Iterable[str]) -> list[Anchor]: ...
-    def record_resolutions(self, resolved: list[ResolvedMention],
-                           night: str) -> IdentityStats: ...
+    def record_resolutions(self, resolved: list[ResolvedMention], night: str,
+                           decisions: list[IdentityDecision] = ()) -> IdentityStats: ...
     def identity(self, identity: str, limit: int = 100) -> IdentityView | None: ...
 
 

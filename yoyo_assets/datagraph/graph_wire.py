@@ -20,6 +20,7 @@ from ..resolution.resolver import Anchor
 from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch, Night,
                           SafeText, Sha256, StrictModel, documents_of)
 from .graph_identity import IdentityStats, IdentityView, ResolvedMention
+from .identity_decisions import IdentityDecision
 from .graph_store import NightTotals, WriteStats
 
 MUTATE_PATH = "/v1/graph/mutate"
@@ -172,11 +173,13 @@ class ResolutionBody(StrictModel):
 
 
 class ResolutionsRequest(StrictModel):
-    """Body of `POST /v1/graph/identities/resolutions`: the night's resolved forms, recorded in
-    one transaction, each document's form once (a form resolved before stays)."""
+    """Body of `POST /v1/graph/identities/resolutions`: the night's resolved forms, then
+    operators' identity decisions, recorded in one transaction, each document's form and
+    each decision once."""
 
     night: Night
     resolutions: list[ResolutionBody] = Field(max_length=MAX_IDENTITY_ITEMS)
+    decisions: list[IdentityDecision] = Field(default=[], max_length=MAX_IDENTITY_ITEMS)
 
     def resolved(self) -> list[ResolvedMention]:
         return [ResolvedMention(**r.model_dump()) for r in self.resolutions]

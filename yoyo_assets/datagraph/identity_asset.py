@@ -9,16 +9,18 @@ are.
 
 
 from collections import Counter
+from pathlib import Path
 
 import yaml
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from ..resolution.names import parse_person
 from ..resolution.resolver import Anchor, Mention, Resolver, anchor_of_contact, attach_places
+from .corrections import read_corrections
 from .documents import Document
 from .extraction import DocumentExtraction, ExtractionReport
 from .graph_identity import ResolvedMention
-from .resources import GraphStore
+from .resources import DocumentStreams, GraphStore
 
 
 def anchor_of_document(document: Document) -> "Anchor | None":
@@ -53,13 +55,18 @@ def _resolve(resolver: Resolver, extraction: DocumentExtraction, text: str,
 
 
 def resolved_mentions(context: AssetExecutionContext, documents: list[Document],
-                      extracted_entities: ExtractionReport,
-                      graph_store: GraphStore) -> MaterializeResult:
+                      extracted_entities: ExtractionReport, graph_store: GraphStore,
+                      document_streams: DocumentStreams) -> MaterializeResult:
     """The night's person mentions resolved to identities: linked to the contact record that
-    fits them, or kept apart when unsure (a wrong merge costs more than a missed one). Numeric
-    metadata, plotted across nights: mentions resolved, linked to a record, kept apart, new
-    identities, and resolutions by reason."""
+    fits them, or kept apart when unsure (a wrong merge costs more than a missed one); then
+    operators' identity decisions made by the night's end (`same`, `not_same` lines of the
+    corrections stream), each applied once. Numeric metadata, plotted across nights: mentions
+    resolved, linked to a record, kept apart, new identities, resolutions by reason,
+    decisions applied and waiting."""
     night = context.partition_key
+    decisions = read_corrections(Path(document_streams.root),
+                                 context.partition_time_window.end.timestamp(),
+                                 document_streams.max_document_bytes).decisions
     texts = {d.sha256: d for d in documents}
     anchors = {d.sha256: a for d in documents if (a := anchor_of_document(d)) is not None}
     with graph_store.open() as graph:
@@ -71,7 +78,7 @@ def resolved_mentions(context: AssetExecutionContext, documents: list[Document],
         resolved = [r for x in results for r in _resolve(
             resolver, x, texts[x.sha256].text if x.sha256 in texts else "",
             anchors.get(x.sha256))]
-        stats = graph.record_resolutions(resolved, night)
+        stats = graph.record_resolutions(resolved, night, decisions)
     reasons = Counter(r.reason for r in resolved)
     context.log.info(f"{stats.resolved} person mentions resolved ({stats.anchored} to a "
                      f"contact record, {stats.kept_apart} kept apart)")
@@ -79,6 +86,9 @@ def resolved_mentions(context: AssetExecutionContext, documents: list[Document],
         "mentions_resolved": stats.resolved, "mentions_already_resolved": stats.already_resolved,
         "mentions_anchored": stats.anchored, "mentions_kept_apart": stats.kept_apart,
         "identities_created": stats.identities_created, "anchors_recorded": len(anchors),
+        "decisions_applied": stats.decisions_applied,
+        "decisions_already_applied": stats.decisions_already_applied,
+        "decisions_waiting": stats.decisions_waiting, "decisions_moot": stats.decisions_moot,
         "anchors_new": new_anchors,
         **{f"resolved_by_{reason.replace(' ', '_').replace('+', '_')}": count
            for reason, count in sorted(reasons.items())},
