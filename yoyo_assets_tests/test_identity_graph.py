@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from dagster import DagsterInstance
 
 from yoyo_assets.datagraph import graph_identity
@@ -130,42 +131,50 @@ def test_a_night_resolves_its_person_mentions_in_the_lineage(external_server, da
     assert metadata(again, "resolved_mentions")["mentions_resolved"] == 0
 
 
+@pytest.fixture
+def both_sinks(tmp_path):
+    """The graph service's client and an embedded graph; after the test, the two files must
+    hold the same identities and references."""
+    service = GraphService(tmp_path / "service.lbug", tmp_path / "service.log")
+    service.start()
+    client = GraphServiceClient(service.url, attempts=2)
+    try:
+        with open_graph(tmp_path / "embedded.lbug") as embedded:
+            yield client, embedded
+            expected = embedded.query(REFERS), embedded.query(IDENTITIES)
+    finally:
+        client.close()
+        service.stop()
+    with open_graph(tmp_path / "service.lbug") as served:
+        assert (served.query(REFERS), served.query(IDENTITIES)) == expected
+
+
 IDENTITIES = ("MATCH (i:Identity) RETURN i.id, i.name, i.type, i.anchored, i.given_names, "
               "i.surnames, i.role, i.region, i.groups, i.first_night, i.last_night, "
               "i.document_count ORDER BY i.id")
 
 
-def test_the_service_records_the_identities_the_embedded_sink_records(tmp_path):
-    service = GraphService(tmp_path / "service.lbug", tmp_path / "service.log")
-    service.start()
-    try:
-        client = GraphServiceClient(service.url, attempts=2)
-        with open_graph(tmp_path / "embedded.lbug") as embedded:
-            for sink in (client, embedded):
-                _two_documents(sink)
-                assert sink.record_anchors(SCOTTS, NIGHT) == 4
-                assert sink.anchors_named(["scott", "rochester"]) and \
-                    sorted(a.id for a in sink.anchors_named(["scott"])) == sorted(
-                        a.id for a in SCOTTS[:3])
-                assert vars(sink.record_resolutions(RESOLVED, NIGHT)) == vars(
-                    graph_identity.IdentityStats(4, 0, 2, 2, 1))
-                assert sink.record_resolutions(RESOLVED, NEXT).already_resolved == 4
-                assert sink.identity("bioguide:S000000") is None
-            views = [sink.identity(i) for sink in (client, embedded)
-                     for i in ("bioguide:S001189", "mention:a:congressman scott")]
-            assert views[:2] == views[2:]
-            austin = views[0]
-            assert (austin.name, austin.anchored, austin.document_count) == (
-                "Austin Scott", True, 2)
-            assert austin.forms == ["Rep. Scott", "Austin Scott"]
-            assert [r[0] for r in austin.references] == [A, B]
-            assert len(embedded.identity("bioguide:S001189", limit=1).references) == 1
-            expected = embedded.query(REFERS), embedded.query(IDENTITIES)
-        client.close()
-    finally:
-        service.stop()
-    with open_graph(tmp_path / "service.lbug") as served:
-        assert (served.query(REFERS), served.query(IDENTITIES)) == expected
+def test_the_service_records_the_identities_the_embedded_sink_records(both_sinks):
+    client, embedded = both_sinks
+    for sink in (client, embedded):
+        _two_documents(sink)
+        assert sink.record_anchors(SCOTTS, NIGHT) == 4
+        assert sink.anchors_named(["scott", "rochester"]) and \
+            sorted(a.id for a in sink.anchors_named(["scott"])) == sorted(
+                a.id for a in SCOTTS[:3])
+        assert vars(sink.record_resolutions(RESOLVED, NIGHT)) == vars(
+            graph_identity.IdentityStats(4, 0, 2, 2, 1))
+        assert sink.record_resolutions(RESOLVED, NEXT).already_resolved == 4
+        assert sink.identity("bioguide:S000000") is None
+    views = [sink.identity(i) for sink in (client, embedded)
+             for i in ("bioguide:S001189", "mention:a:congressman scott")]
+    assert views[:2] == views[2:]
+    austin = views[0]
+    assert (austin.name, austin.anchored, austin.document_count) == (
+        "Austin Scott", True, 2)
+    assert austin.forms == ["Rep. Scott", "Austin Scott"]
+    assert [r[0] for r in austin.references] == [A, B]
+    assert len(embedded.identity("bioguide:S001189", limit=1).references) == 1
 
 
 def decision_line(**record) -> str:
@@ -205,40 +214,30 @@ def _decisions(tmp_path) -> list:
     return read_corrections(tmp_path, arrived_during(NEXT)).decisions
 
 
-def test_operators_decisions_hold_through_later_nights_on_both_sinks(tmp_path):
+def test_operators_decisions_hold_through_later_nights_on_both_sinks(both_sinks, tmp_path):
+    client, embedded = both_sinks
     decisions = _decisions(tmp_path)
-    service = GraphService(tmp_path / "service.lbug", tmp_path / "service.log")
-    service.start()
-    try:
-        client = GraphServiceClient(service.url, attempts=2)
-        with open_graph(tmp_path / "embedded.lbug") as embedded:
-            for sink in (client, embedded):
-                _two_documents(sink)
-                sink.record_anchors(SCOTTS, NIGHT)
-                sink.record_resolutions(RESOLVED, NIGHT)
-                # Night 2: the same decision first; a not_same waiting for nothing.
-                stats = sink.record_resolutions([], NEXT, decisions[:1])
-                assert stats.decisions_applied == 1
-                austin = sink.identity("bioguide:S001189")  # older than person:ada lovelace
-                assert set(austin.forms) == {"Rep. Scott", "Austin Scott", "Ada Lovelace"}
-                assert sink.identity("person:ada lovelace").forms == []
-                # Later: the merged id resolves to the kept one; decisions apply once.
-                later = ResolvedMention("c" * 64, "Ada Lovelace", "person",
-                                        "person:ada lovelace", "Ada Lovelace", "no anchor")
-                sink.write_extractions([extraction("c" * 64, [("Ada Lovelace", "person")])],
-                                       "2026-11-22")
-                stats = sink.record_resolutions([later], "2026-11-22", decisions)
-                assert (stats.decisions_already_applied, stats.decisions_applied) == (1, 1)
-                assert sink.identity("bioguide:S001189").document_count == 3
-                moved = sink.identity(f"mention:{B}:austin scott")
-                assert moved.forms == ["Austin Scott"] and moved.references[0][4].startswith(
-                    "not bioguide:S001189")
-                assert vars(sink.record_resolutions(RESOLVED, "2026-11-23", decisions)) == vars(
-                    graph_identity.IdentityStats(already_resolved=4,
-                                                 decisions_already_applied=2))
-            expected = embedded.query(REFERS), embedded.query(IDENTITIES)
-        client.close()
-    finally:
-        service.stop()
-    with open_graph(tmp_path / "service.lbug") as served:
-        assert (served.query(REFERS), served.query(IDENTITIES)) == expected
+    for sink in (client, embedded):
+        _two_documents(sink)
+        sink.record_anchors(SCOTTS, NIGHT)
+        sink.record_resolutions(RESOLVED, NIGHT)
+        # Night 2: the `same` decision alone.
+        stats = sink.record_resolutions([], NEXT, decisions[:1])
+        assert stats.decisions_applied == 1
+        austin = sink.identity("bioguide:S001189")  # same first night: the anchored one kept
+        assert set(austin.forms) == {"Rep. Scott", "Austin Scott", "Ada Lovelace"}
+        assert sink.identity("person:ada lovelace").forms == []
+        # Later: the merged id resolves to the kept one; decisions apply once.
+        later = ResolvedMention("c" * 64, "Ada Lovelace", "person",
+                                "person:ada lovelace", "Ada Lovelace", "no anchor")
+        sink.write_extractions([extraction("c" * 64, [("Ada Lovelace", "person")])],
+                               "2026-11-22")
+        stats = sink.record_resolutions([later], "2026-11-22", decisions)
+        assert (stats.decisions_already_applied, stats.decisions_applied) == (1, 1)
+        assert sink.identity("bioguide:S001189").document_count == 3
+        moved = sink.identity(f"mention:{B}:austin scott")
+        assert moved.forms == ["Austin Scott"] and moved.references[0][4].startswith(
+            "not bioguide:S001189")
+        assert vars(sink.record_resolutions(RESOLVED, "2026-11-23", decisions)) == vars(
+            graph_identity.IdentityStats(already_resolved=4,
+                                         decisions_already_applied=2))

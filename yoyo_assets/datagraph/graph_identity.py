@@ -225,12 +225,6 @@ RETURN d.sha256, r.name, r.reason, r.night
 UNREFER_ALL = "MATCH (:Document)-[r:REFERS_TO]->(:Identity {id: $id}) DELETE r"
 UNREFER_FORM = ("MATCH (:Document {sha256: $sha256})-[r:REFERS_TO {name: $name}]->(:Identity) "
                 "DELETE r")
-REFER_KEEPING_NIGHT = """
-MATCH (d:Document {sha256: $sha256})
-WITH d
-MATCH (i:Identity {id: $id})
-CREATE (d)-[:REFERS_TO {name: $name, reason: $reason, night: $night}]->(i)
-"""
 RECOUNT = """
 MATCH (i:Identity {id: $id})
 OPTIONAL MATCH (d:Document)-[:REFERS_TO]->(i)
@@ -264,7 +258,7 @@ def _merge(query: Query, decision: IdentityDecision) -> str:
     kept, merged = sorted(named, key=lambda i: (found[i][0][1], not found[i][0][2],
                                                 named.index(i)))
     for sha256, name, reason, night in query(REFERENCES_TO, {"id": merged}):
-        query(REFER_KEEPING_NIGHT, {"sha256": sha256, "id": kept, "name": name, "night": night,
+        query(REFER, {"sha256": sha256, "id": kept, "name": name, "night": night,
                                     "reason": f"{reason}; same as {kept} ({decision.by})"})
     query(UNREFER_ALL, {"id": merged})
     query(MERGE_INTO, {"id": merged, "kept": kept})
@@ -285,7 +279,7 @@ def _apart(query: Query, decision: IdentityDecision, night: str) -> str:
         query(CREATE_IDENTITY, {"id": own, "name": decision.name, "type": "person",
                                 "night": night})
     query(UNREFER_FORM, {"sha256": decision.document, "name": decision.name})
-    query(REFER_KEEPING_NIGHT, {"sha256": decision.document, "id": own, "name": decision.name,
+    query(REFER, {"sha256": decision.document, "id": own, "name": decision.name,
                                 "night": night,
                                 "reason": f"not {current} ({decision.by})"})
     for identity in (current, own):
