@@ -71,8 +71,14 @@ RETURN DISTINCT i.id, i.name, i.given_names, i.surnames, i.role, i.region, i.gro
 """
 REFERRED = ("MATCH (d:Document {sha256: $sha256})-[r:REFERS_TO {name: $name}]->(i:Identity) "
             "RETURN i.id")
-DOCUMENT_REFERS = ("MATCH (d:Document {sha256: $sha256})-[:REFERS_TO]->(i:Identity {id: $id}) "
-                   "RETURN count(*)")
+# The forms of a set of documents resolved before, in one statement: LadybugDB plans a
+# traversal from one document as a scan of the whole Identity table (17 ms a form at 300,000
+# identities, benchmarks/identity_night.py), so a night asks once, not once a form.
+REFERRED_FORMS = """
+UNWIND $hashes AS h
+MATCH (d:Document {sha256: h})-[r:REFERS_TO]->(i:Identity)
+RETURN d.sha256, r.name, i.id
+"""
 CREATE_IDENTITY = """
 CREATE (:Identity {id: $id, name: $name, type: $type, anchored: false, given_names: [],
                    surnames: [], role: '', region: '', groups: [], first_night: $night,
@@ -185,31 +191,34 @@ def anchors_named(query: Query, words: list[str]) -> list[Anchor]:
             query(NAMED, {"words": sorted(set(words))})]
 
 
-def record_resolution(query: Query, resolved: ResolvedMention, night: str,
-                      stats: IdentityStats) -> None:
-    """Link the form to its identity (created if new) unless the document's form was
-    resolved before; count it in `stats`."""
-    if query(REFERRED, {"sha256": resolved.document, "name": resolved.name}):
-        stats.already_resolved += 1
-        return
-    target = kept_identity(query, resolved.identity)
-    if target != resolved.identity:  # an operator merged it into another
-        resolved = ResolvedMention(resolved.document, resolved.name, resolved.type, target,
-                                   resolved.identity_name, f"{resolved.reason}; merged")
-    known = query(KNOWN_IDENTITY, {"id": resolved.identity})
-    if not known:
-        query(CREATE_IDENTITY, {"id": resolved.identity, "name": resolved.identity_name,
-                                "type": resolved.type, "night": night})
-        stats.identities_created += 1
-    new_document = not query(DOCUMENT_REFERS, {"sha256": resolved.document,
-                                               "id": resolved.identity})[0][0]
-    query(REFER, {"sha256": resolved.document, "id": resolved.identity, "name": resolved.name,
-                  "reason": resolved.reason, "night": night})
-    query(COUNT_DOCUMENT, {"id": resolved.identity, "new_document": int(new_document),
-                           "night": night})
-    stats.resolved += 1
-    stats.anchored += bool(known and known[0][0])
-    stats.kept_apart += resolved.identity.startswith("mention:")
+def record_resolutions(query: Query, resolved: list[ResolvedMention], night: str,
+                       stats: IdentityStats) -> None:
+    """Link each document's form to its identity (created if new, followed to the identity an
+    operator merged it into) unless the form was resolved before; count them in `stats`."""
+    hashes = sorted({r.document for r in resolved})
+    forms = {(sha256, name): identity for sha256, name, identity in
+             query(REFERRED_FORMS, {"hashes": hashes})} if hashes else {}
+    referred = {(sha256, identity) for (sha256, _), identity in forms.items()}
+    for mention in resolved:
+        if (mention.document, mention.name) in forms:
+            stats.already_resolved += 1
+            continue
+        target = kept_identity(query, mention.identity)
+        reason = mention.reason if target == mention.identity else f"{mention.reason}; merged"
+        known = query(KNOWN_IDENTITY, {"id": target})
+        if not known:
+            query(CREATE_IDENTITY, {"id": target, "name": mention.identity_name,
+                                    "type": mention.type, "night": night})
+            stats.identities_created += 1
+        query(REFER, {"sha256": mention.document, "id": target, "name": mention.name,
+                      "reason": reason, "night": night})
+        query(COUNT_DOCUMENT, {"id": target, "night": night,
+                               "new_document": int((mention.document, target) not in referred)})
+        forms[mention.document, mention.name] = target
+        referred.add((mention.document, target))
+        stats.resolved += 1
+        stats.anchored += bool(known and known[0][0])
+        stats.kept_apart += target.startswith("mention:")
 
 
 MERGED_INTO = "MATCH (i:Identity {id: $id}) RETURN i.merged_into, i.first_night, i.anchored"

@@ -36,7 +36,7 @@ from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
 from .graph_corrections import apply_correction
 from .graph_identity import SCHEMA as IDENTITY_SCHEMA
 from .graph_identity import (IdentityStats, IdentityView, ResolvedMention, anchors_named,
-                             apply_decision, identity_view, record_anchor, record_resolution)
+                             apply_decision, identity_view, record_anchor, record_resolutions)
 from .identity_decisions import IdentityDecision
 
 log = logging.getLogger(__name__)
@@ -415,8 +415,7 @@ class GraphDatabase:
         applied before, stay as they are (see graph_identity.py)."""
         stats = IdentityStats()
         with self.transaction():
-            for mention in resolved:
-                record_resolution(self.query, mention, night, stats)
+            record_resolutions(self.query, resolved, night, stats)
             for decision in decisions:
                 apply_decision(self.query, decision, night, stats)
             crash_point("identity.before_commit")
