@@ -244,6 +244,8 @@ def test_corrections_survive_nights_a_kill_and_become_training_material(
         -signal.SIGKILL
     assert graph_snapshot(graph_path) == before  # killed before the commit: nothing applied
     assert run_night_process(env, log, "", next_night) == 0, log.read_text()[-3000:]
+    # The night's summary says how its person mentions were resolved (docs/identity.md).
+    assert "person mentions resolved:" in log.read_text().rsplit("night 2026-11-21", 1)[-1]
 
     check_graph_invariants(graph_path)
     with open_graph(graph_path) as graph:

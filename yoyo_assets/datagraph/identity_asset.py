@@ -35,13 +35,13 @@ def _persons(extraction: DocumentExtraction) -> list[str]:
     return [e.name for e in extraction.entities if e.type == "person"]
 
 
-def _resolve(resolver: Resolver, extraction: DocumentExtraction, text: str,
-             own: Anchor | None) -> list[ResolvedMention]:
-    """One document's person forms resolved; a contact record names its own anchor first."""
+def _resolve(resolver: Resolver, names: dict[str, str], extraction: DocumentExtraction,
+             text: str, own: Anchor | None) -> list[ResolvedMention]:
+    """One document's person forms resolved (`names`: anchor id -> its record's name); a
+    contact record names its own anchor first."""
     persons = _persons(extraction)
     places = attach_places(text, persons, [e.name for e in extraction.entities
                                            if e.type == "location"])
-    names = {a.id: a.name for a in resolver.anchors}
     resolved = [ResolvedMention(extraction.sha256, own.name, "person", own.id, own.name,
                                 "record id")] if own else []
     for resolution in resolver.resolve_document(
@@ -75,8 +75,9 @@ def resolved_mentions(context: AssetExecutionContext, documents: list[Document],
         results = [x for x in extracted_entities.results if x.sha256 in in_ledger]
         words = {w for x in results for p in _persons(x) for w in parse_person(p).surnames}
         resolver = Resolver(graph.anchors_named(words))
+        names = {a.id: a.name for a in resolver.anchors}
         resolved = [r for x in results for r in _resolve(
-            resolver, x, texts[x.sha256].text if x.sha256 in texts else "",
+            resolver, names, x, texts[x.sha256].text if x.sha256 in texts else "",
             anchors.get(x.sha256))]
         stats = graph.record_resolutions(resolved, night, decisions)
     reasons = Counter(r.reason for r in resolved)

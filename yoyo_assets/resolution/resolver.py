@@ -3,9 +3,9 @@ anchor: a contact record's `id`), or kept as an entity of its own.
 
 Blocking: a mention is compared only with the anchors that share its surname (an index by
 surname word), so the cost follows the mentions, not the anchors. Then each candidate either
-fits everything the mention says (its role word, given name, middle initials, the place the
-document attaches to it) or is dropped; a candidate that fits is linked when it is the only one.
-Where several fit, a group the document names (a committee) that only one of them belongs to
+fits what the mention says (its role word, given name, and the place the document attaches to
+it) or is dropped; a candidate that fits is linked when it is the only one. Where several fit,
+middle initials, then a group the document names (a committee) that only one of them belongs to
 decides, as weaker evidence: when that weaker link claims an anchor that another surface form
 of the same document already claims on its own name, it is undone. Whatever stays undecided is
 kept apart, an entity of its own in its document: a wrong merge costs more than a missed one.
@@ -31,8 +31,7 @@ class Anchor:
     """A record that carries an identifier, folded for comparison: `id` (the entity's id),
     display `name`, `given_names` (its first name and the other words before its surname),
     `surnames`, `role` (the chamber of the first names.ROLE_WORDS word of its title, or None),
-    `region`
-    (the place it represents, or None) and `groups` (committees) it belongs to."""
+    `region` (the place it represents, or None) and `groups` (committees) it belongs to."""
 
     id: str
     name: str
@@ -163,9 +162,9 @@ class Resolver:
         fitting = [a for a in found if _fits(name, a)]
         places = {fold(place) for place in mention.places}
         reason = "name"
-        if places:
-            placed = [a for a in fitting if a.region and fold(a.region) in places]
-            fitting, reason = (placed, "name+place") if placed else (fitting, reason)
+        if places:  # a place said of the mention that contradicts an anchor's drops it
+            fitting = [a for a in fitting if not a.region or fold(a.region) in places]
+            reason = "name+place" if any(a.region for a in fitting) else reason
         if len(fitting) > 1 and name.middle:
             initialled = [a for a in fitting if _same_middle(name, a)]
             fitting = initialled or fitting
