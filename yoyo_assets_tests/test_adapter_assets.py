@@ -11,8 +11,10 @@ from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
                      build_sensor_context)
 from dagster_gcp import GCSResource
 
+from yoyo_assets.adapters.checks import KEPT_LOCAL, VERDICT_TAG
 from yoyo_assets.adapters.registry import versions
 from yoyo_assets.adapters.resources import CorpusBuckets
+from yoyo_assets.adapters.sensors import PENDING_SET_TAG
 from yoyo_assets.adapters.training import TrainingConfig, quantizes_base
 from yoyo_assets.shared.embedded_model import HUB_NAME
 from yoyo_assets.shared.settings import GPU_TAG_KEY
@@ -219,3 +221,35 @@ def test_missing_base_model_fails_the_run_clearly_and_the_set_is_requested_again
     materialize_buckets(defs, instance, "2026-11-19")
     [again] = tick(defs, instance, None).run_requests
     assert again.run_key == request.run_key + ":attempt-2"
+
+
+def test_a_set_its_gate_rejected_is_not_requested_again_until_new_tuples_arrive(
+        corpora, model_dir, dagster_home, tmp_path, external_server):
+    """A gate's verdict is not a failure to retry (issue 48): the run whose version its
+    blocking checks kept local is tagged with the verdict, the same pending set is not
+    requested again, and new tuples up to the threshold make a new set that is. (A run that
+    really failed is requested again: the missing-base-model test above.)"""
+    root = tmp_path / "data"
+    defs = make_defs(root, model_dir, {"inference_server": external_server},
+                     adapter_threshold=4)
+    instance = DagsterInstance.get()
+    lines = sft_lines(corpora)
+    write_bucket_file(root, "n1.jsonl", lines[:6], "2026-11-19")
+    materialize_buckets(defs, instance, "2026-11-19")
+    [request] = tick(defs, instance, None).run_requests
+    # A learning rate that changes nothing: the adapter cannot beat its base.
+    unchanged = {"ops": {"pointsav__engineering__adapter": {"config": {
+        **TINY_TRAINING, "sft_learning_rate": 1e-12}}}}
+    result = run_requested(defs, instance, request, run_config=unchanged)
+    assert not result.success
+    [v1] = versions(root / "adapters" / "pointsav" / "engineering")
+    assert not v1.manifest.beats_base
+    assert instance.get_run_by_id(result.run_id).tags[VERDICT_TAG] == KEPT_LOCAL
+    # The sensor sees the same materialization again (a fresh cursor, as when `dagster dev`
+    # starts on the instance): before, the failed run's set was requested as attempt-2.
+    again = tick(defs, instance, None)
+    assert again.run_requests == [] and "its gate kept the version local" in again.skip_message
+    write_bucket_file(root, "n2.jsonl", lines[6:10], "2026-11-20")  # the threshold again
+    materialize_buckets(defs, instance, "2026-11-20")
+    [new] = tick(defs, instance, None).run_requests
+    assert new.tags[PENDING_SET_TAG] != request.tags[PENDING_SET_TAG]

@@ -13,6 +13,19 @@ from .resources import AdapterVersions
 from .version_training import OVERLAY_CHECK, QUALITY_CHECK
 
 
+#: Run tag a blocking check sets on the run whose version it kept local: the gate's verdict on
+#: that pending set, which the threshold sensor does not request again (sensors.py).
+VERDICT_TAG = "yoyo/gate_verdict"
+KEPT_LOCAL = "kept_local"
+
+
+def _verdict(context: AssetCheckExecutionContext, result: AssetCheckResult) -> AssetCheckResult:
+    """`result`, with a failed one recorded on the run as the gate's verdict (VERDICT_TAG)."""
+    if not result.passed:
+        context.instance.add_run_tags(context.run.run_id, {VERDICT_TAG: KEPT_LOCAL})
+    return result
+
+
 def _night_version(context: AssetCheckExecutionContext,
                    adapter_versions: AdapterVersions) -> AdapterVersion | None:
     tenant, role = context.check_specs[0].asset_key.path[:2]
@@ -102,12 +115,12 @@ def beats_base_model(context: AssetCheckExecutionContext,
     if version is None:
         return AssetCheckResult(passed=False, description="no version for the night")
     m = version.manifest
-    return AssetCheckResult(
+    return _verdict(context, AssetCheckResult(
         passed=m.beats_base, description=_gate_description(m),
         metadata={"version": version.number, "eval_loss": round(m.eval_loss, 4),
                   "base_eval_loss": round(m.base_eval_loss, 4),
                   "eval_loss_delta": round(m.eval_loss_delta, 4),
-                  **(held_out_metadata(m.held_out) if m.held_out else {})})
+                  **(held_out_metadata(m.held_out) if m.held_out else {})}))
 
 
 def serves_as_overlay(context: AssetCheckExecutionContext,
@@ -120,8 +133,8 @@ def serves_as_overlay(context: AssetCheckExecutionContext,
     extraction = check.extraction
     description = check.error or (f"extraction gate: {extraction.reason}"
                                   if extraction and extraction.reason else None)
-    return AssetCheckResult(passed=check.passed, description=description,
-                            metadata=overlay_metadata(version.number, check))
+    return _verdict(context, AssetCheckResult(passed=check.passed, description=description,
+                                              metadata=overlay_metadata(version.number, check)))
 
 
 def build_adapter_checks(tenant: str, role: str,

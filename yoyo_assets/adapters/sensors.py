@@ -6,6 +6,7 @@ from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, DefaultSchedul
                      ScheduleDefinition, SensorDefinition, SkipReason, asset_sensor,
                      build_schedule_from_partitioned_job)
 
+from .checks import KEPT_LOCAL, VERDICT_TAG
 from .recovery import unrecorded_version
 from .resources import AdapterVersions, CorpusBuckets
 
@@ -24,8 +25,9 @@ def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
                         event: EventLogEntry, threshold: int) -> RunRequest | SkipReason:
     """The decision on one corpus bucket materialization: a run request for its night when
     `pending_tuples` >= `threshold`, keyed by the pending set so that the same set is not
-    requested again while a run for it is queued, running or has succeeded; else a skip reason
-    that says why."""
+    requested again while a run for it is queued, running or has succeeded, or after its gate
+    kept the version it trained local (a verdict, not a failure to retry: the set is trained
+    again only once new tuples change it); else a skip reason that says why."""
     materialization = event.asset_materialization
     meta = materialization.metadata
     night = materialization.partition
@@ -35,10 +37,13 @@ def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
                           f"threshold {threshold}")
     pending_set = str(meta["pending_set_sha256"].value)
     earlier = instance.get_runs(RunsFilter(job_name=job_name, tags={PENDING_SET_TAG: pending_set}))
-    alive = [r for r in earlier if r.status != DagsterRunStatus.FAILURE]
+    alive = [r for r in earlier if r.status != DagsterRunStatus.FAILURE
+             or r.tags.get(VERDICT_TAG) == KEPT_LOCAL]
     if alive:
+        status = ("its gate kept the version local" if alive[0].tags.get(VERDICT_TAG)
+                  else alive[0].status.value)
         return SkipReason(f"{bucket} night {night}: these {pending} pending tuples were already "
-                          f"requested by run {alive[0].run_id} ({alive[0].status.value})")
+                          f"requested by run {alive[0].run_id} ({status})")
     # Runs for this set that failed (budget spent, machine preempted twice) are requested again,
     # under a new key: training resumes from their last checkpoint.
     run_key = f"{bucket}:{pending_set[:32]}" + (f":attempt-{len(earlier) + 1}" if earlier else "")
