@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from ..shared.input_files import (InvalidJson, UnusableFile, isolated, parse_json,
-                                  read_regular_file)
+                                  read_text_lines)
 from ..shared.json_schema import schema_violation
 from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
@@ -147,19 +147,13 @@ def _lines_of(path: Path, root: Path, arrived_by: float) -> list[str] | None:
     try:
         if os.lstat(path).st_mtime > arrived_by:
             return None
-        data, found = read_regular_file(path, root, MAX_FILE_BYTES)
+        lines, found = read_text_lines(path, root, MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
     except UnusableFile as exc:
         raise ValueError(f"unusable file: {exc.reason}") from None
-    except OSError as exc:
-        raise ValueError(f"unreadable file: {exc.strerror or exc}") from None
-    if found.st_mtime > arrived_by:  # a link that arrived in time to a file that did not
-        return None
-    try:
-        return data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"unreadable file: not UTF-8 at byte {exc.start}") from None
+    # A link that arrived in time to a file that did not.
+    return None if found.st_mtime > arrived_by else lines
 
 
 def scan_bucket(folder: Path, kind: str, arrived_by: float,

@@ -26,15 +26,15 @@ import jsonschema
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from ..shared.input_files import (InvalidJson, UnusableFile, isolated, parse_json, quoted,
-                                  read_regular_file)
+                                  read_regular_file, read_text_lines)
 from ..shared.json_schema import schema_violation
 from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES
 from .extraction import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
-from .identity_decisions import IdentityDecision, is_decision, parse_decision
 from .graph_batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
                           Sha256, StrictModel, check_once, describe)
+from .identity_decisions import IdentityDecision, is_decision, parse_decision
 
 #: Longest operator name (`by`), characters.
 MAX_OPERATOR_CHARS = 200
@@ -218,10 +218,11 @@ def parse_correction(text: str, data_root: Path,
 
 
 def parse_line(text: str, data_root: Path,
-               max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
-               ) -> Correction | IdentityDecision:
+               max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+               decisions_only: bool = False) -> Correction | IdentityDecision | None:
     """One line of a corrections file: a document's `Correction`, or an operator's
-    `identity_decisions.IdentityDecision` (a line with `same` or `not_same`).
+    `identity_decisions.IdentityDecision` (a line with `same` or `not_same`); with
+    `decisions_only`, None for a line that is no decision (nothing of it is read further).
 
     Raises:
         ValueError: as `parse_correction`, or `identity_decisions.parse_decision`.
@@ -231,7 +232,8 @@ def parse_line(text: str, data_root: Path,
     except InvalidJson as exc:
         raise ValueError(f"not JSON: {exc.reason}") from None
     if not is_decision(record):
-        return _correction_of(record, data_root, max_document_bytes)
+        return None if decisions_only else _correction_of(record, data_root,
+                                                          max_document_bytes)
     try:
         at = _instant(record["at"]) if isinstance(record.get("at"), str) else ""
     except ValueError as exc:
@@ -261,47 +263,44 @@ def _correction_of(record: Any, data_root: Path, max_document_bytes: int) -> Cor
     try:
         return Correction.model_validate({
             "id": hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest(),
-            "document": _document_hash(record, data_root, max_document_bytes), "by": record["by"], "at": at,
+            "document": _document_hash(record, data_root, max_document_bytes),
+            "by": record["by"], "at": at,
             "entities": [{"key": key, **e} for key, e in entities.items()]})
     except ValidationError as exc:
         raise ValueError(describe(exc)) from None
 
 
-def _lines_of(path: Path, data_root: Path) -> list[str]:
-    """The lines of one corrections file (a regular file inside the data root, UTF-8, at most
-    MAX_FILE_BYTES). Raises ValueError with the reason otherwise."""
-    try:
-        data, _ = read_regular_file(path, data_root, MAX_FILE_BYTES)
-        return data.decode("utf-8").splitlines()
-    except UnusableFile as exc:
-        raise ValueError(exc.reason) from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8: byte at offset {exc.start}") from None
-    except OSError as exc:
-        raise ValueError(f"unreadable: {exc.strerror or exc}") from None
-
-
 def read_corrections(data_root: Path, arrived_by: float,
-                     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> CorrectionScan:
+                     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+                     decisions_only: bool = False) -> CorrectionScan:
     """The corrections under `<data_root>/corrections/*.jsonl` made by `arrived_by` (Unix
     seconds), the latest per document, and the lines rejected (file, line, reason; line 0: the
     whole file, such as one that is not a regular file inside the data root). A missing folder
-    holds none; a `path` correction's file is read under `max_document_bytes`."""
+    holds none; a `path` correction's file is read under `max_document_bytes`. With
+    `decisions_only`, only the identity decisions are read (document corrections are left
+    unparsed: the `corrections` asset reads and reports them)."""
     scan, latest = CorrectionScan(), {}
     folder = data_root / FOLDER
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         try:
-            lines = _lines_of(path, data_root)
-        except ValueError as exc:
-            scan.rejected.append(InvalidLine(printable(str(path)), 0, str(exc)))
+            lines, _ = read_text_lines(path, data_root, MAX_FILE_BYTES)
+        except UnusableFile as exc:
+            scan.rejected.append(InvalidLine(printable(str(path)), 0, exc.reason))
+            continue
+        except FileNotFoundError as exc:
+            scan.rejected.append(InvalidLine(printable(str(path)), 0,
+                                             f"unreadable: {exc.strerror}"))
             continue
         for number, text in enumerate(lines, 1):
             if not text.strip():
                 continue
             try:
-                correction = isolated(parse_line, text, data_root, max_document_bytes)
+                correction = isolated(parse_line, text, data_root, max_document_bytes,
+                                      decisions_only)
             except ValueError as exc:
                 scan.rejected.append(InvalidLine(printable(str(path)), number, str(exc)))
+                continue
+            if correction is None:
                 continue
             if datetime.datetime.fromisoformat(correction.at).timestamp() > arrived_by:
                 scan.later += 1

@@ -26,10 +26,10 @@ from ..resolution.resolver import Anchor
 from .graph_identity import IdentityStats, IdentityView, ResolvedMention
 from .identity_decisions import IdentityDecision
 from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS, COUNTS_PATH,
-                         IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS,
-                         RESOLUTIONS_PATH, AnchorBody, AnchorsRequest, CorrectionsResponse,
-                         KnownRequest, KnownResponse, MutateRequest, MutateResponse,
-                         NamedRequest, ResolutionBody, ResolutionsRequest)
+                         IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH,
+                         NIGHT_PATH, NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody, AnchorsRequest,
+                         CorrectionsResponse, KnownRequest, KnownResponse, MutateRequest,
+                         MutateResponse, NamedRequest, ResolutionBody, ResolutionsRequest)
 
 
 class GraphServiceUnavailable(RuntimeError):

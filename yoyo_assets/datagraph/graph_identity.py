@@ -13,9 +13,10 @@ look-up is a key look-up, so a night costs what its mentions name, not the histo
 Operators' decisions (identity_decisions.py) are applied in the same transaction, after the
 night's resolutions, each once (an `IdentityDecision` node): `same` keeps the older identity
 (first named on an earlier night; then the anchored one; then the one the decision names
-first), moves the other's `REFERS_TO` to it and points it there (`merged_into`), so its id still resolves and later resolutions to it land on
-the kept one; `not_same` moves that document's form to an identity of its own. A decision whose
-identities or form the graph does not hold yet waits for a later night.
+first), moves the other's `REFERS_TO` to it and points it there (`merged_into`), so its id
+still resolves and later resolutions to it land on the kept one; `not_same` moves that
+document's form to an identity of its own. A decision whose identities or form the graph does
+not hold yet waits for a later night.
 """
 
 from __future__ import annotations

@@ -56,11 +56,11 @@ from ..shared.text import printable
 from .graph_batch import ConflictingReplay, InvalidBatch, describe
 from .graph_store import DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, GraphDatabase, open_graph
 from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS_PATH,
-                         HEALTH_PATH, IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH, NIGHT_PATH,
-                         NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody, AnchorsRequest,
-                         CorrectionsRequest, CorrectionsResponse, KnownRequest, KnownResponse,
-                         IdentityQuery, MutateRequest, MutateResponse, NamedRequest, NightQuery,
-                         ResolutionsRequest)
+                         HEALTH_PATH, IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH,
+                         MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody,
+                         AnchorsRequest, CorrectionsRequest, CorrectionsResponse, KnownRequest,
+                         KnownResponse, IdentityQuery, MutateRequest, MutateResponse, NamedRequest,
+                         NightQuery, ResolutionsRequest)
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,22 @@ def _validated(model: type[BaseModel], raw: Any) -> Any:
         raise ClientError(422, describe(exc)) from None
 
 
+def _path_query(request: Request, model: type[BaseModel], path_field: str,
+                query_field: str) -> Any:
+    """`model` of the path's `path_field` and the query's optional `query_field`; any other
+    query parameter (the path's own field included: `?night=` must not answer for another
+    night) is a 422, and so is a value the model refuses."""
+    unknown = sorted(set(request.query_params) - {query_field})
+    if unknown:
+        raise ClientError(422, f"query: unknown parameter(s) {unknown!r}: only `{query_field}`")
+    try:
+        return model.model_validate_strings(
+            {**request.query_params, path_field: request.path_params[path_field]},
+            strict=False)
+    except ValidationError as exc:
+        raise ClientError(422, describe(exc)) from None
+
+
 def body_digest(body: BaseModel) -> str:
     """SHA-256 hex of a request body's canonical JSON, its `request_id` left out."""
     content = body.model_dump(mode="json", exclude={"request_id"})
@@ -189,6 +205,10 @@ class _Endpoints:
     async def on_graph(self, operation: Callable[..., Any], *args: Any) -> Any:
         """`operation(*args)` on the writer thread (graph calls, one at a time)."""
         return await asyncio.get_running_loop().run_in_executor(self.writer, operation, *args)
+
+    async def body(self, request: Request, model: type[BaseModel]) -> Any:
+        """The request's body read under the limits and validated as `model`, off the loop."""
+        return await asyncio.to_thread(_validated, model, await read_json(request, self.limits))
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette):
@@ -253,8 +273,7 @@ class _Endpoints:
                                            stats=stats).model_dump(mode="json"))
 
     async def corrections(self, request: Request) -> JSONResponse:
-        raw = await read_json(request, self.limits)
-        body = await asyncio.to_thread(_validated, CorrectionsRequest, raw)
+        body = await self.body(request, CorrectionsRequest)
         outcomes = await self.on_graph(self.graph.apply_corrections, body.corrections,
                                        body.night, body.preview, True)
         log.info("corrections for %s: %s", body.night,
@@ -262,41 +281,29 @@ class _Endpoints:
         return JSONResponse(CorrectionsResponse(outcomes=outcomes).model_dump(mode="json"))
 
     async def known(self, request: Request) -> JSONResponse:
-        body = await asyncio.to_thread(_validated, KnownRequest,
-                                       await read_json(request, self.limits))
+        body = await self.body(request, KnownRequest)
         found = await self.on_graph(self.graph.known_documents, body.hashes)
         return JSONResponse(KnownResponse(known=sorted(found)).model_dump())
 
     async def anchors(self, request: Request) -> JSONResponse:
-        body = await asyncio.to_thread(_validated, AnchorsRequest,
-                                       await read_json(request, self.limits))
+        body = await self.body(request, AnchorsRequest)
         created = await self.on_graph(self.graph.record_anchors,
                                       [a.anchor() for a in body.anchors], body.night)
         return JSONResponse({"created": created})
 
     async def anchors_named(self, request: Request) -> JSONResponse:
-        body = await asyncio.to_thread(_validated, NamedRequest,
-                                       await read_json(request, self.limits))
+        body = await self.body(request, NamedRequest)
         found = await self.on_graph(self.graph.anchors_named, body.words)
         return JSONResponse({"anchors": [AnchorBody.of(a).model_dump() for a in found]})
 
     async def resolutions(self, request: Request) -> JSONResponse:
-        body = await asyncio.to_thread(_validated, ResolutionsRequest,
-                                       await read_json(request, self.limits))
+        body = await self.body(request, ResolutionsRequest)
         stats = await self.on_graph(self.graph.record_resolutions, body.resolved(), body.night,
                                     body.decisions)
         return JSONResponse(IDENTITY_STATS.dump_python(stats, mode="json"))
 
     async def identity(self, request: Request) -> JSONResponse:
-        unknown = sorted(set(request.query_params) - {"limit"})
-        if unknown:
-            raise ClientError(422, f"query: unknown parameter(s) {unknown!r}: only `limit`")
-        try:
-            query = IdentityQuery.model_validate_strings(
-                {**request.query_params, "identity": request.path_params["identity"]},
-                strict=False)
-        except ValidationError as exc:
-            raise ClientError(422, describe(exc)) from None
+        query = _path_query(request, IdentityQuery, "identity", "limit")
         found = await self.on_graph(self.graph.identity, query.identity, query.limit)
         if found is None:
             raise ClientError(404, f"identity: no identity {query.identity!r}", "not found")
@@ -306,14 +313,7 @@ class _Endpoints:
         return JSONResponse(await self.on_graph(self.graph.counts))
 
     async def night(self, request: Request) -> JSONResponse:
-        unknown = sorted(set(request.query_params) - {"sample"})
-        if unknown:  # the night is the path's; `?night=` must not answer for another
-            raise ClientError(422, f"query: unknown parameter(s) {unknown!r}: only `sample`")
-        try:
-            query = NightQuery.model_validate_strings(
-                {**request.query_params, "night": request.path_params["night"]}, strict=False)
-        except ValidationError as exc:
-            raise ClientError(422, describe(exc)) from None
+        query = _path_query(request, NightQuery, "night", "sample")
         totals = await self.on_graph(self.graph.night_totals, query.night, query.sample)
         return JSONResponse(NIGHT_TOTALS.dump_python(totals, mode="json"))
 

@@ -66,7 +66,8 @@ def resolved_mentions(context: AssetExecutionContext, documents: list[Document],
     night = context.partition_key
     decisions = read_corrections(Path(document_streams.root),
                                  context.partition_time_window.end.timestamp(),
-                                 document_streams.max_document_bytes).decisions
+                                 document_streams.max_document_bytes,
+                                 decisions_only=True).decisions
     texts = {d.sha256: d for d in documents}
     anchors = {d.sha256: a for d in documents if (a := anchor_of_document(d)) is not None}
     with graph_store.open() as graph:

@@ -127,21 +127,22 @@ class Resolver:
             for word in anchor.surnames:
                 self._by_surname[word].append(anchor)
 
-    def candidates(self, name: PersonName) -> tuple[PersonName, list[Anchor]]:
-        """The anchors whose surname holds every word of the mention's (blocking), and the
-        name as read for them: a surname of two words (`Sen. Blunt Rochester`, `Van Drew`) is
-        read as such where an anchor's surname holds both and none fits the first as a given
-        name."""
+    def fitting(self, name: PersonName) -> tuple[PersonName, list[Anchor]]:
+        """The anchors that share the mention's surname words (blocking) and fit its role and
+        given name, and the name as read for them: a surname of two words (`Sen. Blunt
+        Rochester`, `Van Drew`) is read as such where an anchor's surname holds both and none
+        fits the first as a given name."""
         if not name.surnames:
             return name, []
         found = [a for a in self._by_surname.get(name.surnames[-1], ())
                  if set(name.surnames) <= set(a.surnames)]
-        if name.given and not any(_fits(name, a) for a in found):
+        fit = [a for a in found if _fits(name, a)]
+        if name.given and not fit:
             longer = PersonName(name.role, None, (), (name.given, *name.surnames))
             compound = [a for a in found if set(longer.surnames) <= set(a.surnames)]
             if compound:
-                return longer, compound
-        return name, found
+                return longer, [a for a in compound if _fits(longer, a)]
+        return name, fit
 
     def resolve_document(self, document: str, mentions: list[Mention],
                          text: str = "") -> list[Resolution]:
@@ -158,8 +159,7 @@ class Resolver:
         return [first[m.name] for m in mentions]
 
     def _resolve(self, mention: Mention, text: str) -> Resolution:
-        name, found = self.candidates(parse_person(mention.name))
-        fitting = [a for a in found if _fits(name, a)]
+        name, fitting = self.fitting(parse_person(mention.name))
         places = {fold(place) for place in mention.places}
         reason = "name"
         if places:  # a place said of the mention that contradicts an anchor's drops it

@@ -105,7 +105,8 @@ def check_regular_file(path: Path, root: Path | None) -> os.stat_result:
     return found
 
 
-def read_regular_file(path: Path, root: Path | None, max_bytes: int) -> tuple[bytes, os.stat_result]:
+def read_regular_file(path: Path, root: Path | None, max_bytes: int
+                      ) -> tuple[bytes, os.stat_result]:
     """The bytes of `path`, a regular file inside `root` (see `check_regular_file`), and its
     `stat`; at most `max_bytes` bytes.
 
@@ -134,6 +135,27 @@ def read_regular_file(path: Path, root: Path | None, max_bytes: int) -> tuple[by
     if len(data) > max_bytes:
         raise UnusableFile(f"oversized: over {max_bytes} bytes (it grew while read)")
     return data, opened
+
+
+def read_text_lines(path: Path, root: Path | None, max_bytes: int
+                    ) -> tuple[list[str], os.stat_result]:
+    """The lines of `path`, a UTF-8 text file read as `read_regular_file` reads, and its
+    `stat`.
+
+    Raises:
+        UnusableFile: as `read_regular_file`; not UTF-8 (with the byte's offset); an OS error.
+        FileNotFoundError: `path` is gone.
+    """
+    try:
+        data, found = read_regular_file(path, root, max_bytes)
+    except (UnusableFile, FileNotFoundError):
+        raise
+    except OSError as exc:
+        raise UnusableFile(f"unreadable: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8").splitlines(), found
+    except UnicodeDecodeError as exc:
+        raise UnusableFile(f"not UTF-8: byte at offset {exc.start}") from None
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
