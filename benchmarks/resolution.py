@@ -5,7 +5,9 @@
 
 1. On `resolution/` with its gold mentions as input and the members' contact records
    (`contacts/`) as anchors: B-cubed precision, recall, F1 and pairwise precision and recall of
-   today's key, the surname alone and the resolver, by the same scorer; how many mentions were
+   today's key, the surname alone, the resolver's rules and the splink model (m by
+   expectation maximisation; and m from the labels, trained on one half of the notes and
+   scored on the other, both ways), by the same scorer; how many mentions were
    linked to a contact record and whether to the labelled member; the resolver's time per 1,000
    mentions; the mentions it kept apart, with their reason.
 2. One night of `--night` new mentions against `--history` anchors generated here (given names
@@ -26,7 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from yoyo_assets.resolution.evaluation import (load_anchors, resolve_labelled,  # noqa: E402
                                                undecidable)
+from yoyo_assets.resolution.linkage import link  # noqa: E402
 from yoyo_assets.resolution.resolver import Anchor, Mention, Resolver  # noqa: E402
+from yoyo_assets.resolution.scoring import score_clusters  # noqa: E402
 
 #: 1,000 made-up given names of three syllables (distinct enough that Jaro-Winkler rarely
 #: joins two: a block's full names mostly name one anchor, its short forms several).
@@ -35,8 +39,25 @@ GIVEN = [a + b + c for a in ("ba", "ko", "mi", "ru", "te", "lo", "sa", "vi", "de
          for c in ("a", "o", "is", "en", "ul", "ar", "ie", "os", "im", "eth")]
 
 
+def splink_from_labels(report, anchors: list[Anchor]):
+    """The splink model with m from the gold labels, two folds by note number: each half of
+    the mentions is scored by a model trained on the other half's labels."""
+    mentions = [r.mention for r in report.resolutions]
+    gold = [f"bioguide:{g}" for g in report.gold]
+    clusters: list = [None] * len(mentions)
+    for fold in (0, 1):
+        held = [int(m.document.removeprefix("note-")[:4]) % 2 == fold for m in mentions]
+        links = link(mentions, anchors, labels=[None if h else g for h, g in zip(held, gold)])
+        for n, (h, x) in enumerate(zip(held, links)):
+            if h:
+                clusters[n] = x.anchor or f"apart:{n}"
+    return score_clusters(clusters, gold)
+
+
 def labelled(corpora: Path) -> None:
-    report = resolve_labelled(corpora / "resolution", load_anchors(corpora / "contacts"))
+    anchors = load_anchors(corpora / "contacts")
+    report = resolve_labelled(corpora / "resolution", anchors)
+    report.scores["splink, m from labels (two folds)"] = splink_from_labels(report, anchors)
     print("| clustering of the person mentions | B-cubed P | B-cubed R | B-cubed F1 | "
           "pairwise P | pairwise R |\n|---|---|---|---|---|---|")
     for name, s in report.scores.items():

@@ -214,6 +214,18 @@ def _decisions(tmp_path) -> list:
     return read_corrections(tmp_path, arrived_during(NEXT)).decisions
 
 
+def test_an_anchor_merged_into_another_is_no_longer_a_candidate(tmp_path):
+    """Two records of one person (`same`): a short form that fits both is not ambiguous."""
+    write(tmp_path / "corrections" / "ids.jsonl", decision_line(
+        same=["bioguide:S001189", "bioguide:S000185"]) + "\n")
+    decisions = read_corrections(tmp_path, arrived_during(NEXT)).decisions
+    with open_graph(tmp_path / "g.lbug") as graph:
+        graph.record_anchors(SCOTTS, NIGHT)
+        assert graph.record_resolutions([], NEXT, decisions).decisions_applied == 1
+        assert {a.id for a in graph.anchors_named(["scott"])} == {
+            "bioguide:S001189", "bioguide:S001184"}
+
+
 def test_operators_decisions_hold_through_later_nights_on_both_sinks(both_sinks, tmp_path):
     client, embedded = both_sinks
     decisions = _decisions(tmp_path)

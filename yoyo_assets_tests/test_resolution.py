@@ -103,6 +103,10 @@ def test_on_the_labelled_notes_the_resolver_meets_its_targets(corpora):
     assert resolver.bcubed_precision >= 0.97 and resolver.bcubed_f1 >= 0.95, resolver
     for baseline in ("today's key (type + case-folded name)", "surname only"):
         assert report.scores[baseline].bcubed_f1 < resolver.bcubed_f1 - 0.15
+    # The Fellegi-Sunter peer (splink) on the same blocks: as precise, and behind on recall
+    # (docs/benchmarks.md says why).
+    peer = report.scores["splink (Fellegi-Sunter)"]
+    assert peer.bcubed_precision >= 0.97 and peer.bcubed_f1 < resolver.bcubed_f1, peer
     # What it links, it links to the member the label names.
     linked = [(r, g) for r, g in zip(report.resolutions, report.gold) if r.anchored]
     assert len(linked) >= 570 and all(r.entity == f"bioguide:{g}" for r, g in linked)

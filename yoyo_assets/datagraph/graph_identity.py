@@ -65,9 +65,12 @@ UNWIND $surnames AS word
 MATCH (s:IdentitySurname {word: word})
 MERGE (s)-[:SURNAME_OF]->(i)
 """
+# An anchor an operator merged into another is no candidate: its kept identity is (else a
+# short form that fits both would be kept apart as ambiguous).
 NAMED = """
 UNWIND $words AS word
 MATCH (:IdentitySurname {word: word})-[:SURNAME_OF]->(i:Identity)
+WHERE i.merged_into = ''
 RETURN DISTINCT i.id, i.name, i.given_names, i.surnames, i.role, i.region, i.groups
 """
 REFERRED = ("MATCH (d:Document {sha256: $sha256})-[r:REFERS_TO {name: $name}]->(i:Identity) "
@@ -185,7 +188,8 @@ def record_anchor(query: Query, anchor: Anchor, night: str) -> bool:
 
 
 def anchors_named(query: Query, words: list[str]) -> list[Anchor]:
-    """The anchors whose surname holds one of `words` (folded surname words)."""
+    """The anchors whose surname holds one of `words` (folded surname words), except those
+    merged into another identity."""
     return [Anchor(id_, name, tuple(given), tuple(surnames), role or None, region or None,
                    tuple(groups))
             for id_, name, given, surnames, role, region, groups in

@@ -2,8 +2,9 @@
 mentions, each `{"name", "type", "cluster"}`, equal clusters meaning the same entity; the format
 of `../shared/corpora/resolution/`), with anchors made from contact records (`*.json`).
 
-Three clusterings of the same person mentions, scored by the same scorer: today's graph key
-(type and case-folded name), the surname alone (what naive merging does), and the resolver.
+Four clusterings of the same person mentions, scored by the same scorer: today's graph key
+(type and case-folded name), the surname alone (what naive merging does), the resolver's
+rules, and the splink model of linkage.py (the probabilistic peer).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .linkage import link
 from .names import fold, parse_person
 from .resolver import Anchor, Mention, Resolution, Resolver, anchor_of_contact, attach_places
 from .scoring import ClusterScores, score_clusters
@@ -53,11 +55,14 @@ def resolve_labelled(labelled: Path, anchors: list[Anchor]) -> ResolutionReport:
         seconds += time.perf_counter() - started
         clusters += [m["cluster"] for m in persons]
     names = [r.mention.name for r in resolutions]
+    links = link([r.mention for r in resolutions], anchors)
     scores = {
         "today's key (type + case-folded name)": score_clusters(
             [" ".join(n.casefold().split()) for n in names], clusters),
         "surname only": score_clusters([parse_person(n).surnames for n in names], clusters),
         "resolver": score_clusters([r.entity for r in resolutions], clusters),
+        "splink (Fellegi-Sunter)": score_clusters(
+            [x.anchor or f"apart:{n}" for n, x in enumerate(links)], clusters),
     }
     return ResolutionReport(scores, resolutions, clusters, seconds)
 
