@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import (AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
+from dagster import (AssetCheckSeverity, AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter,
                      build_sensor_context)
 from dagster_gcp import GCSResource
 
@@ -226,7 +226,7 @@ def test_missing_base_model_fails_the_run_clearly_and_the_set_is_requested_again
 def test_a_set_its_gate_rejected_is_not_requested_again_until_new_tuples_arrive(
         corpora, model_dir, dagster_home, tmp_path, external_server):
     """A gate's verdict is not a failure to retry (issue 48): the run whose version its
-    blocking checks kept local is tagged with the verdict, the same pending set is not
+    checks kept local succeeds, is tagged with the verdict, the same pending set is not
     requested again, and new tuples up to the threshold make a new set that is. (A run that
     really failed is requested again: the missing-base-model test above.)"""
     root = tmp_path / "data"
@@ -241,10 +241,20 @@ def test_a_set_its_gate_rejected_is_not_requested_again_until_new_tuples_arrive(
     unchanged = {"ops": {"pointsav__engineering__adapter": {"config": {
         **TINY_TRAINING, "sft_learning_rate": 1e-12}}}}
     result = run_requested(defs, instance, request, run_config=unchanged)
-    assert not result.success
     [v1] = versions(root / "adapters" / "pointsav" / "engineering")
     assert not v1.manifest.beats_base
+    # A verdict, not a failure: the run succeeds, the check says what it compared, and
+    # publication records why it uploaded nothing.
+    assert result.success
     assert instance.get_run_by_id(result.run_id).tags[VERDICT_TAG] == KEPT_LOCAL
+    [verdict] = [e for e in result.get_asset_check_evaluations()
+                 if e.check_name == "beats_base_model"]
+    assert not verdict.passed and verdict.severity == AssetCheckSeverity.ERROR
+    assert "interval" in verdict.description and "kept local" in verdict.description
+    [published] = result.asset_materializations_for_node(
+        "pointsav__engineering__published_adapter")
+    assert published.metadata["published"].value is False
+    assert published.metadata["reason"].value.startswith("kept local by its gate: held-out")
     # The sensor sees the same materialization again (a fresh cursor, as when `dagster dev`
     # starts on the instance): before, the failed run's set was requested as attempt-2.
     again = tick(defs, instance, None)

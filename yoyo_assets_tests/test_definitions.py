@@ -103,6 +103,30 @@ def test_workspace_validates_with_the_dagster_cli(dagster_home):
     assert "All code locations passed validation" in result.stderr + result.stdout
 
 
+def test_with_automation_off_the_ui_starts_no_schedule_or_threshold_sensor(dagster_home):
+    """`YOYO_AUTOMATION=false` (the README's way to open the demo's instance in the UI): the
+    daemon would tick nothing that launches runs; as the Dagster CLI lists them. By default
+    they are on, as the deployment needs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dagster = Path(sys.executable).parent / "dagster"
+    listed = ""
+    for kind in ("schedule", "sensor"):
+        listed += subprocess.run(
+            [str(dagster), kind, "list", "-w", "workspace.yaml"], capture_output=True,
+            text=True, timeout=timeout(120), cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "YOYO_AUTOMATION": "false"}).stdout
+    states = dict(re.findall(r"(?:Schedule|Sensor): (\S+) \[(\w+)\]", listed))
+    assert states.pop("dead_run_reaper") == "RUNNING"  # fails dead runs; launches nothing
+    assert len(states) == 5 and set(states.values()) == {"STOPPED"}, listed
+    repository = defs.get_repository_def()
+    assert {s.default_status.value for s in [*repository.schedule_defs,
+                                             *repository.sensor_defs]} == {"RUNNING"}
+
+
 @pytest.mark.parametrize("value, message", [
     (",,", "at least one server URL"), ("gateway:9080", "is not an http(s) URL")])
 def test_a_bad_inference_url_list_is_refused_naming_the_variable(value, message, monkeypatch):

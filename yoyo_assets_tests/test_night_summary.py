@@ -34,23 +34,24 @@ def summary(runs: NightRuns) -> str:
 
 def test_a_version_kept_local_by_its_gate_is_not_a_failed_night(tmp_path):
     gated = version(tmp_path, "extraction", gate_passed=False)
-    runs = NightRuns(phase1=None, adapters=[("extraction-pointsav", gated, False)])
-    assert kept_local(gated, False) and failed_runs(runs) == 0
+    runs = NightRuns(phase1=None, adapters=[("extraction-pointsav", gated, True)])
+    assert kept_local(gated) and failed_runs(runs) == 0
     text = summary(runs)
     assert "1 version(s) kept local by their gate" in text
-    assert "failed" not in text.split("\n")[1].replace("the UI shows that run failed", "")
-    assert "extraction-pointsav v1" in text and "gate FAILED, kept local" in text
+    assert "fail" not in text.split("\n")[1] and "FAILED" not in text
+    assert "extraction-pointsav v1" in text and "gate kept local (not served" in text
 
 
 def test_errors_and_runs_without_a_version_are_failures(tmp_path):
     refused = version(tmp_path, "engineering", gate_passed=False,
                       serving_error="vLLM refused the adapter")
     passed_then_failed = version(tmp_path, "apprenticeship", gate_passed=True)
-    runs = NightRuns(phase1=None, adapters=[("engineering-pointsav", refused, False),
+    runs = NightRuns(phase1=None, adapters=[("engineering-pointsav", refused, True),
                                             ("apprenticeship-pointsav", passed_then_failed, False),
                                             ("extraction-pointsav", None, False)])
-    assert not any(kept_local(v, ok) for _, v, ok in runs.adapters)
+    assert not any(kept_local(v) for _, v, _ in runs.adapters)
     assert failed_runs(runs) == 3
     text = summary(runs)
     assert "3 run(s) failed" in text and "kept local by their gate" not in text
     assert "extraction-pointsav: FAILED" in text
+    assert "gate serving check failed: vLLM refused the adapter" in text

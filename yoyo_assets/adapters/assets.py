@@ -26,7 +26,7 @@ from ..shared.budget import run_deadline
 from ..shared.inference_server import InferenceServer
 from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
-from .checks import held_out_metadata
+from .checks import gate_outcome, held_out_metadata, overlay_outcome
 from .commit_harvest import HarvestError, harvest_repository, harvested_shas, write_night_file
 from .corpus_sync import CorpusNotSynced, corpus_prefix, mirror_corpus, upload_corpus
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
@@ -38,7 +38,7 @@ from .registry import AdapterVersion, trained_hashes, version_for_night
 from .resources import AdapterVersions, CorpusBuckets, ExtractionServing, Publication
 from .serving_check import ExtractionGate, OverlayReport, check_overlay
 from .training import BaseModelError, TrainingConfig, check_base_model
-from .version_training import (QUALITY_CHECK, Bucket, TrainingFailed, discard_checkpoints,
+from .version_training import (Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
 
 GROUP = "adapters"
@@ -248,9 +248,7 @@ def _overlay_check(context, bucket: Bucket, base_dir, config: TrainingConfig,
         gc.collect()  # the trained model's memory back before a server starts beside this one
         report = check_overlay(server, base_dir, staged, prompts, context.log, gate,
                                references, max_tokens=config.overlay_check_tokens)
-        context.log.info(f"{bucket.name}: overlay check {'passed' if report.passed else 'failed'}"
-                         f" ({report.differing}/{report.prompts} answers differ from the base's"
-                         + (f"; {report.error}" if report.error else "") + ")")
+        context.log.info(f"{bucket.name}: {overlay_outcome(report)}")
         return report
 
     return check
@@ -307,8 +305,10 @@ def published_adapter(context: AssetExecutionContext, adapter_versions: AdapterV
     if version is None:
         raise Failure(f"no {bucket.name} adapter version was trained for night {night}")
     if not version.passed_quality_gate:
-        raise Failure(f"{version.path} failed the quality gate ({QUALITY_CHECK}); it stays "
-                      "local and is not published")
+        reason = f"kept local by its gate: {gate_outcome(version.manifest)}"
+        context.log.info(f"v{version.number} {reason}; not published")
+        return MaterializeResult(metadata={"published": False, "version": version.number,
+                                           "reason": reason})
     if not publication.bucket:
         context.log.info("no GCS bucket configured (YOYO_GCS_BUCKET): not published")
         return MaterializeResult(metadata={
@@ -365,6 +365,8 @@ def build_bucket_assets(tenant: str, role: str, nights: PartitionsDefinition,
               description=(
                   "The night's adapter version uploaded to gs://<YOYO_GCS_BUCKET>/<prefix>/"
                   "<tenant>/<role>/v<N>/, manifest last, each object checked by MD5. "
-                  "Re-materialize it alone to retry a failed upload without retraining."
+                  "A version its gate kept local is not uploaded: the materialization says "
+                  "`published: false` and why. Re-materialize it alone to retry a failed "
+                  "upload without retraining."
               ))(published_adapter),
     ]

@@ -1,6 +1,10 @@
-"""The blocking asset checks of each adapter, read from the night's version's manifest:
-`beats_base_model` (per-tuple held-out loss below the base's, by the gate's interval) and `serves_as_overlay` (vLLM serves it
-as a LoRA overlay and its answers change; an extraction adapter must also raise F1)."""
+"""The gate's two asset checks of each adapter, read from the night's version's manifest:
+`beats_base_model` (per-tuple held-out loss below the base's, by the gate's interval) and
+`serves_as_overlay` (vLLM serves it as a LoRA overlay and its answers change; an extraction
+adapter must also raise F1). Not blocking: a version that fails them is the gate's verdict, not
+an error. The run succeeds, the check shows the verdict (severity ERROR) with what was compared,
+`published_adapter` records why it uploads nothing, and the threshold sensor does not train the
+same tuples again."""
 
 import warnings
 
@@ -13,7 +17,7 @@ from .resources import AdapterVersions
 from .version_training import OVERLAY_CHECK, QUALITY_CHECK
 
 
-#: Run tag a blocking check sets on the run whose version it kept local: the gate's verdict on
+#: Run tag a check sets on the run whose version it kept local: the gate's verdict on
 #: that pending set, which the threshold sensor does not request again (sensors.py).
 VERDICT_TAG = "yoyo/gate_verdict"
 KEPT_LOCAL = "kept_local"
@@ -96,15 +100,37 @@ def held_out_metadata(h: HeldOutEvaluation) -> dict:
     return metadata
 
 
-def _gate_description(m: Manifest) -> str | None:
+def _gate_description(m: Manifest) -> str:
     h = m.held_out
     if h is None:
-        return None
-    words = "passed" if h.passed else "failed"
+        return (f"held-out loss {m.base_eval_loss:.4f} (base) -> {m.eval_loss:.4f} (adapter): "
+                + ("lower" if m.beats_base else "not lower, kept local"))
+    words = "lower" if h.passed else "not lower, kept local"
     weak = " Weak gate: fewer than 8 held-out or 16 tuples in all." if h.weak else ""
-    return (f"{words}: held-out loss adapter - base {h.mean_difference:+.4f}, "
+    return (f"held-out loss adapter - base {h.mean_difference:+.4f}, "
             f"{h.confidence:.0%} interval [{h.interval_low:+.4f}, {h.interval_high:+.4f}] over "
-            f"{len(h.tuples)} tuples ({h.statistic} must be < 0).{weak}")
+            f"{len(h.tuples)} tuples ({h.statistic} must be < 0): {words}.{weak}")
+
+
+def overlay_outcome(check: OverlayReport) -> str:
+    """One line on a version's serving check: whether vLLM served it, how many answers differ
+    from the base's, what the extraction gate compared (F1 and its interval), the verdict."""
+    if check.error:
+        return f"serving check failed: {check.error}"
+    text = (f"served as a LoRA overlay, {check.differing}/{check.prompts} answers differ from "
+            "the base's")
+    if check.extraction is not None:
+        e = check.extraction
+        text += (f"; extraction against {e.serving_extractor} on {e.labelled_documents} "
+                 f"labelled documents: {e.reason}")
+    return text + ("" if check.passed else ": kept local")
+
+
+def gate_outcome(m: Manifest) -> str:
+    """Why the gate kept a version local, or `passed`: its failed parts, in words."""
+    failed = ([] if m.beats_base else [_gate_description(m)]) + (
+        [] if m.serving_check.passed else [overlay_outcome(m.serving_check)])
+    return "; ".join(failed) or "passed"
 
 
 def beats_base_model(context: AssetCheckExecutionContext,
@@ -130,16 +156,19 @@ def serves_as_overlay(context: AssetCheckExecutionContext,
     if version is None:
         return AssetCheckResult(passed=False, description="no version for the night")
     check = version.manifest.serving_check
-    extraction = check.extraction
-    description = check.error or (f"extraction gate: {extraction.reason}"
-                                  if extraction and extraction.reason else None)
-    return _verdict(context, AssetCheckResult(passed=check.passed, description=description,
+    return _verdict(context, AssetCheckResult(passed=check.passed,
+                                              description=overlay_outcome(check),
                                               metadata=overlay_metadata(version.number, check)))
+
+
+_VERDICT = ("A failure is the gate's verdict, not an error: the run succeeds, the version stays "
+            "local (published_adapter says why and uploads nothing), and its tuples are not "
+            "trained again until new ones arrive.")
 
 
 def build_adapter_checks(tenant: str, role: str,
                          nights: PartitionsDefinition) -> list[AssetChecksDefinition]:
-    """Both blocking checks on `<tenant>/<role>/adapter`, one result per night."""
+    """Both gate checks on `<tenant>/<role>/adapter`, one result per night."""
     adapter_key = AssetKey([tenant, role, "adapter"])
     with warnings.catch_warnings():
         # Partitioned asset checks are a preview feature of Dagster 1.13, used on purpose: each
@@ -147,19 +176,18 @@ def build_adapter_checks(tenant: str, role: str,
         warnings.simplefilter("ignore", PreviewWarning)
         return [
             asset_check(
-                asset=adapter_key, name=QUALITY_CHECK, blocking=True, partitions_def=nights,
+                asset=adapter_key, name=QUALITY_CHECK, partitions_def=nights,
                 description="The night's adapter version has a lower held-out loss than the "
                 "base model's, tuple by tuple: the upper bound of the paired difference's "
-                "bootstrap interval lies below 0 (or its mean, if configured). Blocking: a "
-                "version that fails is not published.",
+                "bootstrap interval lies below 0 (or its mean, if configured). " + _VERDICT,
             )(beats_base_model),
             asset_check(
-                asset=adapter_key, name=OVERLAY_CHECK, blocking=True, partitions_def=nights,
+                asset=adapter_key, name=OVERLAY_CHECK, partitions_def=nights,
                 description="vLLM serves the night's version as a LoRA overlay on its base (as "
                 "the gateway loads it) and its answers to held-out prompts differ from the "
                 "base's; an extraction adapter must also beat the serving extractor's name-level "
                 "F1 on the labelled set (YOYO_QUALITY_SET, every stream in it): the 95% paired "
                 "bootstrap interval over documents of the pooled difference above 0, and no "
-                "stream's interval below 0. Blocking: a version that fails is not published.",
+                "stream's interval below 0. " + _VERDICT,
             )(serves_as_overlay),
         ]

@@ -63,5 +63,6 @@ def adapters_definitions(settings: Settings) -> Definitions:
         asset_checks=[c for bucket in buckets for c in build_adapter_checks(*bucket, nights)],
         jobs=[corpus_job, *jobs.values()],
         schedules=[corpus_nightly_schedule(corpus_job, settings.schedule_hour,
-                                           settings.schedule_minute)],
-        sensors=[corpus_threshold_sensor(*bucket, job) for bucket, job in jobs.items()])
+                                           settings.schedule_minute, settings.automation)],
+        sensors=[corpus_threshold_sensor(*bucket, job, settings.automation)
+                 for bucket, job in jobs.items()])

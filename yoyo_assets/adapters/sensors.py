@@ -14,11 +14,14 @@ from .resources import AdapterVersions, CorpusBuckets
 PENDING_SET_TAG = "yoyo/pending_set"
 
 
-def corpus_nightly_schedule(job, hour: int, minute: int) -> ScheduleDefinition:
-    """The corpus buckets of the night that just ended, at the same time as Phase 1."""
+def corpus_nightly_schedule(job, hour: int, minute: int,
+                            running: bool = True) -> ScheduleDefinition:
+    """The corpus buckets of the night that just ended, at the same time as Phase 1; on when
+    the code location loads if `running`."""
     return build_schedule_from_partitioned_job(
         job, hour_of_day=hour, minute_of_hour=minute,
-        default_status=DefaultScheduleStatus.RUNNING)
+        default_status=DefaultScheduleStatus.RUNNING if running else
+        DefaultScheduleStatus.STOPPED)
 
 
 def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
@@ -51,14 +54,17 @@ def adapter_run_request(instance: DagsterInstance, bucket: str, job_name: str,
                       tags={PENDING_SET_TAG: pending_set})
 
 
-def corpus_threshold_sensor(tenant: str, role: str, job) -> SensorDefinition:
+def corpus_threshold_sensor(tenant: str, role: str, job, running: bool = True
+                            ) -> SensorDefinition:
     """Watches `<tenant>/<role>/corpus_bucket` and launches `job` for the night whose bucket
     reaches the adapter store's threshold, or whose version a killed run saved but never
-    recorded (the run then records and publishes it without training)."""
+    recorded (the run then records and publishes it without training); on when the code
+    location loads if `running`."""
 
     @asset_sensor(asset_key=AssetKey([tenant, role, "corpus_bucket"]), job=job,
                   name=f"{tenant}_{role}_corpus_threshold", minimum_interval_seconds=60,
-                  default_status=DefaultSensorStatus.RUNNING,
+                  default_status=DefaultSensorStatus.RUNNING if running else
+                  DefaultSensorStatus.STOPPED,
                   description=f"Requests a new {role} adapter of {tenant} when its bucket holds "
                   "enough tuples that no adapter was trained on.")
     def sensor(context, asset_event: EventLogEntry, corpus_buckets: CorpusBuckets,

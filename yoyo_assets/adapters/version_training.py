@@ -27,7 +27,7 @@ from .registry import (AdapterVersion, commit_version, folder_sha256, remove_sta
 from .training import (BudgetSpent, FittedSplit, TrainingConfig, TrainingResult, quantizes_base,
                        split_tuples, train_adapter)
 
-#: The adapter's blocking asset checks, which the manifest's quality gate sums up.
+#: The adapter's gate checks (adapters/checks.py), which the manifest's quality gate sums up.
 QUALITY_CHECK = "beats_base_model"
 OVERLAY_CHECK = "serves_as_overlay"
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "dagster")

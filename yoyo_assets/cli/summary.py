@@ -51,14 +51,10 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
             lines.append(f"adapter    {bucket}: {'nothing to train' if success else 'FAILED'}")
             continue
         m = version.manifest
-        gate = "passed" if version.passed_quality_gate else "FAILED, kept local"
-        extra = ""
-        if m.serving_check.extraction is not None:
-            e = m.serving_check.extraction
-            extra = f", F1 {e.serving.f1:.3f} -> {e.candidate.f1:.3f}"
         h = m.held_out
         spread = (f", {h.confidence:.0%} CI [{h.interval_low:+.3f}, {h.interval_high:+.3f}] on "
                   f"{len(h.tuples)} tuples" + (", weak" if h.weak else "")) if h else ""
+        extra = ""
         if m.serving_check.answers is not None:
             a = m.serving_check.answers
             extra += f", ROUGE-L {a.base_rouge_l:.2f} -> {a.adapter_rouge_l:.2f}"
@@ -66,23 +62,36 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
             extra += f", reward accuracy {h.reward_accuracy:.2f}"
         lines.append(f"adapter    {bucket} v{version.number}: held-out loss "
                      f"{m.base_eval_loss:.3f} -> {m.eval_loss:.3f} ({m.eval_loss_delta:+.3f}"
-                     f"{spread}){extra}, gate {gate}")
+                     f"{spread}){extra}")
+        e = m.serving_check.extraction
+        if e is not None:
+            lines.append(f"           extraction F1 on {e.labelled_documents} labelled documents, "
+                         f"{e.serving_extractor} -> this version: {e.reason}")
+        verdict = ("passed: served from the next night" if version.passed_quality_gate and
+                   m.role == "extraction" else "passed" if version.passed_quality_gate else
+                   f"serving check failed: {m.serving_check.error}" if _serving_error(version)
+                   else "kept local (not served, not published)")
+        lines.append(f"           gate {verdict}")
     return lines
 
 
-def kept_local(version: AdapterVersion | None, success: bool) -> bool:
-    """Whether an adapter run that did not succeed ended at its gate: it trained `version`, and
-    its blocking checks kept it local by their verdict (no better than what serves, or answers
-    no different), not for an error (a server that refused it, a check that never ran). Such a
-    night did its work; the version is simply not served or published."""
-    return (not success and version is not None and not version.passed_quality_gate
-            and not version.manifest.serving_check.error)
+def _serving_error(version: AdapterVersion | None) -> bool:
+    return version is not None and bool(version.manifest.serving_check.error)
+
+
+def kept_local(version: AdapterVersion | None) -> bool:
+    """Whether the gate kept `version` local by its verdict (no better than what serves, or
+    answers no different), not for an error (a server that refused it, a check that never
+    ran). Such a night did its work and its run succeeded; the version is simply not served
+    or published."""
+    return (version is not None and not version.passed_quality_gate
+            and not _serving_error(version))
 
 
 def failed_runs(runs: NightRuns) -> int:
-    """Runs of the night that failed: Phase 1 or the corpus run, and adapter runs that did not
-    succeed other than by their gate's verdict (`kept_local`)."""
-    return len(runs.failed_runs) + sum(not ok and not kept_local(version, ok)
+    """Runs of the night that failed, and adapter versions whose serving check failed for an
+    error (their run succeeds: the gate's checks do not block)."""
+    return len(runs.failed_runs) + sum(not ok or _serving_error(version)
                                        for _, version, ok in runs.adapters)
 
 
@@ -145,12 +154,11 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
     recorded = recorded_graph(runs)
     entities, graph = _graph_lines(recorded, graph_location)
     failed = failed_runs(runs)
-    gated = sum(kept_local(version, ok) for _, version, ok in runs.adapters)
+    gated = sum(kept_local(version) for _, version, _ in runs.adapters)
     deferred = recorded.get("run_documents_deferred", 0)
     verdicts = [f"[red]{failed} run(s) failed[/]"] if failed else []
     if gated:
-        verdicts.append(f"[yellow]{gated} version(s) kept local by their gate[/] (a blocking "
-                        "check: the UI shows that run failed)")
+        verdicts.append(f"{gated} version(s) kept local by their gate (its verdict, below)")
     if deferred:
         verdicts.append(f"[red]{deferred} document(s) not written: deferred to the next run[/]")
     lines = [
@@ -166,7 +174,8 @@ def print_summary(console: Console, night: str, runs: NightRuns, warnings: list[
         f"next       the next night extracts with {next_extractor}",
         graph,
         f"logs       runs: {home / 'storage'}; inference servers: {server_logs}",
-        "UI         bash scripts/dagster-dev.sh start   (then http://127.0.0.1:3000)",
+        "UI         YOYO_AUTOMATION=false bash scripts/dagster-dev.sh start   (then "
+        "http://127.0.0.1:3000; schedules and sensors off: it launches nothing)",
     ]
     for line in lines:
         console.print(line, highlight=False)

@@ -36,4 +36,5 @@ def datagraph_definitions(settings: Settings) -> Definitions:
         assets=build_datagraph_assets(nights_partitions(settings), adapter),
         jobs=[job],
         schedules=[datagraph_nightly_schedule(job, settings.schedule_hour,
-                                              settings.schedule_minute)])
+                                              settings.schedule_minute,
+                                              settings.automation)])

@@ -18,9 +18,11 @@ def datagraph_nightly(budget_s: int):
               "dagster/max_retries": "1"})
 
 
-def datagraph_nightly_schedule(job, hour: int, minute: int) -> ScheduleDefinition:
+def datagraph_nightly_schedule(job, hour: int, minute: int,
+                               running: bool = True) -> ScheduleDefinition:
     """`job` (from `datagraph_nightly`) at `hour`:`minute` in the nights' timezone: the night
-    that just ended is the last partition."""
+    that just ended is the last partition; on when the code location loads if `running`."""
     return build_schedule_from_partitioned_job(
         job, hour_of_day=hour, minute_of_hour=minute,
-        default_status=DefaultScheduleStatus.RUNNING)
+        default_status=DefaultScheduleStatus.RUNNING if running else
+        DefaultScheduleStatus.STOPPED)

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
                                 "backfilled")
     schedule_hour: int = _setting(2, "nightly schedule hour, in the nights' timezone")
     schedule_minute: int = _setting(0, "nightly schedule minute")
+    automation: bool = _setting(
+        True, "whether the schedules and the threshold sensors start on when the code location "
+        "loads (the daemon of `dagster dev` then launches runs); `false`: they start off, "
+        "nothing launches until switched on in the UI (a laptop, the demo's instance)")
     phase1_budget_s: int = _setting(
         7200, "Phase 1 budget, seconds (`dagster/max_runtime`); extraction starts no document "
         "after budget − its reserve (run config `budget_reserve_s`)")
