@@ -23,7 +23,7 @@ def test_all_definitions_load():
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()
               if k.to_user_string() in phase2}
-    assert groups == {"adapters"}
+    assert groups == {"pointsav_engineering", "pointsav_apprenticeship", "pointsav_extraction"}
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert {"datagraph_nightly", "corpus_nightly", "adapter_pointsav_engineering",
             "adapter_pointsav_apprenticeship", "adapter_pointsav_extraction"} <= jobs

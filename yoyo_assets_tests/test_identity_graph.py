@@ -238,6 +238,11 @@ def test_operators_decisions_hold_through_later_nights_on_both_sinks(both_sinks,
         assert stats.decisions_applied == 1
         austin = sink.identity("bioguide:S001189")  # same first night: the anchored one kept
         assert set(austin.forms) == {"Rep. Scott", "Austin Scott", "Ada Lovelace"}
+        # The read holds the merge: who decided, when, and what it did.
+        [(_, kind, by, _, night, outcome)] = austin.decisions
+        assert (kind, by, night, outcome) == (
+            "same", "ana", NEXT, "merged person:ada lovelace into bioguide:S001189")
+        assert sink.identity("person:ada lovelace").decisions == austin.decisions
         assert sink.identity("person:ada lovelace").forms == []
         # Later: the merged id resolves to the kept one; decisions apply once.
         later = ResolvedMention("c" * 64, "Ada Lovelace", "person",
@@ -250,6 +255,7 @@ def test_operators_decisions_hold_through_later_nights_on_both_sinks(both_sinks,
         moved = sink.identity(f"mention:{B}:austin scott")
         assert moved.forms == ["Austin Scott"] and moved.references[0][4].startswith(
             "not bioguide:S001189")
+        assert [d[1] for d in moved.decisions] == ["not_same"]
         assert vars(sink.record_resolutions(RESOLVED, "2026-11-23", decisions)) == vars(
             graph_identity.IdentityStats(already_resolved=4,
                                          decisions_already_applied=2))

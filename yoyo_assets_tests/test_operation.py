@@ -328,7 +328,7 @@ def test_graphql_backfill_and_gpu_runs_launched_together_never_overlap(dev_stack
             assert PG_PASSWORD.encode() not in path.read_bytes(), path
 
 
-def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
+def test_asset_lineage_page_in_chromium_shows_every_group(dev_stack):
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} not found (Debian package chromium)")
     from playwright.sync_api import expect, sync_playwright
@@ -350,12 +350,16 @@ def test_asset_lineage_page_in_chromium_shows_both_groups(dev_stack):
             # An auto-waiting assertion: the page draws after the network goes quiet.
             expect(page.get_by_text("Global asset lineage")).to_be_visible(
                 timeout=timeout(30_000))
-            # Both groups are drawn collapsed; a double click on a group's node opens it.
+            # The groups are drawn collapsed; a double click on a group's node opens it. Each
+            # bucket's assets are a group named by tenant and role: its `adapter` node sits
+            # under the name of the adapter it is.
+            adapters = ("corpus_bucket", "adapter", "published_adapter")
             for group, assets in (("datagraph", ("documents", "corrections",
                                                  "extracted_entities", "datagraph",
-                                                 "correction_tuples")),
-                                  ("adapters", ("corpus_bucket", "adapter",
-                                                "published_adapter"))):
+                                                 "resolved_mentions", "correction_tuples")),
+                                  ("pointsav_extraction", adapters),
+                                  ("pointsav_engineering", adapters),
+                                  ("pointsav_apprenticeship", adapters)):
                 in_graph: list = []
                 for _ in range(60):  # the graph is laid out after the page loads
                     in_graph = [node for node in page.get_by_text(group, exact=True).all()

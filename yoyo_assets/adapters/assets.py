@@ -41,7 +41,13 @@ from .training import BaseModelError, TrainingConfig, check_base_model
 from .version_training import (Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
 
-GROUP = "adapters"
+
+
+def group_of(tenant: str, role: str) -> str:
+    """The lineage group of one bucket's assets, `<tenant>_<role>`: the UI draws a node by the
+    last part of its key (`adapter`), so the group is what tells the three adapters apart."""
+    return f"{tenant}_{role}".replace("-", "_")
+
 GIB = 1 << 30
 
 
@@ -342,7 +348,7 @@ def build_bucket_assets(tenant: str, role: str, nights: PartitionsDefinition,
     """
     bucket = Bucket(tenant, role, ROLES[role])
     kind, prefix = bucket.kind.upper(), [tenant, role]
-    common = dict(key_prefix=prefix, group_name=GROUP, partitions_def=nights)
+    common = dict(key_prefix=prefix, group_name=group_of(tenant, role), partitions_def=nights)
     harvest = [asset(name="commit_tuples", **common, description=(
         "One SFT tuple per commit that landed on the default branch of the tenant's git "
         "repositories (YOYO_GIT_REPOSITORIES) during the night: the diff under a fixed "

@@ -227,6 +227,14 @@ def build_extracted_entities(nights: PartitionsDefinition, group: str,
                     "entity type and for the name alone; warns when F1 falls.")
 
     @graph_asset(name="extracted_entities", group_name=group, partitions_def=nights,
+                 description=(
+                     "Entities of each new document from the model, checked against the JSON "
+                     "Schema, the night split over the inference endpoints. Upstream: "
+                     f"`{served.key.to_user_string()}` of the previous night, the loop's edge: "
+                     "the night extracts through the newest extraction adapter version that "
+                     "passed its gate, trained that night or earlier (metadata `extractor` "
+                     "names it; the base model when none has). Lineage only: nothing is loaded "
+                     "through it."),
                  ins={"documents": AssetIn(), "served_adapter": served},
                  check_specs=[quality], config=ConfigMapping(
                      config_fn=_extraction_config,

@@ -21,7 +21,7 @@ not hold yet waits for a later night.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..resolution.names import fold
@@ -110,14 +110,23 @@ MATCH (d:Document)-[r:REFERS_TO]->(i:Identity {id: $id})
 RETURN d.sha256, d.path, d.night, r.name, r.reason, r.night ORDER BY r.night, d.sha256, r.name
 LIMIT $limit
 """
+# The decisions that named the identity, or whose outcome moved something onto it: a small
+# table (one node per operator's decision), read whole.
+DECISIONS_ON = """
+MATCH (x:IdentityDecision)
+WHERE list_contains(x.identities, $id) OR x.outcome CONTAINS $id
+RETURN x.id, x.kind, x.by, x.at, x.night, x.outcome ORDER BY x.night, x.at, x.id
+"""
 
 
 @dataclass(frozen=True)
 class IdentityView:
     """One identity as the reads return it: its id, display name, type, whether a record
     anchors it, the nights it was first and last named, how many documents refer to it, the
-    `forms` documents used for it (each once, first seen first) and `references`: (document
-    SHA-256, path, document night, form, reason, night resolved), at most the read's limit."""
+    `forms` documents used for it (each once, first seen first), `references`: (document
+    SHA-256, path, document night, form, reason, night resolved), at most the read's limit, and
+    `decisions`: the operators' decisions that merged or split it, oldest first (decision id,
+    kind, by, at, night applied, outcome)."""
 
     id: str
     name: str
@@ -128,6 +137,7 @@ class IdentityView:
     document_count: int
     forms: list[str]
     references: list[tuple[str, str, str, str, str, str]]
+    decisions: list[tuple[str, str, str, str, str, str]] = field(default_factory=list)
 
 
 def identity_view(query: Query, identity: str, limit: int) -> IdentityView | None:
@@ -138,8 +148,9 @@ def identity_view(query: Query, identity: str, limit: int) -> IdentityView | Non
     name, type_, anchored, first, last, count = found[0]
     references = [tuple(row) for row in query(REFERRING, {"id": identity, "limit": limit})]
     forms = list(dict.fromkeys(row[3] for row in references))
+    decisions = [tuple(row) for row in query(DECISIONS_ON, {"id": identity})]
     return IdentityView(identity, name, type_, bool(anchored), first, last, int(count), forms,
-                        references)
+                        references, decisions)
 
 
 @dataclass(frozen=True)
