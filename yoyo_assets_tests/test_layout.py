@@ -23,6 +23,28 @@ def test_import_contracts_are_kept():
     assert "0 broken" in result.stdout
 
 
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_falls_outside_the_import_contracts():
+    """Each module is a source or a target of the assets contract (a source: also through its
+    package), or a definitions module, the command line or the root: a new module must be
+    placed, not forgotten. (The layers contract covers whole packages by itself.)"""
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [assets] = [c for c in config["contracts"] if c["type"] == "forbidden"]
+    placed = [*assets["source_modules"], *assets["forbidden_modules"], "yoyo_assets.cli"]
+    packages = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    outside = [name for name in map(_module_name, PACKAGE.rglob("*.py"))
+               if not any(name == p or name.startswith(p + ".") for p in placed)
+               and name.rsplit(".", 1)[-1] not in ("definitions", "__main__")
+               and name not in packages]
+    assert sorted(set(outside)) == []
+
+
 def test_every_function_is_shorter_than_60_lines():
     long = []
     for path in PACKAGE.rglob("*.py"):
