@@ -127,6 +127,19 @@ def test_with_automation_off_the_ui_starts_no_schedule_or_threshold_sensor(dagst
                                              *repository.sensor_defs]} == {"RUNNING"}
 
 
+def test_the_graph_service_token_stays_in_the_environment(monkeypatch):
+    """The token reaches the run through dg.EnvVar: the definitions (and so the UI's resource
+    page) hold the variable's name, the initialized resource the value."""
+    from dagster import build_resources
+
+    token = "t" * 64
+    monkeypatch.setenv("YOYO_GRAPH_SERVICE_TOKEN", token)
+    graph_store = build_definitions().resources["graph_store"]
+    assert token not in repr(graph_store) and "YOYO_GRAPH_SERVICE_TOKEN" in repr(graph_store)
+    with build_resources({"graph_store": graph_store}) as resources:
+        assert resources.graph_store.service_token == token
+
+
 @pytest.mark.parametrize("value, message", [
     (",,", "at least one server URL"), ("gateway:9080", "is not an http(s) URL")])
 def test_a_bad_inference_url_list_is_refused_naming_the_variable(value, message, monkeypatch):

@@ -1,9 +1,9 @@
 """Phase 1's `Definitions` (assets and check, job, schedule) and its resources."""
 
-from dagster import AssetKey, Definitions
+from dagster import AssetKey, Definitions, EnvVar
 
 from ..shared.partitions import nights_partitions
-from ..shared.settings import Settings
+from ..shared.settings import Settings, variable
 from .assets import build_datagraph_assets
 from .jobs import datagraph_nightly, datagraph_nightly_schedule
 from .resources import DocumentStreams, GraphStore, LabelledSet
@@ -18,7 +18,10 @@ def datagraph_resources(settings: Settings) -> dict:
             sink=settings.graph_sink, service_url=settings.graph_service_url,
             service_timeout_s=settings.graph_service_timeout_s,
             service_attempts=settings.graph_service_attempts,
-            service_token=settings.graph_service_token,
+            # A secret stays in the environment: the run reads it there (dg.EnvVar), and the
+            # UI's resource page shows the variable's name, never its value.
+            service_token=EnvVar(variable("graph_service_token"))
+            if settings.graph_service_token else "",
             buffer_pool_mib=settings.graph_buffer_pool_mib,
             checkpoint_mib=settings.graph_checkpoint_mib),
         "labelled_set": LabelledSet(path=settings.quality_set),

@@ -131,7 +131,8 @@ class Settings(BaseSettings):
                                            "errors, 429, 5xx)")
     graph_service_token: str = _setting(
         "", "bearer token the graph service wants and the service sink sends; without one the "
-        "reference service binds loopback addresses only")
+        "reference service binds loopback addresses only. Runs read it from the environment "
+        "(`dg.EnvVar`): the UI shows the variable's name, never the token")
     graph_buffer_pool_mib: int = _setting(
         512, "LadybugDB buffer pool of the process holding the graph file (the embedded run, or "
         "the graph service), MiB; LadybugDB's own default is 80% of RAM")
@@ -229,6 +230,11 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         """Where managed inference servers write their output."""
         return self.data_root / "logs"
+
+
+def variable(name: str) -> str:
+    """The environment variable of the `Settings` field `name`: `YOYO_<NAME>`."""
+    return f"{ENV_PREFIX}{name.upper()}"
 
 
 def declared_default(name: str):
