@@ -177,3 +177,27 @@ def test_best_checkpoint_is_kept_and_training_stops_early(corpora, model_dir, tm
     # The saved adapter is the first epoch's: its per-tuple held-out loss is that evaluation's.
     assert result.eval_loss == pytest.approx(evals[0][1], rel=1e-3)
     assert len(result.held_out.adapter_losses) == len(held_out) == 8
+
+
+def test_the_internals_training_relies_on_are_checked_against_the_installed_libraries():
+    """The installed bitsandbytes and transformers hold both internals; a version without one
+    is refused by name before training starts."""
+    import bitsandbytes
+    import transformers
+
+    from yoyo_assets.adapters.library_internals import (UnsupportedLibrary,
+                                                        check_training_internals)
+
+    check_training_internals()  # the installed versions
+
+    class Linear4bit:  # a bitsandbytes that no longer has the switch
+        pass
+
+    class Trainer:  # a transformers whose save_model lost the flag
+        def save_model(self, output_dir=None):
+            pass
+
+    with pytest.raises(UnsupportedLibrary, match="support_avx512bf16_for_cpu"):
+        check_training_internals(Linear4bit, transformers.Trainer)
+    with pytest.raises(UnsupportedLibrary, match="_internal_call"):
+        check_training_internals(bitsandbytes.nn.Linear4bit, Trainer)

@@ -29,6 +29,7 @@ from .corpus import CorpusTuple
 from .fitting import FitReport, fit_examples
 from .gate import GateStatistic
 from .held_out import DpoScores, SftScores, score_dpo, score_sft
+from .library_internals import check_training_internals
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -391,6 +392,7 @@ def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Pa
     from transformers import EarlyStoppingCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
+    check_training_internals()
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules=config.lora_target_modules,
                       bias="none", task_type="CAUSAL_LM")
