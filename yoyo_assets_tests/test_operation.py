@@ -350,28 +350,31 @@ def test_asset_lineage_page_in_chromium_shows_every_group(dev_stack):
             # An auto-waiting assertion: the page draws after the network goes quiet.
             expect(page.get_by_text("Global asset lineage")).to_be_visible(
                 timeout=timeout(30_000))
-            # The groups are drawn collapsed; a double click on a group's node opens it. Each
-            # bucket's assets are a group named by tenant and role: its `adapter` node sits
+            # The groups are drawn collapsed; the UI's shortcut (Alt+E) expands them all. Each
+            # bucket's assets are a group named by tenant and role, so each `adapter` node sits
             # under the name of the adapter it is.
-            adapters = ("corpus_bucket", "adapter", "published_adapter")
-            for group, assets in (("datagraph", ("documents", "corrections",
-                                                 "extracted_entities", "datagraph",
-                                                 "resolved_mentions", "correction_tuples")),
-                                  ("pointsav_extraction", adapters),
-                                  ("pointsav_engineering", adapters),
-                                  ("pointsav_apprenticeship", adapters)):
-                in_graph: list = []
-                for _ in range(60):  # the graph is laid out after the page loads
-                    in_graph = [node for node in page.get_by_text(group, exact=True).all()
-                                if (box := node.bounding_box()) and box["x"] > 600]
-                    if in_graph:
-                        break
-                    page.wait_for_timeout(500)
-                assert in_graph, f"group {group} not drawn"
-                in_graph[0].dblclick()
-                for name in assets:
-                    page.get_by_text(name, exact=True).first.wait_for(timeout=timeout(30_000))
+            page.keyboard.press("Alt+e")
+            groups = ("datagraph", "pointsav_extraction", "pointsav_engineering",
+                      "pointsav_apprenticeship")
+            for name in (*groups, "documents", "corrections", "extracted_entities",
+                         "resolved_mentions", "correction_tuples", "commit_tuples"):
+                page.get_by_text(name, exact=True).last.wait_for(timeout=timeout(30_000))
+            for name in ("corpus_bucket", "adapter", "published_adapter"):
+                expect(page.get_by_text(name, exact=True)).to_have_count(3)
+            # Drawn in the graph's pane: right of the sidebar (which lists the groups too, its
+            # entries at x 312 and at most 208 wide in this viewport).
+            pane = 530
+            in_graph = [g for g in groups if any(
+                (box := node.bounding_box()) and box["x"] > pane and box["height"] > 0
+                for node in page.get_by_text(g, exact=True).all())]
+            assert in_graph == list(groups)
             page.screenshot(path=str(ARTIFACTS / "asset-lineage.png"))
+            # The nights the backfill test materialized, plotted on the identity asset's page.
+            page.goto(f"{dev_stack.url}/assets/resolved_mentions", wait_until="networkidle")
+            page.get_by_text("Plots", exact=True).first.click()
+            page.get_by_text("mentions_resolved").first.wait_for(timeout=timeout(30_000))
+            page.screenshot(path=str(ARTIFACTS / "resolved-mentions-plots.png"), full_page=True)
         finally:
             browser.close()
-    assert (ARTIFACTS / "asset-lineage.png").stat().st_size > 10_000
+    for name in ("asset-lineage.png", "resolved-mentions-plots.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000

@@ -92,6 +92,9 @@ def test_a_weaker_link_to_an_anchor_another_form_claims_is_undone():
 def test_records_without_an_identifier_make_no_anchor():
     assert anchor_of_contact({"name": "Ada Lovelace", "last_name": "Lovelace"}) is None
     assert anchor_of_contact({"id": "x", "name": "Ada", "last_name": 7}) is None
+    # A record with a full name only (a CRM's): the surname read from the name.
+    nadia = anchor_of_contact({"id": "crm:1", "name": "Nadia Petrova", "title": "Head of IT"})
+    assert (nadia.surnames, nadia.given_names, nadia.role) == (("petrova",), ("nadia",), None)
 
 
 def test_on_the_labelled_notes_the_resolver_meets_its_targets(corpora):

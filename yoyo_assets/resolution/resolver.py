@@ -53,15 +53,19 @@ def _clean(value):
 
 
 def anchor_of_contact(record: dict) -> Anchor | None:
-    """The anchor a contact record makes: its `id`, `name`, `first_name`, `last_name`,
-    `title`, `represents` and `committees` (a committee's parenthesis, such as
-    `(Ranking Member)`, dropped), control characters and lone surrogates as spaces. None
-    without an `id`, a `name` or a `last_name`."""
+    """The anchor a contact record makes: its `id`, `name`, `first_name`, `last_name` (without
+    one, the surname nameparser reads in `name`), `title`, `represents` and `committees` (a
+    committee's parenthesis, such as `(Ranking Member)`, dropped), control characters and lone
+    surrogates as spaces. None without an `id` or a `name`, or when no surname can be read."""
     if not all(isinstance(record.get(key), str) and record[key].strip() for key in
-               ("id", "name", "last_name")):
+               ("id", "name")):
         return None
     record = {key: _clean(value) for key, value in record.items()}
-    surnames = tuple(fold(record["last_name"]).split())
+    last_name = record.get("last_name")
+    surnames = (tuple(fold(last_name).split()) if isinstance(last_name, str) and last_name.strip()
+                else parse_person(record["name"]).surnames)
+    if not surnames:
+        return None
     words = [fold(word) for word in record["name"].replace(",", " ").split()]
     given = [word for word in words if word not in surnames and word not in ("jr", "sr")]
     if isinstance(record.get("first_name"), str):
