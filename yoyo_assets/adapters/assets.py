@@ -41,14 +41,13 @@ from .training import BaseModelError, TrainingConfig, check_base_model
 from .version_training import (Bucket, TrainingFailed, discard_checkpoints,
                                pending_set_sha256, train_version)
 
+GIB = 1 << 30
 
 
 def group_of(tenant: str, role: str) -> str:
     """The lineage group of one bucket's assets, `<tenant>_<role>`: the UI draws a node by the
     last part of its key (`adapter`), so the group is what tells the three adapters apart."""
     return f"{tenant}_{role}".replace("-", "_")
-
-GIB = 1 << 30
 
 
 def bucket_of(context: AssetExecutionContext) -> Bucket:
