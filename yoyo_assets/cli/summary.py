@@ -67,12 +67,19 @@ def _adapter_lines(runs: NightRuns) -> list[str]:
         if e is not None:
             lines.append(f"           extraction F1 on {e.labelled_documents} labelled documents, "
                          f"{e.serving_extractor} -> this version: {e.reason}")
-        verdict = ("passed: served from the next night" if version.passed_quality_gate and
-                   m.role == "extraction" else "passed" if version.passed_quality_gate else
-                   f"serving check failed: {m.serving_check.error}" if _serving_error(version)
-                   else "kept local (not served, not published)")
-        lines.append(f"           gate {verdict}")
+        lines.append(f"           gate {_gate_verdict(version)}")
     return lines
+
+
+def _gate_verdict(version: AdapterVersion) -> str:
+    """The gate's outcome for the summary: passed (and served next, for the extraction role),
+    its serving check's error, or kept local."""
+    if version.passed_quality_gate:
+        return "passed: served from the next night" if version.manifest.role == "extraction" \
+            else "passed"
+    if _serving_error(version):
+        return f"serving check failed: {version.manifest.serving_check.error}"
+    return "kept local (not served, not published)"
 
 
 def _serving_error(version: AdapterVersion | None) -> bool:

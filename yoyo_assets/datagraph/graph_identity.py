@@ -110,11 +110,13 @@ MATCH (d:Document)-[r:REFERS_TO]->(i:Identity {id: $id})
 RETURN d.sha256, d.path, d.night, r.name, r.reason, r.night ORDER BY r.night, d.sha256, r.name
 LIMIT $limit
 """
-# The decisions that named the identity, or whose outcome moved something onto it: a small
-# table (one node per operator's decision), read whole.
+# The decisions that named the identity, or whose outcome (`merged <id> into <id>`, `moved to
+# <id>`: _merge and _apart) names it whole, not as the prefix of a longer id: a small table (one
+# node per operator's decision), read whole.
 DECISIONS_ON = """
 MATCH (x:IdentityDecision)
-WHERE list_contains(x.identities, $id) OR x.outcome CONTAINS $id
+WHERE list_contains(x.identities, $id) OR x.outcome = $moved OR x.outcome ENDS WITH $kept
+      OR x.outcome STARTS WITH $merged
 RETURN x.id, x.kind, x.by, x.at, x.night, x.outcome ORDER BY x.night, x.at, x.id
 """
 
@@ -148,7 +150,9 @@ def identity_view(query: Query, identity: str, limit: int) -> IdentityView | Non
     name, type_, anchored, first, last, count = found[0]
     references = [tuple(row) for row in query(REFERRING, {"id": identity, "limit": limit})]
     forms = list(dict.fromkeys(row[3] for row in references))
-    decisions = [tuple(row) for row in query(DECISIONS_ON, {"id": identity})]
+    decisions = [tuple(row) for row in query(DECISIONS_ON, {
+        "id": identity, "moved": f"moved to {identity}", "kept": f" into {identity}",
+        "merged": f"merged {identity} into "})]
     return IdentityView(identity, name, type_, bool(anchored), first, last, int(count), forms,
                         references, decisions)
 

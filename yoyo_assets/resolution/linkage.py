@@ -14,9 +14,10 @@ splink's training guide: https://moj-analytical-services.github.io/splink/).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
-from .names import fold, parse_person
+from .names import canonical_names, fold, parse_person
 from .resolver import Anchor, Mention
 
 #: A mention links to its best anchor when the model's match probability reaches this and no
@@ -39,11 +40,9 @@ class Link:
 def _given_forms(given: tuple[str, ...]) -> list[str]:
     """Every given name and the canonical names its nicknames stand for (`bernie` ->
     `bernard`), and each one's initial, so a nickname or an initial meets its full name."""
-    from .names import _nicknamer
-
     forms = set(given)
     for name in given:
-        forms |= _nicknamer().canonicals_of(name)
+        forms |= canonical_names(name)
     return sorted(forms | {f"{name[0]}." for name in forms if name})
 
 
@@ -133,10 +132,7 @@ def _surname_frequencies(anchors: list[Anchor]) -> list[dict]:
     frequency over both tables (splink's default) counts the mentions themselves, and one over
     the anchors alone counts the named anchor as if it were a coincidence: each anchor being
     one entity, both leave a surname that only one anchor carries at p ~ 0.5."""
-    counts: dict[str, int] = {}
-    for anchor in anchors:
-        if anchor.surnames:
-            counts[anchor.surnames[-1]] = counts.get(anchor.surnames[-1], 0) + 1
+    counts = Counter(anchor.surnames[-1] for anchor in anchors if anchor.surnames)
     return [{"surname": name, "tf_surname": (count - 1 + OUTSIDE_SHARE) / len(anchors)}
             for name, count in counts.items()]
 

@@ -63,15 +63,20 @@ def _nicknamer():
     return NickNamer()
 
 
+def canonical_names(given: str) -> set[str]:
+    """The full given names a folded given name is a nickname of (`bernie` -> {`bernard`}),
+    from the `nicknames` table; empty for a name it does not hold as a nickname."""
+    return _nicknamer().canonicals_of(given)
+
+
 @functools.lru_cache(maxsize=65536)
 def same_given_name(said: str, recorded: str) -> bool:
     """True when `said` can be `recorded`: equal, an initial of it, a nickname of it (either
     way: `maggie`/`margaret`, `bernie`/`bernard`), or spelled nearly the same."""
     if said == recorded or (len(said) == 1 and recorded.startswith(said)):
         return True
-    nicknamer = _nicknamer()
-    if recorded in nicknamer.canonicals_of(said) or said in nicknamer.canonicals_of(recorded):
+    if recorded in canonical_names(said) or said in canonical_names(recorded):
         return True
-    if nicknamer.canonicals_of(said) & nicknamer.canonicals_of(recorded):  # steve: both
+    if canonical_names(said) & canonical_names(recorded):  # steve: both
         return True
     return JaroWinkler.similarity(said, recorded) >= GIVEN_NAME_SIMILARITY

@@ -212,7 +212,7 @@ class Settings(BaseSettings):
         try:
             return cls(**given)
         except ValidationError as exc:
-            problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}"
+            problems = "; ".join(f"{variable(str(e['loc'][0]))}: {e['msg']}"
                                  for e in exc.errors())
             raise SettingsError(problems) from None
 
@@ -267,7 +267,7 @@ def _shown_default(field) -> str:
 
 def settings_table() -> str:
     """The README's settings table (markdown): one row per variable, from the declarations."""
-    rows = [(f"{ENV_PREFIX}{name.upper()}", _shown_default(field), field.description)
+    rows = [(variable(name), _shown_default(field), field.description)
             for name, field in Settings.model_fields.items()]
     rows += list(OTHER_VARIABLES)
     return "\n".join(["| variable | default | meaning |", "|---|---|---|",
