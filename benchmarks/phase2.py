@@ -3,8 +3,10 @@ pipeline's own `train_adapter` (trl + peft + bitsandbytes).
 
     .venv/bin/python benchmarks/phase2.py --kind sft --tuples 40 [--max-length 512]
         [--quantization nf4|none] [--packing] [--over-max-length] [--base-model DIR]
+        [--gradient-checkpointing on|off|default] [--folder BUCKET_FOLDER]
 
-Trains on `--tuples` tuples of ../shared/corpora (engineering for SFT, apprenticeship for DPO):
+Trains on `--tuples` tuples of ../shared/corpora (engineering for SFT, apprenticeship for DPO;
+`--folder`: another bucket folder, such as the demo's `extraction-pointsav`):
 the shortest ones, or with `--over-max-length` the first ones (in file order) longer than
 max length, which the fitting must shorten. 2 epochs, the pipeline's defaults otherwise. Prints
 one Markdown table row for docs/benchmarks.md: training tokens/s (tokens the trainer fed,
@@ -35,7 +37,7 @@ CORPORA = REPO.parent / "shared" / "corpora"
 
 def choose(args, base: Path) -> list:
     """The tuples to train on (see the module's help)."""
-    folder = CORPORA / ("engineering" if args.kind == "sft" else "apprenticeship")
+    folder = args.folder or CORPORA / ("engineering" if args.kind == "sft" else "apprenticeship")
     tuples = scan_bucket(folder, args.kind, time.time()).tuples
     if not args.over_max_length:
         return sorted(tuples, key=lambda t: (len(str(t.record)), t.sha256))[:args.tuples]
@@ -57,12 +59,16 @@ def main() -> None:
     parser.add_argument("--packing", action="store_true")
     parser.add_argument("--over-max-length", action="store_true")
     parser.add_argument("--base-model", type=Path, default=None)
+    parser.add_argument("--gradient-checkpointing", choices=["on", "off", "default"],
+                        default="default")
+    parser.add_argument("--folder", type=Path, default=None)
     args = parser.parse_args()
 
     base = args.base_model or ensure_embedded_model(REPO / "var" / "test-cache" / "models")
     tuples = choose(args, base)
+    checkpointing = {"on": True, "off": False, "default": None}[args.gradient_checkpointing]
     config = TrainingConfig(max_length=args.max_length, load_in_4bit=args.quantization == "nf4",
-                            packing=args.packing)
+                            packing=args.packing, gradient_checkpointing=checkpointing)
     train, held_out = split_tuples(tuples, config.held_out_fraction, config.min_held_out_tuples)
     with tempfile.TemporaryDirectory() as scratch:
         result = train_adapter(args.kind, train, held_out, config, base, Path(scratch) / "work",
@@ -70,6 +76,7 @@ def main() -> None:
     h = held_out_evaluation(result, config, len(tuples))
     fit = result.fit
     print(f"| {args.kind.upper()} | {args.quantization} | {'yes' if args.packing else 'no'} | "
+          f"{args.gradient_checkpointing} | "
           f"{result.train_examples} / {result.held_out_examples} | {args.max_length} | "
           f"{result.steps} | {result.train_tokens} | {result.tokens_per_s:.1f} | "
           f"{result.peak_memory_bytes / 2**30:.2f} ({result.peak_memory_kind}) | "

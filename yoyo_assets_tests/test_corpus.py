@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from yoyo_assets.adapters.corpus import bucket_name, canonical_hash, scan_bucket
+from yoyo_assets.adapters.corpus import bucket_name, canonical_hash, scan_bucket, tuple_kind
 
 
 def test_real_corpora_are_valid_tuples(corpora):
@@ -50,6 +50,25 @@ def test_bad_lines_are_reported_with_file_and_line_and_the_rest_kept(tmp_path):
     assert [t.line for t in scan.tuples] == [1, 10]
     assert scan.duplicates == 1
     assert scan.tuples[0].sha256 == canonical_hash(good)
+
+
+def test_the_extraction_bucket_holds_sft_tuples_and_correction_pairs(tmp_path):
+    """Kind "sft+dpo": a line naming `chosen` or `rejected` is held to the DPO schema, any other
+    to the SFT schema, and the reason names the field either way."""
+    sft = {"messages": [{"role": "user", "content": "note"},
+                        {"role": "assistant", "content": '{"entities": []}'}]}
+    pair = {"prompt": sft["messages"][:1], "chosen": '{"entities": []}',
+            "rejected": '{"entities": [{"name": "Leeds", "type": "person"}]}'}
+    (tmp_path / "corrections.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        sft, pair, {"prompt": "note", "chosen": "yes"}, {**sft, "rejected": ""},
+        {"messages": []}]) + "\n")
+    scan = scan_bucket(tmp_path, "sft+dpo", time.time() + 1)
+    assert [t.record for t in scan.tuples] == [sft, pair]
+    assert [t.record for t in scan.tuples if tuple_kind(t.record) == "dpo"] == [pair]
+    reasons = {bad.line: bad.reason for bad in scan.invalid}
+    assert "'rejected' is a required property" in reasons[3]
+    assert "'prompt' is a required property" in reasons[4]
+    assert "messages" in reasons[5]
 
 
 def test_sft_accepts_messages_and_prompt_completion(tmp_path):

@@ -43,7 +43,7 @@ def test_all_definitions_load():
 def test_the_lineage_shows_phase_2_feeding_phase_1(tmp_path):
     """extracted_entities of a night is downstream of the previous night's extraction adapter of
     the tenant Phase 1 serves (none other's); corrections upstream of the graph and, through
-    correction_tuples, of that tenant's extraction and apprenticeship buckets."""
+    correction_tuples, of that tenant's extraction bucket (its SFT tuples and DPO pairs)."""
     for tenants, serving in (("pointsav", "pointsav"), ("pointsav,acme", "acme")):
         built = build_definitions(tmp_path, tenants=tenants, extraction_tenant=serving)
         extraction = built.resolve_assets_def("extracted_entities")
@@ -56,8 +56,7 @@ def test_the_lineage_shows_phase_2_feeding_phase_1(tmp_path):
         graph = built.resolve_asset_graph()
         assert AssetKey("corrections") in graph.get(AssetKey("datagraph")).parent_keys
         fed = {k for k in graph.get(AssetKey("correction_tuples")).child_keys}
-        assert fed == {AssetKey([serving, role, "corpus_bucket"])
-                       for role in ("extraction", "apprenticeship")}
+        assert fed == {AssetKey([serving, "extraction", "corpus_bucket"])}
 
 
 def test_schedule_requests_the_night_that_just_ended(dagster_home):

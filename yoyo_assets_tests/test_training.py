@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from yoyo_assets.adapters.corpus import scan_bucket
+import yoyo_assets
+from yoyo_assets.adapters.corpus import CorpusTuple, scan_bucket
+from yoyo_assets.adapters.preference_pass import train_with_preference_pass
 from yoyo_assets.adapters.training import (BaseModelError, BudgetSpent, TrainingConfig,
                                            load_base_model, quantizes_base, split_tuples,
                                            train_adapter)
@@ -201,3 +204,35 @@ def test_the_internals_training_relies_on_are_checked_against_the_installed_libr
         check_training_internals(Linear4bit, transformers.Trainer)
     with pytest.raises(UnsupportedLibrary, match="_internal_call"):
         check_training_internals(bitsandbytes.nn.Linear4bit, Trainer)
+
+
+@pytest.mark.slow
+def test_the_extraction_roles_dpo_pass_goes_on_from_its_sft_adapter(shallow_model_dir, tmp_path):
+    """An extraction bucket with correction pairs: SFT, then DPO starting from that adapter and
+    measured against it (the first DPO loss is ln 2 only if the reference is the SFT adapter,
+    not the base), one adapter saved, the held-out SFT tuples scored with the finished one."""
+    bucket = Path(yoyo_assets.__file__).parent / "demo_data" / "corpus" / "extraction-pointsav"
+    sft = shortest(bucket, "sft+dpo", 24)
+    # Pairs as corrections make them: the confirmed answer chosen over an extractor's that
+    # missed every name.
+    pairs = [CorpusTuple(f"pair-{t.sha256}", {
+        "prompt": t.record["messages"][:-1], "chosen": t.record["messages"][-1]["content"],
+        "rejected": '{"entities": []}'}, t.path, t.line) for t in sft[:12]]
+    config = TrainingConfig(max_length=160, num_train_epochs=1, per_device_train_batch_size=4,
+                            dpo_learning_rate=5e-4, min_held_out_tuples=4)
+    result = train_with_preference_pass(split_tuples(sft, 0.2, 4), split_tuples(pairs, 0.25, 4),
+                                        config, shallow_model_dir, tmp_path / "work",
+                                        tmp_path / "out")
+    second = result.preference_pass
+    assert second is not None and second.held_out_examples == 4
+    first_dpo_loss = next(r["train_loss"] for r in second.loss_history if "train_loss" in r)
+    assert first_dpo_loss == pytest.approx(0.6931, abs=1e-3)
+    saved = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "adapter_model.safetensors" in saved and "ref" not in saved  # trl's copy not saved
+    sft_only = load_file(tmp_path / "work" / "sft-adapter" / "adapter_model.safetensors")
+    finished = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    assert sft_only.keys() == finished.keys()
+    assert any(not torch.equal(sft_only[k], finished[k]) for k in finished)  # DPO moved it
+    assert len(result.held_out.adapter_losses) == len(result.split.held_out)
+    assert result.eval_loss == pytest.approx(sum(result.held_out.adapter_losses)
+                                             / len(result.held_out.adapter_losses))

@@ -31,7 +31,7 @@ from .commit_harvest import HarvestError, harvest_repository, harvested_shas, wr
 from .corpus_sync import CorpusNotSynced, corpus_prefix, mirror_corpus, upload_corpus
 from .corpus import ROLES, BucketScan, CorpusTuple, scan_bucket
 from .extraction_gate import POOLED
-from .manifest import ExtractionComparison
+from .manifest import ExtractionComparison, PreferencePass
 from .publication import publish_folder
 from .recovery import unrecorded_version
 from .registry import AdapterVersion, trained_hashes, version_for_night
@@ -194,7 +194,21 @@ def version_metadata(version: AdapterVersion) -> dict:
         "duration_s": round(figures.duration_s, 1),
         "resumed_from_checkpoint": figures.resumed_from_checkpoint or "",
         **_gate_f1(m.serving_check.extraction),
+        **_preference_pass(m.preference_pass),
     }
+
+
+def _preference_pass(done: PreferencePass | None) -> dict:
+    """An extraction version's DPO pass over correction pairs as numbers: pairs trained and
+    held out, and the share of held-out pairs whose confirmed answer the base and the adapter
+    each find the more likely (0..1). Empty where no pass was made."""
+    if done is None:
+        return {}
+    return {"correction_pairs_trained": len(done.pairs),
+            "correction_pairs_held_out": len(done.held_out_pairs),
+            "held_out_pairs_preferred_by_base": round(done.base_preference_accuracy, 4),
+            "held_out_pairs_preferred_by_adapter": round(done.adapter_preference_accuracy, 4),
+            "preference_pass_steps": done.steps}
 
 
 def _gate_f1(gate: ExtractionComparison | None) -> dict:

@@ -2,8 +2,10 @@
 
 `engineering-<tenant>` holds SFT examples (`{"messages": [...]}` or `{"prompt", "completion"}`),
 `apprenticeship-<tenant>` holds DPO pairs (`prompt`, `chosen`, `rejected`, each a string or a
-message list), `extraction-<tenant>` SFT examples of the entity extractor's prompt and answer. A tuple's identity is the SHA-256 of its canonical JSON, so exact duplicates are
-dropped whatever their key order or whitespace; near-duplicates are reported (MinHash LSH).
+message list), `extraction-<tenant>` SFT examples of the entity extractor's prompt and answer
+and DPO pairs from operators' corrections (the confirmed answer chosen over the extractor's). A
+tuple's identity is the SHA-256 of its canonical JSON, so exact duplicates are dropped whatever
+their key order or whitespace; near-duplicates are reported (MinHash LSH).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
 
 #: Bucket role -> training kind. `extraction` holds SFT tuples that teach the entity extractor
-#: (datagraph/extraction_tuples.py); its adapter is served to Phase 1.
-ROLES = {"engineering": "sft", "apprenticeship": "dpo", "extraction": "sft"}
+#: (datagraph/extraction_tuples.py) and the DPO pairs of operators' corrections: its adapter is
+#: trained by SFT, then a DPO pass over the pairs (the pairs' rejected answers are the
+#: extractor's own), and served to Phase 1.
+ROLES = {"engineering": "sft", "apprenticeship": "dpo", "extraction": "sft+dpo"}
 
 #: Longest tuple accepted, in characters of its canonical JSON (about 4 characters a token:
 #: 64 KiB is far beyond the 512-token training length, so only runaway records are refused).
@@ -59,8 +63,12 @@ DPO_SCHEMA: dict[str, Any] = {
     "properties": {"prompt": _TEXT_OR_MESSAGES, "chosen": _TEXT_OR_MESSAGES,
                    "rejected": _TEXT_OR_MESSAGES},
 }
+#: A tuple that names `chosen` or `rejected` is a DPO pair; any other an SFT tuple.
+_PAIR = {"anyOf": [{"required": ["chosen"]}, {"required": ["rejected"]}]}
+SFT_OR_DPO_SCHEMA: dict[str, Any] = {"if": _PAIR, "then": DPO_SCHEMA, "else": SFT_SCHEMA}
 _VALIDATORS = {"sft": jsonschema.Draft202012Validator(SFT_SCHEMA),
-               "dpo": jsonschema.Draft202012Validator(DPO_SCHEMA)}
+               "dpo": jsonschema.Draft202012Validator(DPO_SCHEMA),
+               "sft+dpo": jsonschema.Draft202012Validator(SFT_OR_DPO_SCHEMA)}
 
 _SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -111,8 +119,15 @@ def canonical_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def tuple_kind(record: dict[str, Any]) -> str:
+    """"dpo" for a record that names `chosen` or `rejected`, else "sft" (how a bucket of kind
+    "sft+dpo" tells its tuples apart)."""
+    return "dpo" if "chosen" in record or "rejected" in record else "sft"
+
+
 def check_line(text: str, kind: str, max_chars: int = DEFAULT_MAX_TUPLE_CHARS) -> dict[str, Any]:
-    """Parse and validate one JSONL line as a tuple of `kind` ("sft" or "dpo").
+    """Parse and validate one JSONL line as a tuple of `kind` ("sft", "dpo", or "sft+dpo":
+    either, by `tuple_kind`).
 
     Raises:
         ValueError: not JSON (or nested too deeply, a number too large), not an object, over

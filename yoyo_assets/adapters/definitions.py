@@ -44,8 +44,8 @@ CORRECTION_TUPLES = AssetKey("correction_tuples")
 
 def writers(tenant: str, role: str, settings: Settings) -> tuple[AssetKey, ...]:
     """Assets outside Phase 2 that add tuples to bucket `<role>-<tenant>`: corrections feed the
-    extraction tenant's `extraction` (SFT) and `apprenticeship` (DPO) buckets."""
-    fed = tenant == settings.extraction_tenant and role in ("extraction", "apprenticeship")
+    extraction tenant's `extraction` bucket (SFT tuples and DPO pairs)."""
+    fed = tenant == settings.extraction_tenant and role == "extraction"
     return (CORRECTION_TUPLES,) if fed else ()
 
 

@@ -165,6 +165,26 @@ class TrainingFigures(_Model):
     resumed_from_checkpoint: str | None = None
 
 
+class PreferencePass(_Model):
+    """An extraction version's DPO pass over operators' correction pairs, after its SFT stage
+    and starting from that adapter (its frozen copy the DPO reference): pairs trained and held
+    out (hashes), optimizer steps, tokens, seconds, loss rows as in `Manifest.loss_history`,
+    and on the held-out pairs, the share whose confirmed (chosen) answer the base and the
+    finished adapter each find the more likely, and the adapter's DPO reward accuracy and mean
+    margin against the base (trl's definitions)."""
+
+    pairs: list[str]
+    held_out_pairs: list[str]
+    steps: int
+    train_tokens: int
+    duration_s: float
+    loss_history: list[dict[str, float]] = Field(default_factory=list)
+    base_preference_accuracy: float
+    adapter_preference_accuracy: float
+    reward_accuracy: float
+    reward_margin: float
+
+
 class Manifest(_Model):
     """One adapter version: whose, from what, trained how, how good, made by which run.
 
@@ -195,6 +215,7 @@ class Manifest(_Model):
     # Manifests written before the rename say `heldout`.
     held_out: HeldOutEvaluation | None = Field(
         default=None, validation_alias=AliasChoices("held_out", "heldout"))
+    preference_pass: PreferencePass | None = None
     dagster_run_id: str = ""
     created_at: str = ""
 

@@ -1,5 +1,5 @@
 """QLoRA adapter training through trl + peft + bitsandbytes: SFT for `engineering`, DPO for
-`apprenticeship`.
+`apprenticeship`, SFT then a DPO pass for `extraction` (preference_pass.py).
 
 The base model is loaded in 4-bit NF4 (or unquantised) and a LoRA adapter is trained on it.
 Examples are fitted into max_length first, shortening prompts and keeping answers (fitting.py).
@@ -158,6 +158,8 @@ class TrainingResult:
     peak_memory_kind: str
     resumed_from: str | None = None
     loss_history: list[dict[str, float]] = field(default_factory=list)
+    #: An extraction version's DPO pass (preference_pass.py), whose own figures these are.
+    preference_pass: "TrainingResult | None" = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -383,19 +385,32 @@ def _schedule(config: TrainingConfig) -> dict[str, Any]:
             "per_device_eval_batch_size": 1}
 
 
+def _model_and_lora(config: TrainingConfig, base_dir: Path,
+                    start_from: Path | None) -> tuple[Any, Any]:
+    """(model, peft_config) for a trainer: the base with a fresh LoRA adapter to add, or, with
+    `start_from`, the base with that trained adapter loaded for further training (trl's
+    DPOTrainer then copies it as the frozen reference, `ref`)."""
+    from peft import LoraConfig, PeftModel
+
+    model = load_base_model(base_dir, config)
+    if start_from is not None:
+        return PeftModel.from_pretrained(model, start_from, is_trainable=True), None
+    return model, LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules, bias="none", task_type="CAUSAL_LM")
+
+
 def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Path,
-             work_dir: Path, tokenizer: Any) -> Any:
-    """trl's SFTTrainer or DPOTrainer over the base in `base_dir` with a fresh LoRA adapter."""
+             work_dir: Path, tokenizer: Any, start_from: Path | None = None) -> Any:
+    """trl's SFTTrainer or DPOTrainer over the base in `base_dir` with a fresh LoRA adapter, or
+    continuing the adapter in `start_from`."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import EarlyStoppingCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     check_training_internals()
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=config.lora_target_modules,
-                      bias="none", task_type="CAUSAL_LM")
+    model, lora = _model_and_lora(config, base_dir, start_from)
     common = dict(
         output_dir=str(work_dir), num_train_epochs=config.num_train_epochs,
         per_device_train_batch_size=config.per_device_train_batch_size,
@@ -404,7 +419,7 @@ def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Pa
         gradient_checkpointing_kwargs={"use_reentrant": False}, **_schedule(config),
         logging_steps=1, include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True,
         seed=config.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
-    given = dict(model=load_base_model(base_dir, config), processing_class=tokenizer,
+    given = dict(model=model, processing_class=tokenizer,
                  peft_config=lora, train_dataset=Dataset.from_list(split.train),
                  eval_dataset=Dataset.from_list(split.held_out),
                  callbacks=[EarlyStoppingCallback(config.early_stopping_patience)]
@@ -438,11 +453,13 @@ def _score_held_out(kind: str, trainer: Any, tokenizer: Any, split: FittedSplit,
 def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTuple],
                   config: TrainingConfig, base_dir: Path, work_dir: Path, output_dir: Path,
                   deadline: float = math.inf, log: Callable[[str], None] = print,
-                  progress: Callable[[int, int], None] | None = None) -> TrainingResult:
+                  progress: Callable[[int, int], None] | None = None,
+                  start_from: Path | None = None) -> TrainingResult:
     """Train a LoRA adapter of `kind` ("sft" or "dpo") and save its best checkpoint (PEFT
     adapter files and the tokenizer) into `output_dir`, then score each held-out tuple with and
     without it. Checkpoints live in `work_dir`; the newest complete one is resumed from.
-    `progress(step, max_steps)` is called after each optimizer step.
+    `progress(step, max_steps)` is called after each optimizer step. `start_from`: a PEFT
+    adapter folder to go on training instead of a fresh adapter (for DPO, also the reference).
 
     Raises:
         BaseModelError: `base_dir` is not a usable model folder (checked before loading).
@@ -453,12 +470,10 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-    started = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    started, tokenizer = time.time(), AutoTokenizer.from_pretrained(base_dir)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     split = fit_split(kind, train, held_out, tokenizer, config.max_length, log)
-    trainer = _trainer(kind, split, config, base_dir, work_dir, tokenizer)
+    trainer = _trainer(kind, split, config, base_dir, work_dir, tokenizer, start_from)
     stopped: list[int] = []
     trainer.remove_callback(PrinterCallback)  # loss rows go to the manifest, not to stdout
     trainer.add_callback(_budget_callback(deadline, stopped, progress))
@@ -477,7 +492,8 @@ def train_adapter(kind: str, train: list[CorpusTuple], held_out: list[CorpusTupl
     scores = _score_held_out(kind, trainer, tokenizer, split, config.beta)
     base_loss, loss = (sum(v) / len(v) for v in (scores.base_losses, scores.adapter_losses))
     output_dir.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(output_dir)
+    # Only the trained adapter: a DPO pass holds trl's frozen copy `ref` beside it.
+    trainer.model.save_pretrained(output_dir, selected_adapters=["default"])
     tokenizer.save_pretrained(output_dir)
     peak, peak_kind = _peak_memory()
     tokens = int(state.num_input_tokens_seen or 0)

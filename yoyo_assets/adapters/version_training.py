@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 
-from .corpus import CorpusTuple
+from .corpus import CorpusTuple, tuple_kind
 from .gate import WEAK_GATE_TUPLES, paired_difference
 from .held_out import DpoScores
 from .manifest import (BaseModelRef, FitCounts, HeldOutEvaluation, Manifest, OverlayReport,
-                       QualityGate, TrainingFigures)
+                       PreferencePass, QualityGate, TrainingFigures)
 from .registry import (AdapterVersion, commit_version, folder_sha256, remove_stale_staging,
                        staging_folder)
+from .preference_pass import split_pairs, train_with_preference_pass
 from .training import (BudgetSpent, FittedSplit, TrainingConfig, TrainingResult, quantizes_base,
                        split_tuples, train_adapter)
 
@@ -116,6 +117,24 @@ def held_out_evaluation(result: TrainingResult, config: TrainingConfig,
         kept_step=result.kept_step, stopped_early=result.stopped_early, **dpo)
 
 
+def preference_pass(result: TrainingResult, train: list[CorpusTuple],
+                    held_out: list[CorpusTuple]) -> PreferencePass | None:
+    """The manifest's record of `result`'s DPO pass, if it made one (the pairs among `train`
+    and `held_out`)."""
+    second = result.preference_pass
+    if second is None or not isinstance(second.held_out, DpoScores):
+        return None
+    scores, n = second.held_out, len(second.held_out.margins)
+    return PreferencePass(
+        pairs=sorted(t.sha256 for t in train if tuple_kind(t.record) == "dpo"),
+        held_out_pairs=sorted(t.sha256 for t in held_out if tuple_kind(t.record) == "dpo"),
+        steps=second.steps, train_tokens=second.train_tokens, duration_s=second.duration_s,
+        loss_history=second.loss_history,
+        base_preference_accuracy=sum(scores.base_prefers_chosen) / n,
+        adapter_preference_accuracy=sum(scores.adapter_prefers_chosen) / n,
+        reward_accuracy=scores.reward_accuracy, reward_margin=scores.reward_margin)
+
+
 def name_the_base(adapter_dir: Path, name: str) -> None:
     """Write `name` into the adapter's adapter_config.json as `base_model_name_or_path` (peft
     writes the local folder the base was loaded from)."""
@@ -129,7 +148,8 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
               train: list[CorpusTuple],
               held_out: list[CorpusTuple], config: TrainingConfig, result: TrainingResult,
               overlay: OverlayReport, run_id: str) -> Manifest:
-    evaluation = held_out_evaluation(result, config, len(train) + len(held_out))
+    evaluation = held_out_evaluation(result, config,
+                                     result.train_examples + result.held_out_examples)
     return Manifest(
         tenant=bucket.tenant, role=bucket.role, kind=bucket.kind, bucket=bucket.name,
         night=night, base_model=BaseModelRef(path=str(base_dir), name=base_name,
@@ -150,6 +170,7 @@ def _manifest(bucket: Bucket, night: str, base_dir: Path, base_name: str,
             peak_memory_kind=result.peak_memory_kind, duration_s=result.duration_s,
             resumed_from_checkpoint=result.resumed_from),
         fitting=FitCounts(**result.fit.as_dict()), held_out=evaluation,
+        preference_pass=preference_pass(result, train, held_out),
         dagster_run_id=run_id, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
@@ -176,7 +197,9 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     Raises:
         TrainingFailed: the budget was spent (checkpoint kept) or the tuples cannot train.
     """
-    train, held_out = split_tuples(tuples, config.held_out_fraction, config.min_held_out_tuples)
+    sft, pairs, held_out_pairs = split_pairs(tuples, config) if bucket.kind == "sft+dpo" \
+        else (tuples, [], [])
+    train, held_out = split_tuples(sft, config.held_out_fraction, config.min_held_out_tuples)
     training_id = hashlib.sha256(json.dumps(
         [pending_set_sha256([t.sha256 for t in tuples]), config.model_dump(), str(base_dir)],
         sort_keys=True).encode()).hexdigest()[:16]
@@ -184,8 +207,14 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     remove_stale_staging(folder)
     staged = staging_folder(folder)
     try:
-        result = train_adapter(bucket.kind, train, held_out, config, base_dir, work_dir, staged,
-                               deadline=deadline, log=log, progress=progress)
+        if pairs:
+            result = train_with_preference_pass((train, held_out), (pairs, held_out_pairs),
+                                                config, base_dir, work_dir, staged, deadline,
+                                                log, progress)
+        else:
+            kind = "sft" if bucket.kind == "sft+dpo" else bucket.kind  # no pairs to pass over
+            result = train_adapter(kind, train, held_out, config, base_dir, work_dir, staged,
+                                   deadline=deadline, log=log, progress=progress)
         name_the_base(staged, base_name)
         (staged / "loss_curve.png").write_bytes(loss_curve_png(result))
         overlay = check_overlay(staged, result.split)
@@ -195,9 +224,9 @@ def train_version(bucket: Bucket, tuples: list[CorpusTuple], config: TrainingCon
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    version = commit_version(folder, staged, _manifest(bucket, night, base_dir, base_name, train,
-                                                       held_out, config, result, overlay,
-                                                       run_id))
+    version = commit_version(folder, staged, _manifest(
+        bucket, night, base_dir, base_name, train + pairs, held_out + held_out_pairs, config,
+        result, overlay, run_id))
     shutil.rmtree(work_dir, ignore_errors=True)
     log(f"{bucket.name}: v{version.number} at {version.path}, eval loss "
         f"{result.base_eval_loss:.4f} -> {result.eval_loss:.4f} "

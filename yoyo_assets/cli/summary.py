@@ -125,7 +125,7 @@ def _correction_lines(runs: NightRuns, recorded: dict) -> list[str]:
             + f", {counts['already_applied']} applied before, {counts['waiting']} waiting for "
             f"their document; {made.get('sft_tuples', 0)} SFT tuples and "
             f"{made.get('dpo_pairs', 0)} DPO pairs for "
-            f"{made.get('tenant', 'the serving tenant')}'s next adapters"]
+            f"{made.get('tenant', 'the serving tenant')}'s next extraction adapter"]
 
 
 def _identity_lines(runs: NightRuns) -> list[str]:

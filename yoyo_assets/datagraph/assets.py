@@ -228,10 +228,11 @@ def correction_tuples(context: AssetExecutionContext, config: ExtractionConfig,
                       corpus_buckets: ResourceParam[BucketFolders],
                       extraction_serving: ResourceParam[ExtractionAdapterChoice]
                       ) -> MaterializeResult:
-    """The corrections the night applies as training material for the serving tenant:
-    extraction SFT tuples into `extraction-<tenant>` and, where the extractor had answered a
-    chunk differently, DPO pairs into `apprenticeship-<tenant>`, each file
-    `corrections-<night>.jsonl` (written whole; a re-run writes the same)."""
+    """The corrections the night applies as training material for the serving tenant's
+    extraction adapter, in `extraction-<tenant>/corrections-<night>.jsonl` (written whole; a
+    re-run writes the same): SFT tuples and, where the extractor had answered a chunk
+    differently, DPO pairs, which that adapter's DPO pass trains on (the rejected answers are
+    the extractor's own, so they belong to no other model)."""
     night = context.partition_key
     used = _night_material(corrections, night)
     material = CorrectionMaterial()
@@ -242,13 +243,12 @@ def correction_tuples(context: AssetExecutionContext, config: ExtractionConfig,
     for correction_id, reason in material.skipped.items():
         context.log.warning(f"correction {correction_id[:12]} gave no tuples: {reason}")
     tenant, arrived = extraction_serving.tenant, context.partition_time_window.end.timestamp() - 1
-    files = {}
-    for role, records in (("extraction", material.sft), ("apprenticeship", material.dpo)):
-        if records:
-            path = corpus_buckets.bucket_folder(role, tenant) / f"corrections-{night}.jsonl"
-            write_atomically(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True)
-                                           + "\n" for r in records), mtime=arrived)
-            files[f"{role}_file"] = MetadataValue.path(str(path))
+    files, records = {}, material.sft + material.dpo
+    if records:
+        path = corpus_buckets.bucket_folder("extraction", tenant) / f"corrections-{night}.jsonl"
+        write_atomically(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n"
+                                       for r in records), mtime=arrived)
+        files["extraction_file"] = MetadataValue.path(str(path))
     return MaterializeResult(metadata={
         "corrections_used": len(used) - len(material.skipped),
         "corrections_skipped": len(material.skipped), "sft_tuples": len(material.sft),
