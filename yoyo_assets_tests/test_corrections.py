@@ -270,11 +270,11 @@ def test_corrections_survive_nights_a_kill_and_become_training_material(
     named = {e["name"] for t in tuples
              for e in json.loads(t["messages"][-1]["content"])["entities"]}
     assert named and named <= {g["name"] for g in gold}
-    # DPO pairs, in the same file, where the extractor had answered otherwise.
+    # DPO pairs, in the same file, only where the extractor had answered otherwise.
     pairs = [r for r in records if tuple_kind(r) == "dpo"]
     extractor_was_right = sorted(map(tuple, json.loads(answer))) == sorted(
         (g["name"], g["type"]) for g in gold)
-    assert bool(pairs) != extractor_was_right
+    assert not (pairs and extractor_was_right)
     assert all(pair["chosen"] != pair["rejected"] for pair in pairs)
 
     # A re-run of the night, and the next night: nothing changes, nothing is written twice.

@@ -16,9 +16,12 @@ from tokenizers import Tokenizer
 
 from yoyo_assets.adapters.corpus import check_line
 from yoyo_assets.adapters.registry import versions
-from yoyo_assets.datagraph.extraction import EntityExtractor, entity_schema, parse_answer
+from yoyo_assets.datagraph.corrections import ConfirmedEntity, Correction, CorrectionOutcome
+from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, EntityExtractor, entity_key,
+                                              entity_schema, parse_answer)
 from yoyo_assets.datagraph.extraction_config import ExtractionConfig
-from yoyo_assets.datagraph.extraction_tuples import extraction_tuples, write_tuples
+from yoyo_assets.datagraph.extraction_tuples import (EMPTY_SHARE, correction_material,
+                                                     extraction_tuples, write_tuples)
 from yoyo_assets.datagraph.quality import load_labelled_set
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.datagraph.graph_store import open_graph
@@ -145,3 +148,27 @@ def test_extraction_tuples_answer_each_chunk_with_its_gold(model_dir, corpora):
              for e in json.loads(r["messages"][-1]["content"])["entities"]}
     assert {"Sonmarg", "Rajesh Kalia", "DRDO"} <= found  # DRDO: group, scored as company
     assert "What Else is Making News" not in found  # creative work: no type of this schema
+
+
+def test_correction_pairs_keep_one_empty_answer_per_four_named(model_dir, corpora):
+    """A correction's DPO pairs: one per chunk the extractor answered otherwise; those whose
+    confirmed answer is empty (it named a non-entity) are capped at a quarter of the others,
+    the cap whose absence let a DPO pass teach the extractor to answer nothing."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    [note] = load_labelled_set(corpora / "research")[:1]
+    document = note.document
+    confirmed = {entity_key(g.name, g.type): g for g in note.gold if g.type in ENTITY_TYPES}
+    correction = Correction(
+        id="c" * 64, document=document.sha256, by="test", at="2026-11-21T12:00:00+00:00",
+        entities=[ConfirmedEntity(key=k, name=g.name, type=g.type) for k, g in confirmed.items()])
+    # The extractor named "the" in every chunk, and nothing else.
+    outcome = CorrectionOutcome(id=correction.id, document=document.sha256, status="applicable",
+                                path=document.path, stream=document.stream,
+                                extractor_answer=[("the", "person")])
+    material = correction_material([(outcome, correction)], tokenizer, 32)
+    named = [p for p in material.dpo if json.loads(p["chosen"])["entities"]]
+    empty = [p for p in material.dpo if not json.loads(p["chosen"])["entities"]]
+    assert named and len(empty) == len(named) // EMPTY_SHARE
+    assert all(p["chosen"] != p["rejected"] and p["source"] == f"correction:{'c' * 64}"
+               for p in material.dpo)
+    assert all(check_line(json.dumps(p), "sft+dpo") == p for p in material.dpo)

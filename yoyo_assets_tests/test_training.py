@@ -15,8 +15,8 @@ import yoyo_assets
 from yoyo_assets.adapters.corpus import CorpusTuple, scan_bucket
 from yoyo_assets.adapters.preference_pass import train_with_preference_pass
 from yoyo_assets.adapters.training import (BaseModelError, BudgetSpent, TrainingConfig,
-                                           load_base_model, quantizes_base, split_tuples,
-                                           train_adapter)
+                                           checkpoints_activations, load_base_model,
+                                           quantizes_base, split_tuples, train_adapter)
 
 
 def shortest(folder: Path, kind: str, count: int):
@@ -125,6 +125,12 @@ def test_the_base_is_quantized_on_a_gpu_by_default_and_as_asked_otherwise():
     assert quantizes_base(TrainingConfig(load_in_4bit=False)) is False
 
 
+def test_activations_are_recomputed_on_a_gpu_by_default_and_as_asked_otherwise():
+    assert checkpoints_activations(TrainingConfig()) is torch.cuda.is_available()
+    assert checkpoints_activations(TrainingConfig(gradient_checkpointing=True)) is True
+    assert checkpoints_activations(TrainingConfig(gradient_checkpointing=False)) is False
+
+
 def test_bad_base_model_fails_before_loading(tmp_path, corpora):
     tuples = shortest(corpora / "engineering", "sft", 4)
     train, held_out = split_tuples(tuples, 0.5)
@@ -218,8 +224,10 @@ def test_the_extraction_roles_dpo_pass_goes_on_from_its_sft_adapter(shallow_mode
     pairs = [CorpusTuple(f"pair-{t.sha256}", {
         "prompt": t.record["messages"][:-1], "chosen": t.record["messages"][-1]["content"],
         "rejected": '{"entities": []}'}, t.path, t.line) for t in sft[:12]]
+    # DPO alone (no RPO term), so that the first loss is the reference's test.
     config = TrainingConfig(max_length=160, num_train_epochs=1, per_device_train_batch_size=4,
-                            dpo_learning_rate=5e-4, min_held_out_tuples=4)
+                            dpo_learning_rate=5e-4, min_held_out_tuples=4,
+                            preference_pass_rpo_alpha=0)
     result = train_with_preference_pass(split_tuples(sft, 0.2, 4), split_tuples(pairs, 0.25, 4),
                                         config, shallow_model_dir, tmp_path / "work",
                                         tmp_path / "out")

@@ -5,7 +5,9 @@ The pairs' rejected answers are the extractor's own (the served base or extracti
 they belong to the model that gave them, not to another bucket's base. The pass starts from the
 SFT stage's adapter and uses its frozen copy as the DPO reference (trl's DPOTrainer does so for
 a PEFT model with a trained adapter), so it moves the extractor only where the operators'
-verdicts say. One adapter comes out and is judged like any extraction version: held-out loss on
+verdicts say, with a negative log-likelihood term on the confirmed answers beside the DPO loss
+(RPO, `preference_pass_rpo_alpha`), which keeps their likelihood from falling with the
+rejected answers'. One adapter comes out and is judged like any extraction version: held-out loss on
 the SFT tuples (re-scored with the finished adapter), the overlay check, F1 on the labelled set.
 """
 
@@ -65,7 +67,8 @@ def train_with_preference_pass(
     first = train_adapter("sft", *sft, config, base_dir, work_dir / "sft",
                           work_dir / "sft-adapter", deadline, log, progress)
     log(f"DPO pass over {len(pairs[0])} correction pairs, starting from the SFT adapter")
-    second = train_adapter("dpo", *pairs, config, base_dir, work_dir / "dpo", output_dir,
+    rpo = config.model_copy(update={"rpo_alpha": config.preference_pass_rpo_alpha})
+    second = train_adapter("dpo", *pairs, rpo, base_dir, work_dir / "dpo", output_dir,
                            deadline, log, progress, start_from=work_dir / "sft-adapter")
     scores = _score_finished(base_dir, output_dir, first.split.held_out, config)
     return replace(

@@ -46,7 +46,7 @@ class TrainingConfig(Config):
     `min_held_out_tuples`.
     Parameters that control the training: `num_train_epochs`, `per_device_train_batch_size`,
     `gradient_accumulation_steps`, `sft_learning_rate`, `dpo_learning_rate`, `beta`,
-    `gradient_checkpointing`, `eval_steps`, `early_stopping_patience`, `seed`,
+    `rpo_alpha`, `preference_pass_rpo_alpha`, `gradient_checkpointing`, `eval_steps`, `early_stopping_patience`, `seed`,
     `budget_reserve_s`.
     Parameters of the quality gate: `gate_statistic`, `gate_confidence`.
     Parameters of the serving check: `overlay_check_prompts`, `overlay_check_tokens`.
@@ -96,9 +96,19 @@ class TrainingConfig(Config):
     beta: float = Field(
         default=0.1, description="DPO only: how far the policy may move from the reference "
         "(the base with the adapter disabled).")
-    gradient_checkpointing: bool = Field(
-        default=True, description="Recompute activations in the backward pass: less memory, "
-        "about a third more compute.")
+    rpo_alpha: float = Field(
+        default=0.0, ge=0, description="DPO only: weight of a negative log-likelihood loss on "
+        "the chosen answers added to the DPO loss (RPO, Pang et al. 2024; trl's loss_type "
+        "[\"sigmoid\", \"sft\"]); 0: DPO alone. The extraction role's DPO pass uses "
+        "`preference_pass_rpo_alpha` instead.")
+    preference_pass_rpo_alpha: float = Field(
+        default=1.0, ge=0, description="`rpo_alpha` of the extraction role's DPO pass over "
+        "correction pairs (adapters/preference_pass.py; RPO's own value): without it the pass "
+        "lowered the chosen answers' likelihood too, docs/benchmarks.md.")
+    gradient_checkpointing: bool | None = Field(
+        default=None, description="Recompute activations in the backward pass: less memory, "
+        "more compute. None: on where a GPU trains (its memory bounds the batch), off on a CPU "
+        "(`checkpoints_activations`).")
     eval_steps: int = Field(
         default=0, description="0: evaluate held-out loss and save a checkpoint after each "
         "epoch; N: every N optimizer steps.")
@@ -255,6 +265,18 @@ def quantizes_base(config: TrainingConfig) -> bool:
     return torch.cuda.is_available()
 
 
+def checkpoints_activations(config: TrainingConfig) -> bool:
+    """Whether training recomputes activations in the backward pass (gradient checkpointing):
+    `config.gradient_checkpointing`, or when it is None, whether a GPU trains. On a CPU the
+    bases it can train leave RAM to spare and recomputing costs training time
+    (docs/benchmarks.md, "Gradient checkpointing on a CPU")."""
+    if config.gradient_checkpointing is not None:
+        return config.gradient_checkpointing
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def load_base_model(path: Path, config: TrainingConfig) -> Any:
     """The base causal LM from `path`, ready for k-bit LoRA training: 4-bit when
     `quantizes_base(config)`, float32 compute on CPU and bfloat16 on a GPU; else unquantised."""
@@ -272,7 +294,7 @@ def load_base_model(path: Path, config: TrainingConfig) -> Any:
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=dtype,
                                                  device_map={"": 0} if cuda else None)
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=config.gradient_checkpointing,
+        model, use_gradient_checkpointing=checkpoints_activations(config),
         gradient_checkpointing_kwargs={"use_reentrant": False})
     disable_bf16_repacking(model)
     return model
@@ -415,7 +437,7 @@ def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Pa
         output_dir=str(work_dir), num_train_epochs=config.num_train_epochs,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+        max_length=config.max_length, gradient_checkpointing=checkpoints_activations(config),
         gradient_checkpointing_kwargs={"use_reentrant": False}, **_schedule(config),
         logging_steps=1, include_num_input_tokens_seen=True, report_to="none", disable_tqdm=True,
         seed=config.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
@@ -427,7 +449,10 @@ def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Pa
     if kind == "sft":
         args = SFTConfig(learning_rate=config.sft_learning_rate, packing=config.packing, **common)
     else:
-        args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta, **common)
+        rpo = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, config.rpo_alpha]) \
+            if config.rpo_alpha else {}
+        args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta, **rpo,
+                         **common)
     base = SFTTrainer if kind == "sft" else DPOTrainer
     return type(base.__name__, (_CrashPointInCheckpoint, base), {})(args=args, **given)
 

@@ -101,11 +101,12 @@ def correction_material(applied: list[tuple[CorrectionOutcome, Correction]],
                         tokenizer: Tokenizer, chunk_tokens: int,
                         answer_format: str = "items") -> CorrectionMaterial:
     """SFT tuples and DPO pairs from applied corrections (outcome and correction; no pairs
-    where the extractor's answer is not known), each
+    where the extractor's answer is not known; a pair whose confirmed answer is empty, one per
+    EMPTY_SHARE pairs that name an entity, the first in order), each
     document read again from its ledger path and cut as an extraction adapter's prompts cut it
     (`chunk_tokens`, `answer_format`, no worked example). Every record names its correction
     (`source`: `correction:<id>`). A document whose file is gone or changed is skipped."""
-    material = CorrectionMaterial()
+    material, named, empty = CorrectionMaterial(), [], []
     for outcome, correction in applied:
         try:
             document = read_document(Path(outcome.path), outcome.stream)
@@ -127,9 +128,13 @@ def correction_material(applied: list[tuple[CorrectionOutcome, Correction]],
         for part, chunk in enumerate(chunks, 1):
             chosen, rejected = chunk_answer(chunk, confirmed), chunk_answer(chunk, answered)
             if chosen != rejected:
-                material.dpo.append({
+                (named if chosen["entities"] else empty).append({
                     "prompt": build_messages(document.stream, chunk, part, len(chunks),
                                              answer_format),
                     "chosen": answer_text(chosen, answer_format),
                     "rejected": answer_text(rejected, answer_format), "source": source})
+    # As with the SFT tuples: pairs whose confirmed answer is empty (the extractor named what
+    # is no entity) outnumber the rest, and a DPO pass over them all taught the extractor to
+    # answer nothing at all (F1 0.000, docs/benchmarks.md).
+    material.dpo = named + empty[:len(named) // EMPTY_SHARE]
     return material
