@@ -294,7 +294,7 @@ def write_bucket_file(root: Path, name: str, lines: list[str], night: str) -> No
 
 
 def sft_lines(corpora: Path) -> list[str]:
-    """100 short SFT tuples (fast to train on a CPU): the 60 shipped demo examples, then the
+    """100 short SFT tuples (fast to train on a CPU): the shipped demo examples, then the
     shortest hh-rlhf dialogues as prompt/completion (prompt and chosen reply)."""
     demo = DEMO / "corpus" / "engineering-pointsav"
     lines = [line for f in demo.iterdir() for line in f.read_text().splitlines()]
