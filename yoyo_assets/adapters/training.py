@@ -46,8 +46,8 @@ class TrainingConfig(Config):
     `min_held_out_tuples`.
     Parameters that control the training: `num_train_epochs`, `per_device_train_batch_size`,
     `gradient_accumulation_steps`, `sft_learning_rate`, `dpo_learning_rate`, `beta`,
-    `rpo_alpha`, `preference_pass_rpo_alpha`, `gradient_checkpointing`, `eval_steps`, `early_stopping_patience`, `seed`,
-    `budget_reserve_s`.
+    `rpo_alpha`, `preference_pass_rpo_alpha`, `gradient_checkpointing`, `eval_steps`,
+    `early_stopping_patience`, `seed`, `budget_reserve_s`.
     Parameters of the quality gate: `gate_statistic`, `gate_confidence`.
     Parameters of the serving check: `overlay_check_prompts`, `overlay_check_tokens`.
     """
