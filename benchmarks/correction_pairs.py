@@ -37,12 +37,12 @@ from yoyo_assets.adapters.held_out import score_dpo  # noqa: E402
 from yoyo_assets.adapters.preference_pass import train_with_preference_pass  # noqa: E402
 from yoyo_assets.adapters.training import (TrainingConfig, load_base_model,  # noqa: E402
                                            split_tuples)
-from yoyo_assets.datagraph.corrections import (ConfirmedEntity, Correction,  # noqa: E402
+from yoyo_assets.datagraph.corrections.stream import (ConfirmedEntity, Correction,  # noqa: E402
                                                CorrectionOutcome)
-from yoyo_assets.datagraph.extraction import ENTITY_TYPES, EntityExtractor, entity_key  # noqa: E402
-from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
-from yoyo_assets.datagraph.extraction_tuples import correction_material  # noqa: E402
-from yoyo_assets.datagraph.quality import load_labelled_set, score_extractions  # noqa: E402
+from yoyo_assets.datagraph.extraction.extractor import ENTITY_TYPES, EntityExtractor, entity_key  # noqa: E402
+from yoyo_assets.datagraph.extraction.config import ExtractionConfig  # noqa: E402
+from yoyo_assets.datagraph.corrections.tuples import correction_material  # noqa: E402
+from yoyo_assets.datagraph.extraction.quality import load_labelled_set, score_extractions  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.shared.inference_server import (InferenceServer, ServerLaunch,  # noqa: E402
                                                  VllmOptions)

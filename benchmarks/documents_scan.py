@@ -49,7 +49,7 @@ def night(root: Path, arrived_by: float, index: bool) -> dict:
         scan = streams.scan(arrived_by)
         streams.mark_recorded({d.sha256 for d in scan.documents})
     else:
-        from yoyo_assets.datagraph.documents import scan_streams
+        from yoyo_assets.datagraph.documents.streams import scan_streams
 
         scan = scan_streams(root, arrived_by)
     return {"seconds": round(time.monotonic() - started, 2), "documents": len(scan.documents),

@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from yoyo_assets.adapters.merged_weights import merged_model  # noqa: E402
 from yoyo_assets.adapters.registry import versions  # noqa: E402
-from yoyo_assets.datagraph.documents import read_document  # noqa: E402
-from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
-from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
+from yoyo_assets.datagraph.documents.streams import read_document  # noqa: E402
+from yoyo_assets.datagraph.extraction.extractor import EntityExtractor  # noqa: E402
+from yoyo_assets.datagraph.extraction.config import ExtractionConfig  # noqa: E402
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.shared.inference_server import (DEFAULT_SERVER_ARGS, InferenceServer,  # noqa: E402
                                                   ServerLaunch, VllmOptions)

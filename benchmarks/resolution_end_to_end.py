@@ -23,9 +23,9 @@ from tokenizers import Tokenizer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yoyo_assets.datagraph.documents import read_document  # noqa: E402
-from yoyo_assets.datagraph.extraction import EntityExtractor  # noqa: E402
-from yoyo_assets.datagraph.extraction_config import ExtractionConfig  # noqa: E402
+from yoyo_assets.datagraph.documents.streams import read_document  # noqa: E402
+from yoyo_assets.datagraph.extraction.extractor import EntityExtractor  # noqa: E402
+from yoyo_assets.datagraph.extraction.config import ExtractionConfig  # noqa: E402
 from yoyo_assets.resolution.evaluation import load_anchors  # noqa: E402
 from yoyo_assets.resolution.names import parse_person  # noqa: E402
 from yoyo_assets.resolution.resolver import Mention, Resolver, attach_places  # noqa: E402

@@ -26,8 +26,8 @@ import psutil
 
 from graph_soak import REPO, Service, document
 
-from yoyo_assets.datagraph.corrections import parse_correction  # noqa: E402
-from yoyo_assets.datagraph.graph_client import GraphServiceClient  # noqa: E402
+from yoyo_assets.datagraph.corrections.stream import parse_correction  # noqa: E402
+from yoyo_assets.datagraph.graph.client import GraphServiceClient  # noqa: E402
 
 NIGHT = "2026-11-20"
 CONFIRMED = [{"name": n, "type": t} for n, t in (("Ada Lovelace", "person"), ("Acme", "company"),

@@ -23,7 +23,7 @@ from typing import Iterator
 import httpx
 from dagster import AssetKey
 
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.atomic import staged_folder
 from yoyo_assets.shared.partitions import nights_partitions

@@ -16,11 +16,11 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from yoyo_assets.adapters.corpus import tuple_kind
 from yoyo_assets.adapters.registry import versions
-from yoyo_assets.datagraph.corrections import Correction, parse_correction, read_corrections
-from yoyo_assets.datagraph.graph_batch import InvalidBatch
-from yoyo_assets.datagraph.graph_client import GraphServiceClient
-from yoyo_assets.datagraph.graph_store import open_graph
-from yoyo_assets.datagraph.graph_wire import CORRECTIONS_PATH
+from yoyo_assets.datagraph.corrections.stream import Correction, parse_correction, read_corrections
+from yoyo_assets.datagraph.extraction.batch import InvalidBatch
+from yoyo_assets.datagraph.graph.client import GraphServiceClient
+from yoyo_assets.datagraph.graph.store import open_graph
+from yoyo_assets.datagraph.graph.wire import CORRECTIONS_PATH
 
 from .helpers import (DEMO, NIGHT, REPO_ROOT, TINY_TRAINING, arrived_during, check_graph_invariants,
                       graph_snapshot, make_defs, run_night_process)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from yoyo_assets.datagraph.documents import DocumentError, read_document, scan_streams
+from yoyo_assets.datagraph.documents.streams import DocumentError, read_document, scan_streams
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 from tokenizers import Tokenizer
 
-from yoyo_assets.datagraph.documents import read_document, scan_streams
-from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, AnswerError, EntityExtractor,
+from yoyo_assets.datagraph.documents.streams import read_document, scan_streams
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, AnswerError, EntityExtractor,
                                               build_messages, entity_key, entity_schema,
                                               majority_answer, merge_entities, parse_answer,
                                               split_into_chunks)

@@ -16,15 +16,15 @@ from tokenizers import Tokenizer
 
 from yoyo_assets.adapters.corpus import check_line
 from yoyo_assets.adapters.registry import versions
-from yoyo_assets.datagraph.corrections import ConfirmedEntity, Correction, CorrectionOutcome
-from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, EntityExtractor, entity_key,
+from yoyo_assets.datagraph.corrections.stream import ConfirmedEntity, Correction, CorrectionOutcome
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, EntityExtractor, entity_key,
                                               entity_schema, parse_answer)
-from yoyo_assets.datagraph.extraction_config import ExtractionConfig
-from yoyo_assets.datagraph.extraction_tuples import (EMPTY_SHARE, correction_material,
+from yoyo_assets.datagraph.extraction.config import ExtractionConfig
+from yoyo_assets.datagraph.corrections.tuples import (EMPTY_SHARE, correction_material,
                                                      extraction_tuples, write_tuples)
-from yoyo_assets.datagraph.quality import load_labelled_set
+from yoyo_assets.datagraph.extraction.quality import load_labelled_set
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.datagraph.resources import LabelledSet
 

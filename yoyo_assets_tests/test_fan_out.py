@@ -12,7 +12,7 @@ import httpx
 import pytest
 from dagster import DagsterInstance, DagsterEventType, execute_job, reconstructable
 
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions
 from yoyo_assets.shared.settings import GPU_POOL

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
                                               entity_key)
-from yoyo_assets.datagraph.graph_batch import InvalidBatch
-from yoyo_assets.datagraph.graph_store import open_graph
-from yoyo_assets.datagraph.graph_wire import KNOWN_PATH, MUTATE_PATH, request_id
+from yoyo_assets.datagraph.extraction.batch import InvalidBatch
+from yoyo_assets.datagraph.graph.store import open_graph
+from yoyo_assets.datagraph.graph.wire import KNOWN_PATH, MUTATE_PATH, request_id
 
 from .helpers import GraphService, check_graph_invariants
 

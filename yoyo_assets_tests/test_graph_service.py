@@ -14,10 +14,10 @@ import time
 import httpx
 import pytest
 
-from yoyo_assets.datagraph.graph_client import (GraphServiceClient, GraphServiceRejected,
+from yoyo_assets.datagraph.graph.client import (GraphServiceClient, GraphServiceRejected,
                                                 GraphServiceUnavailable)
-from yoyo_assets.datagraph.graph_store import GraphFileBusy, open_graph
-from yoyo_assets.datagraph.graph_wire import MUTATE_PATH, MutateRequest
+from yoyo_assets.datagraph.graph.store import GraphFileBusy, open_graph
+from yoyo_assets.datagraph.graph.wire import MUTATE_PATH, MutateRequest
 from yoyo_assets.datagraph.resources import GraphStore
 
 from .helpers import REPO_ROOT, GraphService, free_port, graph_snapshot

@@ -17,8 +17,8 @@ import httpx
 import psutil
 import pytest
 
-from yoyo_assets.datagraph.graph_client import GraphServiceClient
-from yoyo_assets.datagraph.graph_wire import CORRECTIONS_PATH, MUTATE_PATH, MutateRequest
+from yoyo_assets.datagraph.graph.client import GraphServiceClient
+from yoyo_assets.datagraph.graph.wire import CORRECTIONS_PATH, MUTATE_PATH, MutateRequest
 
 from .helpers import REPO_ROOT, GraphService, free_port, timeout
 from .test_corrections import correction

@@ -11,12 +11,13 @@ import sys
 import ladybug
 import pytest
 
-from yoyo_assets.datagraph import graph_batch, graph_store
-from yoyo_assets.datagraph.extraction import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
+from yoyo_assets.datagraph.extraction import batch as graph_batch
+from yoyo_assets.datagraph.graph import store as graph_store
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
                                               entity_key)
-from yoyo_assets.datagraph.graph_batch import InvalidBatch
-from yoyo_assets.datagraph.graph_bulk import BULK_ROWS, copy_new_rows
-from yoyo_assets.datagraph.graph_store import WRITE_STATEMENTS, batch_rows, open_graph
+from yoyo_assets.datagraph.extraction.batch import InvalidBatch
+from yoyo_assets.datagraph.graph.bulk import BULK_ROWS, copy_new_rows
+from yoyo_assets.datagraph.graph.store import WRITE_STATEMENTS, batch_rows, open_graph
 
 from .helpers import REPO_ROOT, check_graph_invariants, graph_snapshot
 
@@ -243,7 +244,7 @@ def test_a_graph_left_in_a_variable_holds_neither_the_lock_nor_stale_pages(tmp_p
     with open_graph(path) as graph:
         graph.write_extractions([extraction("a" * 64, [("Ada", "person")])], "2026-11-20")
     # `graph` outlives its block (a test's or a handler's local); another process then writes.
-    writer = (f"from yoyo_assets.datagraph.graph_store import open_graph\n"
+    writer = (f"from yoyo_assets.datagraph.graph.store import open_graph\n"
               f"from yoyo_assets_tests.test_graph_store import extraction\n"
               f"with open_graph({str(path)!r}) as g:\n"
               f"    for i in range(20):\n"
@@ -256,7 +257,7 @@ def test_a_graph_left_in_a_variable_holds_neither_the_lock_nor_stale_pages(tmp_p
 
 
 def test_a_write_holds_the_garbage_collector_off_and_gives_it_back(tmp_path, monkeypatch):
-    """The writer pauses the cyclic collector during a write (graph_store.collector_paused);
+    """The writer pauses the cyclic collector during a write (graph/store.py, collector_paused);
     whatever the write's outcome, the collector is left as the caller had it."""
     states = []
     monkeypatch.setattr(graph_store, "check_batch",

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yoyo_assets.adapters.corpus import scan_bucket
-from yoyo_assets.datagraph.corrections import read_corrections
-from yoyo_assets.datagraph.documents import scan_streams
+from yoyo_assets.datagraph.corrections.stream import read_corrections
+from yoyo_assets.datagraph.documents.streams import scan_streams
 from yoyo_assets.definitions import build_definitions
 from yoyo_assets.shared.text import unsafe_character
 

@@ -9,11 +9,11 @@ import sys
 import pytest
 from dagster import DagsterInstance
 
-from yoyo_assets.datagraph import graph_identity
-from yoyo_assets.datagraph.corrections import read_corrections
-from yoyo_assets.datagraph.graph_client import GraphServiceClient
-from yoyo_assets.datagraph.graph_identity import ResolvedMention
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph import identity as graph_identity
+from yoyo_assets.datagraph.corrections.stream import read_corrections
+from yoyo_assets.datagraph.graph.client import GraphServiceClient
+from yoyo_assets.datagraph.graph.identity import ResolvedMention
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.definitions import build_definitions
 
 from .helpers import (REPO_ROOT, WHOLE_DOCUMENTS, GraphService, arrived_during, metadata,
@@ -72,7 +72,7 @@ def test_anchors_and_resolutions_are_recorded_once(tmp_path):
 CRASHING = """
 import sys
 from pathlib import Path
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets_tests.test_identity_graph import RESOLVED, NIGHT, _decisions
 with open_graph(sys.argv[1]) as graph:
     graph.record_resolutions(RESOLVED, NIGHT, _decisions(Path(sys.argv[2])))

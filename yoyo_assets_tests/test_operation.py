@@ -19,7 +19,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.shared.processes import group_members
 from yoyo_assets.shared.settings import GPU_TAG_KEY
 

@@ -10,8 +10,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from yoyo_assets.definitions import build_definitions
-from yoyo_assets.datagraph.graph_client import GraphServiceClient
-from yoyo_assets.datagraph.graph_store import open_graph
+from yoyo_assets.datagraph.graph.client import GraphServiceClient
+from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.datagraph.resources import GraphStore
 
 from .helpers import (DEMO, NIGHT, WHOLE_DOCUMENTS, GraphService, arrived_during,

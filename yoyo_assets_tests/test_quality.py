@@ -8,9 +8,9 @@ import pytest
 from tokenizers import Tokenizer
 from dagster import AssetCheckSeverity, DagsterInstance, RunConfig
 
-from yoyo_assets.datagraph.extraction_config import ExtractionConfig
-from yoyo_assets.datagraph.extraction import DocumentExtraction, EntityExtractor, ExtractedEntity
-from yoyo_assets.datagraph.quality import (GoldEntity, LabelledSetError, QualityReport,
+from yoyo_assets.datagraph.extraction.config import ExtractionConfig
+from yoyo_assets.datagraph.extraction.extractor import DocumentExtraction, EntityExtractor, ExtractedEntity
+from yoyo_assets.datagraph.extraction.quality import (GoldEntity, LabelledSetError, QualityReport,
                                            SetNotScored, contact_gold, extract_and_score,
                                            load_labelled_set)
 from yoyo_assets.definitions import build_definitions

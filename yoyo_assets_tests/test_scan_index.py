@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from yoyo_assets.datagraph.documents import scan_streams
-from yoyo_assets.datagraph.scan_index import ScanIndex
+from yoyo_assets.datagraph.documents.streams import scan_streams
+from yoyo_assets.datagraph.documents.scan_index import ScanIndex
 
 _opened: list[str] = []
 _listed: list[str] = []  # folders listed by name (the stream scan lists through an open fd)

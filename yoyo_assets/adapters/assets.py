@@ -19,8 +19,8 @@ from dagster import (AssetExecutionContext, AssetKey, AssetsDefinition, Failure,
 from google.api_core.exceptions import GoogleAPIError
 from tokenizers import Tokenizer
 
-from ..datagraph.extraction_config import ExtractionConfig
-from ..datagraph.quality import LabelledSetError
+from ..datagraph.extraction.config import ExtractionConfig
+from ..datagraph.extraction.quality import LabelledSetError
 from ..datagraph.resources import LabelledSet
 from ..shared.budget import run_deadline
 from ..shared.inference_server import InferenceServer

@@ -27,7 +27,7 @@ from ..shared.jsonl import InvalidLine
 from ..shared.text import printable
 
 #: Bucket role -> training kind. `extraction` holds SFT tuples that teach the entity extractor
-#: (datagraph/extraction_tuples.py) and the DPO pairs of operators' corrections: its adapter is
+#: (datagraph/corrections/tuples.py) and the DPO pairs of operators' corrections: its adapter is
 #: trained by SFT, then a DPO pass over the pairs (the pairs' rejected answers are the
 #: extractor's own), and served to Phase 1.
 ROLES = {"engineering": "sft", "apprenticeship": "dpo", "extraction": "sft+dpo"}

@@ -2,7 +2,7 @@
 labelled documents of every stream, by more than chance?
 
 Per document, the name-level ("any type") true positives, false positives and false negatives of
-both extractors (`datagraph/quality.py`'s scoring). F1 is micro-averaged over a set of documents
+both extractors (`datagraph/extraction/quality.py`'s scoring). F1 is micro-averaged over a set of documents
 (2·TP / (2·TP + FP + FN)). The difference candidate − serving gets a paired bootstrap interval
 over documents (scipy.stats.bootstrap, percentile method, as the loss gate in gate.py): the same
 resampled documents for both extractors. It is computed on the pooled set and on each stream.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..datagraph.extraction import DocumentExtraction
-from ..datagraph.quality import ANY_TYPE, LabelledDocument, QualityReport
+from ..datagraph.extraction.extractor import DocumentExtraction
+from ..datagraph.extraction.quality import ANY_TYPE, LabelledDocument, QualityReport
 from .gate import GateStatistic
 
 #: The pooled set's name in `ExtractionVerdict.differences`.

@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import httpx
 from safetensors import SafetensorError, safe_open
 
-from ..datagraph.extraction import EntityExtractor
-from ..datagraph.extraction_config import ExtractionConfig
-from ..datagraph.quality import LabelledDocument, SetNotScored, extract_and_score
+from ..datagraph.extraction.extractor import EntityExtractor
+from ..datagraph.extraction.config import ExtractionConfig
+from ..datagraph.extraction.quality import LabelledDocument, SetNotScored, extract_and_score
 from ..shared.inference_server import Endpoint, InferenceServer, ServerError
 from ..shared.openai_client import (ChatClient, RuntimeLoadingOff, load_lora_adapter,
                                     served_models, unload_lora_adapter)

@@ -30,10 +30,10 @@ def write_extraction_tuples(labelled_dir: str, tenant: str | None, name: str,
     documents only."""
     from tokenizers import Tokenizer
 
-    from ..datagraph.extraction import EntityExtractor
-    from ..datagraph.extraction_config import ExtractionConfig
-    from ..datagraph.extraction_tuples import extraction_tuples, write_tuples
-    from ..datagraph.quality import load_labelled_set
+    from ..datagraph.extraction.extractor import EntityExtractor
+    from ..datagraph.extraction.config import ExtractionConfig
+    from ..datagraph.corrections.tuples import extraction_tuples, write_tuples
+    from ..datagraph.extraction.quality import load_labelled_set
     from ..definitions import defs
 
     server, serving = defs.resources["inference_server"], defs.resources["extraction_serving"]
@@ -54,11 +54,11 @@ def serve_graph(args: argparse.Namespace) -> int:
     """`graph-service`: the reference graph service over `args.graph` (default: the data
     root's graph file) on `args.host:args.port`, with the request limits of `args` and the
     token and LadybugDB memory settings of the environment, until interrupted; see
-    `graph_service.serve`. Logs to standard error; exits 2 when asked to bind beyond loopback
+    `graph.service.serve`. Logs to standard error; exits 2 when asked to bind beyond loopback
     without a token of 32 random bytes."""
     import logging
 
-    from ..datagraph.graph_service import ServiceLimits, UnsafeBinding, serve
+    from ..datagraph.graph.service import ServiceLimits, UnsafeBinding, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()

@@ -3,7 +3,7 @@ operators' corrections applied in the graph and turned into training material
 (corrections -> datagraph -> correction_tuples, which Phase 2's buckets take).
 
 The asset bodies are module-level functions; `build_datagraph_assets` decorates them with the
-night partitions. The work is in domain modules (documents, extraction, checks, graph_store).
+night partitions. The work is in domain modules (documents/, extraction/, corrections/, graph/, checks).
 """
 
 import json
@@ -20,16 +20,16 @@ from ..shared.atomic import write_atomically
 from ..shared.faults import crash_point
 from ..shared.inference_server import InferenceServer
 from ..shared.run_health import tag_run_process
-from .corrections import Correction, CorrectionOutcome, PlannedCorrection, read_corrections
-from .documents import STREAM_PATTERNS, Document
-from .extraction import DocumentExtraction, ExtractionReport
+from .corrections.stream import Correction, CorrectionOutcome, PlannedCorrection, read_corrections
+from .documents.streams import STREAM_PATTERNS, Document
+from .extraction.extractor import DocumentExtraction, ExtractionReport
 from .extraction_asset import build_extracted_entities
-from .extraction_config import ExtractionConfig
-from .extraction_tuples import CorrectionMaterial, correction_material
-from .graph_batch import InvalidBatch
-from .graph_client import GraphServiceRejected, GraphServiceUnavailable
-from .graph_store import DataGraph, NightTotals, WriteStats
-from .graph_wire import request_id
+from .extraction.config import ExtractionConfig
+from .corrections.tuples import CorrectionMaterial, correction_material
+from .extraction.batch import InvalidBatch
+from .graph.client import GraphServiceRejected, GraphServiceUnavailable
+from .graph.store import DataGraph, NightTotals, WriteStats
+from .graph.wire import request_id
 from .identity_asset import resolved_mentions
 from .resources import BucketFolders, DocumentStreams, ExtractionAdapterChoice, GraphStore
 
@@ -140,7 +140,7 @@ def _write_batches(graph: DataGraph, results: list[DocumentExtraction], size: in
                    night: str) -> _Written:
     """Write `results` in batches of `size` documents, one transaction each. Once the graph
     service is unavailable, this batch and the rest are deferred (not in the ledger, so the next
-    run extracts and writes them); a batch the graph refuses (graph_batch's rules, or the
+    run extracts and writes them); a batch the graph refuses (extraction/batch.py's rules, or the
     service's answer) is recorded and the rest go on."""
     written = _Written()
     batches = [results[start:start + size] for start in range(0, len(results), size)]

@@ -17,9 +17,9 @@ from typing import Any
 from dagster import (AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetKey,
                      DagsterInstance, MetadataValue)
 
-from .extraction import EntityExtractor, build_messages, entity_schema
-from .extraction_config import ExtractionConfig
-from .quality import (LabelledDocument, LabelledSetError, QualityReport, SetNotScored,
+from .extraction.extractor import EntityExtractor, build_messages, entity_schema
+from .extraction.config import ExtractionConfig
+from .extraction.quality import (LabelledDocument, LabelledSetError, QualityReport, SetNotScored,
                       extract_and_score)
 
 QUALITY_CHECK = "extraction_quality"

@@ -26,9 +26,9 @@ from ..shared.inference_server import InferenceServer, ServerError
 from ..shared.run_health import tag_run_process
 from ..shared.settings import GPU_POOL
 from .checks import QUALITY_CHECK, QualityPlan, unmeasured_result
-from .documents import Document
-from .extraction import ENTITY_TYPES, EntityExtractor, ExtractionReport
-from .extraction_config import ExtractionConfig
+from .documents.streams import Document
+from .extraction.extractor import ENTITY_TYPES, EntityExtractor, ExtractionReport
+from .extraction.config import ExtractionConfig
 from .resources import ExtractionAdapterChoice, LabelledSet
 
 

@@ -1,5 +1,5 @@
 """The `resolved_mentions` asset: each person mention of the night's documents resolved to an
-identity in the graph (resolution/resolver.py; graph_identity.py), downstream of `datagraph`.
+identity in the graph (resolution/resolver.py; graph/identity.py), downstream of `datagraph`.
 
 The night's contact records that carry an `id` become anchors first; then each document's
 person mentions are compared with the anchors their surnames block on, read from the graph by
@@ -16,10 +16,10 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from ..resolution.names import parse_person
 from ..resolution.resolver import Anchor, Mention, Resolver, anchor_of_contact, attach_places
-from .corrections import read_corrections
-from .documents import Document
-from .extraction import DocumentExtraction, ExtractionReport
-from .graph_identity import ResolvedMention
+from .corrections.stream import read_corrections
+from .documents.streams import Document
+from .extraction.extractor import DocumentExtraction, ExtractionReport
+from .graph.identity import ResolvedMention
 from .resources import DocumentStreams, GraphStore
 
 

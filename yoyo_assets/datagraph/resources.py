@@ -13,12 +13,12 @@ from pydantic import Field
 
 from ..shared.inference_server import InferenceServer
 from ..shared.settings import declared_default
-from .documents import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
-from .graph_client import GraphServiceClient
-from .graph_store import (DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, DataGraph,
+from .documents.streams import DEFAULT_MAX_DOCUMENT_BYTES, StreamScan, scan_streams
+from .graph.client import GraphServiceClient
+from .graph.store import (DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, DataGraph,
                           open_graph)
-from .quality import LabelledDocument, load_labelled_set
-from .scan_index import ScanIndex
+from .extraction.quality import LabelledDocument, load_labelled_set
+from .documents.scan_index import ScanIndex
 
 
 class ExtractionAdapterChoice(Protocol):
@@ -44,7 +44,7 @@ class BucketFolders(Protocol):
 class DocumentStreams(ConfigurableResource):
     """The data root holding `transcripts/*.md`, `research/*.yaml|*.yml|*.md`, `contacts/*.json`,
     and the scan index that spares a night from opening the files it has seen
-    (`<root>/index/documents.sqlite`, scan_index.py)."""
+    (`<root>/index/documents.sqlite`, documents/scan_index.py)."""
 
     root: str = Field(description="Data root folder (absolute, or relative to the working dir).")
     max_document_bytes: int = Field(default=DEFAULT_MAX_DOCUMENT_BYTES,
@@ -78,7 +78,7 @@ def demo_labelled_set() -> Path:
 
 
 class LabelledSet(ConfigurableResource):
-    """A folder of documents plus `gold.json` (format: `datagraph/quality.py`)."""
+    """A folder of documents plus `gold.json` (format: `datagraph/extraction/quality.py`)."""
 
     path: str = Field(default="", description="Labelled set folder; empty: the demo documents "
                       "shipped with the package and their gold.")
@@ -119,8 +119,8 @@ class GraphStore(ConfigurableResource):
 
     @contextmanager
     def open(self) -> Iterator[DataGraph]:
-        """The graph's operations for the configured sink; see `graph_store.open_graph` and
-        `graph_client.GraphServiceClient` for the errors each raises."""
+        """The graph's operations for the configured sink; see `graph.store.open_graph` and
+        `graph.client.GraphServiceClient` for the errors each raises."""
         if self.sink == "embedded":
             with open_graph(self.path, self.buffer_pool_mib, self.checkpoint_mib) as graph:
                 yield graph

@@ -16,16 +16,16 @@ import httpx
 import tenacity
 from pydantic import ValidationError
 
-from ..shared.faults import crash_point
-from ..shared.http_retry import is_transient, tls_context
-from .corrections import Correction, CorrectionOutcome, check_corrections
-from .extraction import DocumentExtraction
-from .graph_batch import InvalidBatch, describe
-from .graph_store import NightTotals, WriteStats
-from ..resolution.resolver import Anchor
-from .graph_identity import IdentityStats, IdentityView, ResolvedMention
-from .identity_decisions import IdentityDecision
-from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS, COUNTS_PATH,
+from ...shared.faults import crash_point
+from ...shared.http_retry import is_transient, tls_context
+from ..corrections.stream import Correction, CorrectionOutcome, check_corrections
+from ..extraction.extractor import DocumentExtraction
+from ..extraction.batch import InvalidBatch, describe
+from .store import NightTotals, WriteStats
+from ...resolution.resolver import Anchor
+from .identity import IdentityStats, IdentityView, ResolvedMention
+from ..corrections.identity_decisions import IdentityDecision
+from .wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS, COUNTS_PATH,
                          IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH, MUTATE_PATH,
                          NIGHT_PATH, NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody, AnchorsRequest,
                          CorrectionsResponse, KnownRequest, KnownResponse, MutateRequest,

@@ -49,7 +49,7 @@ class ExtractionConfig(Config):
     def extractor_settings(self, adapter: bool = False) -> dict:
         """The fields that decide the answers, as `EntityExtractor` keyword arguments. With
         `adapter` (an extraction adapter answers) `few_shot` is off: adapters learn from
-        prompts without the worked example (datagraph/extraction_tuples.py)."""
+        prompts without the worked example (datagraph/corrections/tuples.py)."""
         settings = self.model_dump(exclude=OPERATIONAL_FIELDS)
         if adapter:
             settings["few_shot"] = False

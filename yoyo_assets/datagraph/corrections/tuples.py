@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corrections import Correction, CorrectionOutcome
-from .documents import DocumentError, read_document
-from .extraction import ENTITY_TYPES, Tokenizer, build_messages, normalise_name, split_into_chunks
-from .quality import GoldEntity, LabelledDocument
+from .stream import Correction, CorrectionOutcome
+from ..documents.streams import DocumentError, read_document
+from ..extraction.extractor import ENTITY_TYPES, Tokenizer, build_messages, normalise_name, split_into_chunks
+from ..extraction.quality import GoldEntity, LabelledDocument
 
 
 #: Named chunks per empty chunk kept in the tuples.

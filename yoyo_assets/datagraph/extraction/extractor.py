@@ -20,11 +20,11 @@ from typing import Any, Protocol
 import httpx
 import jsonschema
 
-from ..shared.openai_client import ChatClient
-from ..shared.json_schema import schema_violation
-from ..shared.text import without_unsafe_characters
-from .documents import Document
-from .extraction_config import ExtractionConfig
+from ...shared.openai_client import ChatClient
+from ...shared.json_schema import schema_violation
+from ...shared.text import without_unsafe_characters
+from ..documents.streams import Document
+from .config import ExtractionConfig
 
 run_config_default = ExtractionConfig.default
 

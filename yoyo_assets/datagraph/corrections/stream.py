@@ -25,14 +25,14 @@ from typing import Annotated, Any, Literal
 import jsonschema
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from ..shared.input_files import (InvalidJson, UnusableFile, isolated, parse_json, quoted,
+from ...shared.input_files import (InvalidJson, UnusableFile, isolated, parse_json, quoted,
                                   read_regular_file, read_text_lines)
-from ..shared.json_schema import schema_violation
-from ..shared.jsonl import InvalidLine
-from ..shared.text import printable
-from .documents import DEFAULT_MAX_DOCUMENT_BYTES
-from .extraction import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
-from .graph_batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
+from ...shared.json_schema import schema_violation
+from ...shared.jsonl import InvalidLine
+from ...shared.text import printable
+from ..documents.streams import DEFAULT_MAX_DOCUMENT_BYTES
+from ..extraction.extractor import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
+from ..extraction.batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
                           Sha256, StrictModel, check_once, describe)
 from .identity_decisions import IdentityDecision, is_decision, parse_decision
 
@@ -132,7 +132,7 @@ def check_corrections(corrections: list[Correction], night: str) -> CorrectionBa
     """The batch, checked against the rules above.
 
     Raises:
-        graph_batch.InvalidBatch: naming the field of the first broken rules.
+        extraction.batch.InvalidBatch: naming the field of the first broken rules.
     """
     try:
         return CorrectionBatch.model_validate(

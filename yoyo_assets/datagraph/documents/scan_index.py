@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from ..shared.atomic import write_atomically
+from ...shared.atomic import write_atomically
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (

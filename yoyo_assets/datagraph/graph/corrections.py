@@ -20,8 +20,8 @@ import hashlib
 import json
 from typing import Any, Callable
 
-from .corrections import Correction, CorrectionOutcome
-from .graph_batch import ConflictingReplay
+from ..corrections.stream import Correction, CorrectionOutcome
+from ..extraction.batch import ConflictingReplay
 
 Query = Callable[..., list[list[Any]]]
 

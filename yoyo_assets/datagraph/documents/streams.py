@@ -15,9 +15,9 @@ from stat import S_ISREG
 
 import yaml
 
-from ..shared.input_files import (InvalidJson, UnusableFile, parse_json, quoted,
+from ...shared.input_files import (InvalidJson, UnusableFile, parse_json, quoted,
                                   read_regular_file)
-from ..shared.text import printable, unsafe_character
+from ...shared.text import printable, unsafe_character
 from .scan_index import ScanIndex, Stat
 
 #: Stream name -> file patterns under `<data root>/<stream>/`.

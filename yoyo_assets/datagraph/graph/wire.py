@@ -14,14 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from .corrections import CorrectionBatch, CorrectionOutcome
-from .extraction import DocumentExtraction, ExtractedEntity
-from ..resolution.resolver import Anchor
-from .graph_batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch, Night,
+from ..corrections.stream import CorrectionBatch, CorrectionOutcome
+from ..extraction.extractor import DocumentExtraction, ExtractedEntity
+from ...resolution.resolver import Anchor
+from ..extraction.batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch, Night,
                           SafeText, Sha256, StrictModel, documents_of)
-from .graph_identity import IdentityStats, IdentityView, ResolvedMention
-from .identity_decisions import IdentityDecision
-from .graph_store import NightTotals, WriteStats
+from .identity import IdentityStats, IdentityView, ResolvedMention
+from ..corrections.identity_decisions import IdentityDecision
+from .store import NightTotals, WriteStats
 
 MUTATE_PATH = "/v1/graph/mutate"
 CORRECTIONS_PATH = "/v1/graph/corrections"

@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
                       ValidationError, model_validator)
 
-from ..shared.text import unsafe_character
-from .documents import STREAM_PATTERNS
-from .extraction import ENTITY_TYPES, MAX_NAME_CHARS, DocumentExtraction, entity_key
+from ...shared.text import unsafe_character
+from ..documents.streams import STREAM_PATTERNS
+from .extractor import ENTITY_TYPES, MAX_NAME_CHARS, DocumentExtraction, entity_key
 
 #: Bounds of a batch (the pipeline's are far below them: a 2 MiB document, 24 entities per
 #: chunk answer, names of at most MAX_NAME_CHARS characters).

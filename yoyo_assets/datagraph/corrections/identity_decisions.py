@@ -21,8 +21,8 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import Field, ValidationError
 
-from ..shared.json_schema import schema_violation
-from .graph_batch import MAX_KEY_CHARS, MAX_PATH_CHARS, SafeText, Sha256, StrictModel, describe
+from ...shared.json_schema import schema_violation
+from ..extraction.batch import MAX_KEY_CHARS, MAX_PATH_CHARS, SafeText, Sha256, StrictModel, describe
 
 #: The keys that make a corrections line an identity decision.
 DECISION_KEYS = ("same", "not_same")

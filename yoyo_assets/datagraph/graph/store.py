@@ -25,19 +25,19 @@ from typing import Any, Iterable, Iterator, Protocol
 
 import ladybug
 
-from ..shared.faults import crash_point
-from ..resolution.resolver import Anchor
-from ..shared.settings import declared_default
-from .corrections import Correction, CorrectionOutcome, check_corrections
-from .extraction import ENTITY_TYPES, DocumentExtraction
-from .graph_batch import ConflictingReplay, check_batch
-from .graph_bulk import BULK_ROWS, copy_new_rows
-from .graph_corrections import SCHEMA as CORRECTION_SCHEMA
-from .graph_corrections import apply_correction
-from .graph_identity import SCHEMA as IDENTITY_SCHEMA
-from .graph_identity import (IdentityStats, IdentityView, ResolvedMention, anchors_named,
+from ...shared.faults import crash_point
+from ...resolution.resolver import Anchor
+from ...shared.settings import declared_default
+from ..corrections.stream import Correction, CorrectionOutcome, check_corrections
+from ..extraction.extractor import ENTITY_TYPES, DocumentExtraction
+from ..extraction.batch import ConflictingReplay, check_batch
+from .bulk import BULK_ROWS, copy_new_rows
+from .corrections import SCHEMA as CORRECTION_SCHEMA
+from .corrections import apply_correction
+from .identity import SCHEMA as IDENTITY_SCHEMA
+from .identity import (IdentityStats, IdentityView, ResolvedMention, anchors_named,
                              apply_decision, identity_view, record_anchor, record_resolutions)
-from .identity_decisions import IdentityDecision
+from ..corrections.identity_decisions import IdentityDecision
 
 log = logging.getLogger(__name__)
 

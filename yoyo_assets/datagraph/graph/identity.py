@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..resolution.names import fold
-from ..resolution.resolver import Anchor
-from .identity_decisions import IdentityDecision
+from ...resolution.names import fold
+from ...resolution.resolver import Anchor
+from ..corrections.identity_decisions import IdentityDecision
 
 Query = Callable[..., list[list[Any]]]
 

@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .documents import STREAM_PATTERNS, Document, DocumentError, read_document
-from .extraction import (ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport,
+from ..documents.streams import STREAM_PATTERNS, Document, DocumentError, read_document
+from .extractor import (ENTITY_TYPES, DocumentExtraction, EntityExtractor, ExtractionReport,
                          normalise_name)
 
 #: "Any type": the name alone, whatever type either side gives it.

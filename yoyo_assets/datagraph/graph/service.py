@@ -50,12 +50,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..shared.faults import crash_point
-from ..shared.input_files import InvalidJson, parse_json
-from ..shared.text import printable
-from .graph_batch import ConflictingReplay, InvalidBatch, describe
-from .graph_store import DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, GraphDatabase, open_graph
-from .graph_wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS_PATH,
+from ...shared.faults import crash_point
+from ...shared.input_files import InvalidJson, parse_json
+from ...shared.text import printable
+from ..extraction.batch import ConflictingReplay, InvalidBatch, describe
+from .store import DEFAULT_BUFFER_POOL_MIB, DEFAULT_CHECKPOINT_MIB, GraphDatabase, open_graph
+from .wire import (ANCHORS_NAMED_PATH, ANCHORS_PATH, CORRECTIONS_PATH, COUNTS_PATH,
                          HEALTH_PATH, IDENTITY_PATH, IDENTITY_STATS, IDENTITY_VIEW, KNOWN_PATH,
                          MUTATE_PATH, NIGHT_PATH, NIGHT_TOTALS, RESOLUTIONS_PATH, AnchorBody,
                          AnchorsRequest, CorrectionsRequest, CorrectionsResponse, KnownRequest,
