@@ -16,16 +16,17 @@ from .shared.settings import Settings
 
 def configured_server(settings: Settings) -> InferenceServer:
     """The inference server resource as `settings` configure it."""
-    vllm = VllmOptions(reasoning_parser=settings.reasoning_parser,
-                       memory_share=settings.vllm_memory_share, cpu_bind=settings.vllm_cpu_bind,
-                       enforce_eager=settings.vllm_enforce_eager,
-                       dtype=settings.vllm_dtype, cpu_executor=settings.vllm_cpu_executor)
+    inference = settings.inference
+    vllm = VllmOptions(reasoning_parser=inference.reasoning_parser,
+                       memory_share=inference.vllm_memory_share, cpu_bind=inference.vllm_cpu_bind,
+                       enforce_eager=inference.vllm_enforce_eager,
+                       dtype=inference.vllm_dtype, cpu_executor=inference.vllm_cpu_executor)
     return InferenceServer(
-        mode=settings.inference_mode, url=settings.inference_url[0],
-        replica_urls=list(settings.inference_url[1:]),
-        model_dir=settings.extraction_model_dir, tokenizer_path=settings.extraction_tokenizer,
-        adapter=settings.extraction_adapter, models_dir=str(settings.models_dir),
-        launch=ServerLaunch(python=settings.vllm_python, log_dir=str(settings.log_dir),
+        mode=inference.inference_mode, url=inference.inference_url[0],
+        replica_urls=list(inference.inference_url[1:]),
+        model_dir=inference.extraction_model_dir, tokenizer_path=inference.extraction_tokenizer,
+        adapter=inference.extraction_adapter, models_dir=str(settings.models_dir),
+        launch=ServerLaunch(python=inference.vllm_python, log_dir=str(settings.log_dir),
                             vllm=vllm))
 
 
@@ -33,7 +34,7 @@ def build_definitions(root: Path | None = None, inference_server: InferenceServe
                       *, resources: dict | None = None, **settings) -> Definitions:
     """Definitions for the environment's settings, with the data root `root` and the
     `Settings` fields in `settings` if given; `inference_server` and `resources` (by resource
-    key) replace the configured ones.
+    key) replace the configured ones. `settings` are flat names (`graph_sink="service"`).
 
     Raises:
         SettingsError: a setting that does not parse, naming its variable.

@@ -19,21 +19,22 @@ def adapters_resources(settings: Settings) -> dict:
     choice of extraction adapter, made from Phase 2's versions."""
     versions = AdapterVersions(
         adapters_root=str(settings.adapters_root), models_dir=str(settings.models_dir),
-        base_model_dir=settings.base_model_dir, base_model_name=settings.base_model_name,
-        extraction_model_name=settings.extraction_model_name)
+        base_model_dir=settings.corpus.base_model_dir,
+        base_model_name=settings.corpus.base_model_name,
+        extraction_model_name=settings.inference.extraction_model_name)
     return {
         "corpus_buckets": CorpusBuckets(
-            corpus_root=str(settings.data_root / "corpus"), source=settings.corpus_source,
+            corpus_root=str(settings.data_root / "corpus"), source=settings.corpus.corpus_source,
             mirror_root=str(settings.data_root / "corpus-gcs"),
-            threshold=settings.adapter_threshold,
-            git_repositories=list(settings.git_repositories)),
+            threshold=settings.corpus.adapter_threshold,
+            git_repositories=list(settings.corpus.git_repositories)),
         "adapter_versions": versions,
         "publication": Publication(
-            bucket=settings.gcs_bucket, prefix=settings.gcs_prefix,
-            project=settings.gcs_project,
-            retry_timeout_s=settings.gcs_retry_timeout_s),
+            bucket=settings.gcs.bucket, prefix=settings.gcs.prefix,
+            project=settings.gcs.project,
+            retry_timeout_s=settings.gcs.retry_timeout_s),
         "extraction_serving": ExtractionServing(
-            tenant=settings.extraction_tenant, mode=settings.extraction_serving,
+            tenant=settings.corpus.extraction_tenant, mode=settings.inference.extraction_serving,
             versions=versions),
     }
 
@@ -45,7 +46,7 @@ CORRECTION_TUPLES = AssetKey("correction_tuples")
 def writers(tenant: str, role: str, settings: Settings) -> tuple[AssetKey, ...]:
     """Assets outside Phase 2 that add tuples to bucket `<role>-<tenant>`: corrections feed the
     extraction tenant's `extraction` bucket (SFT tuples and DPO pairs)."""
-    fed = tenant == settings.extraction_tenant and role == "extraction"
+    fed = tenant == settings.corpus.extraction_tenant and role == "extraction"
     return (CORRECTION_TUPLES,) if fed else ()
 
 
@@ -54,15 +55,16 @@ def adapters_definitions(settings: Settings) -> Definitions:
     `inference_server` (the serving check) and Phase 1's `labelled_set` (the extraction gate)
     are bound where the definitions are merged."""
     nights = nights_partitions(settings)
-    buckets = [(tenant, role) for tenant in settings.tenants for role in ROLES]
-    jobs = {bucket: adapter_training(*bucket, settings.phase2_budget_s) for bucket in buckets}
-    corpus_job = corpus_nightly(settings.tenants)
+    schedule = settings.schedule
+    buckets = [(tenant, role) for tenant in settings.corpus.tenants for role in ROLES]
+    jobs = {bucket: adapter_training(*bucket, schedule.phase2_budget_s) for bucket in buckets}
+    corpus_job = corpus_nightly(settings.corpus.tenants)
     return Definitions(
         assets=[a for bucket in buckets
                 for a in build_bucket_assets(*bucket, nights, writers(*bucket, settings))],
         asset_checks=[c for bucket in buckets for c in build_adapter_checks(*bucket, nights)],
         jobs=[corpus_job, *jobs.values()],
-        schedules=[corpus_nightly_schedule(corpus_job, settings.schedule_hour,
-                                           settings.schedule_minute, settings.automation)],
-        sensors=[corpus_threshold_sensor(*bucket, job, settings.automation)
+        schedules=[corpus_nightly_schedule(corpus_job, schedule.schedule_hour,
+                                           schedule.schedule_minute, schedule.automation)],
+        sensors=[corpus_threshold_sensor(*bucket, job, schedule.automation)
                  for bucket, job in jobs.items()])

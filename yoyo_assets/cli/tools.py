@@ -70,8 +70,8 @@ def serve_graph(args: argparse.Namespace) -> int:
                            header_timeout_s=args.header_timeout_s)
     try:
         serve(Path(args.graph) if args.graph else settings.graph_path, args.host, args.port,
-              limits, settings.graph_service_token, settings.graph_buffer_pool_mib,
-              settings.graph_checkpoint_mib)
+              limits, settings.graph.service_token, settings.graph.buffer_pool_mib,
+              settings.graph.checkpoint_mib)
     except UnsafeBinding as exc:
         print(f"graph-service: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,8 @@
-"""Every environment variable the pipeline reads, each declared once in `Settings` (name, type,
-default, meaning), with the embedded setup as its default.
+"""Every environment variable the pipeline reads, each declared once (name, type, default,
+meaning) in the group of its concern (`ScheduleSettings`, `InferenceSettings`, `GraphSettings`,
+`CorpusSettings`, `GcsSettings`; `Settings` holds them and the data root), with the embedded
+setup as its default. Variables keep their flat names: `settings.graph.sink` is
+`YOYO_GRAPH_SINK`, `settings.inference.vllm_dtype` is `YOYO_VLLM_DTYPE`.
 
 `Settings.from_env()` reads them all at once (pydantic-settings); nothing else in the package
 reads the environment. The code location reads them when it loads (`definitions.py`), the
@@ -14,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Run tag that dagster.yaml limits to one run at a time: every run that needs the whole GPU.
@@ -42,15 +45,16 @@ class SettingsError(ValueError):
     """A variable whose value does not parse or is not allowed; the message names it."""
 
 
-class Settings(BaseSettings):
-    """The deployment's settings, one field per `YOYO_<FIELD>` variable; paths are absolute."""
+class _Group(BaseSettings):
+    """Settings of one concern, read from `<its env_prefix><FIELD>` variables."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True,
                                       validate_default=True, frozen=True, extra="forbid")
 
-    data_root: Path = _setting(
-        Path("var/data"), "documents (`transcripts/`, `research/`, `contacts/`), "
-        "`graph/datagraph.lbug`, `corpus/`, `models/`, `logs/`", shown="./var/data")
+
+class ScheduleSettings(_Group):
+    """When nights start and run, and how long each phase may take."""
+
     timezone: str = _setting("UTC", "IANA timezone in which a night starts and ends")
     first_night: str = _setting("2026-01-01", "first night that can be materialized or "
                                 "backfilled")
@@ -66,6 +70,11 @@ class Settings(BaseSettings):
     phase2_budget_s: int = _setting(
         7200, "Phase 2 budget, seconds; training checkpoints and stops at budget − its reserve, "
         "the next run resumes")
+
+
+class InferenceSettings(_Group):
+    """The extraction model and the vLLM servers that serve it."""
+
     inference_mode: Literal["managed", "external"] = _setting(
         "managed", "`managed`: start vLLM for the extraction step and stop its process group "
         "after; `external`: use `YOYO_INFERENCE_URL`")
@@ -104,11 +113,6 @@ class Settings(BaseSettings):
     vllm_memory_share: float | None = _setting(
         None, "managed servers' `--gpu-memory-utilization` (on CPU: share of RAM); lower it "
         "where another server runs", shown="vLLM's 0.92")
-    tenants: CommaList = _setting(
-        ("pointsav",), "comma-separated tenants (`[a-z0-9_-]`); each gets an `engineering-`, an "
-        "`apprenticeship-` and an `extraction-` bucket", shown="pointsav")
-    extraction_tenant: str = _setting("", "whose extraction adapter Phase 1 serves (managed "
-                                      "mode)", shown="first tenant")
     extraction_serving: Literal["merged", "overlay"] = _setting(
         "merged", "managed mode: Phase 1 serves the extraction adapter merged into a copy of "
         "the base (`<data root>/models/merged/`, made once per version; CPU: the base's speed) "
@@ -118,27 +122,60 @@ class Settings(BaseSettings):
     quality_set: str = _setting(
         "", "labelled set (documents + `gold.json`) of the `extraction_quality` check and the "
         "extraction adapter's gate", shown="the demo documents and `demo_data/gold.json`")
-    graph_write_batch: int = _setting(
+
+    @field_validator("inference_url", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        return _comma_split(value)
+
+    @field_validator("inference_url")
+    @classmethod
+    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one server URL is needed")
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+
+class GraphSettings(_Group):
+    """The graph: its sink, the graph service's client, LadybugDB's memory (`YOYO_GRAPH_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}GRAPH_")
+
+    write_batch: int = _setting(
         256, "documents per graph write transaction (one mutate request with the service sink)")
-    graph_sink: Literal["embedded", "service"] = _setting(
+    sink: Literal["embedded", "service"] = _setting(
         "embedded", "`embedded`: the run writes `<data root>/graph/datagraph.lbug` itself; "
         "`service`: through the graph service that owns the file (`POST /v1/graph/mutate`, "
         "docs/graph-service.md)")
-    graph_service_url: str = _setting("http://127.0.0.1:9081", "service sink: the graph "
+    service_url: str = _setting("http://127.0.0.1:9081", "service sink: the graph "
                                       "service's base URL")
-    graph_service_timeout_s: float = _setting(60.0, "service sink: seconds per request")
-    graph_service_attempts: int = _setting(5, "service sink: attempts per request (connection "
+    service_timeout_s: float = _setting(60.0, "service sink: seconds per request")
+    service_attempts: int = _setting(5, "service sink: attempts per request (connection "
                                            "errors, 429, 5xx)")
-    graph_service_token: str = _setting(
+    service_token: str = _setting(
         "", "bearer token the graph service wants and the service sink sends; without one the "
         "reference service binds loopback addresses only. Runs read it from the environment "
         "(`dg.EnvVar`): the UI shows the variable's name, never the token")
-    graph_buffer_pool_mib: int = _setting(
+    buffer_pool_mib: int = _setting(
         512, "LadybugDB buffer pool of the process holding the graph file (the embedded run, or "
         "the graph service), MiB; LadybugDB's own default is 80% of RAM")
-    graph_checkpoint_mib: int = _setting(
+    checkpoint_mib: int = _setting(
         4, "write-ahead log size that triggers a checkpoint of the graph file, MiB "
         "(docs/reliability.md, \"Bounded memory\")")
+
+
+class CorpusSettings(_Group):
+    """Tenants, their corpus buckets and the adapters trained from them."""
+
+    tenants: CommaList = _setting(
+        ("pointsav",), "comma-separated tenants (`[a-z0-9_-]`); each gets an `engineering-`, an "
+        "`apprenticeship-` and an `extraction-` bucket", shown="pointsav")
+    extraction_tenant: str = _setting("", "whose extraction adapter Phase 1 serves (managed "
+                                      "mode)", shown="first tenant")
     adapter_threshold: int = _setting(50, "pending tuples that make a sensor request a new "
                                       "adapter")
     adapters_root: Path | None = _setting(None, "adapter versions, `<tenant>/<role>/v<N>/`",
@@ -157,64 +194,111 @@ class Settings(BaseSettings):
         "local", "`gcs`: the adapter asset trains from the night's GCS copy of the corpus "
         "(mirrored into `<data root>/corpus-gcs/`), for a training machine that never saw the "
         "local folder")
-    gcs_bucket: str = _setting(
-        "", "publication of adapters, and the corpus copy under `<prefix>/corpus/<role>-<tenant>/`"
-        " (files, then the night's manifest); none: neither. Credentials are Google's "
-        "application default credentials, never in config")
-    gcs_prefix: str = _setting("adapters", "object name prefix in the bucket")
-    gcs_project: str | None = _setting(None, "GCS project of the client",
-                                       shown="from credentials")
-    gcs_retry_timeout_s: float = _setting(120.0, "seconds one GCS request to an unreachable "
-                                          "store is retried before publication fails")
 
-    @field_validator("tenants", "git_repositories", "inference_url", mode="before")
+    @field_validator("tenants", "git_repositories", mode="before")
     @classmethod
     def _split_commas(cls, value):
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("inference_url")
-    @classmethod
-    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("at least one server URL is needed")
-        for url in value:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"{url!r} is not an http(s) URL")
-        return value
-
-    @field_validator("data_root")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.resolve()
-
-    @field_validator("adapters_root")
-    @classmethod
-    def _adapters_under_data_root(cls, value: Path | None, info: ValidationInfo) -> Path:
-        return (value or info.data["data_root"] / "adapters").resolve()
+        return _comma_split(value)
 
     @field_validator("extraction_tenant")
     @classmethod
     def _first_tenant(cls, value: str, info: ValidationInfo) -> str:
         return value or next(iter(info.data.get("tenants", ())), "")
 
+
+class GcsSettings(_Group):
+    """Google Cloud Storage: adapters' publication and the corpus copy (`YOYO_GCS_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}GCS_")
+
+    bucket: str = _setting(
+        "", "publication of adapters, and the corpus copy under `<prefix>/corpus/<role>-<tenant>/`"
+        " (files, then the night's manifest); none: neither. Credentials are Google's "
+        "application default credentials, never in config")
+    prefix: str = _setting("adapters", "object name prefix in the bucket")
+    project: str | None = _setting(None, "GCS project of the client",
+                                       shown="from credentials")
+    retry_timeout_s: float = _setting(120.0, "seconds one GCS request to an unreachable "
+                                          "store is retried before publication fails")
+
+
+
+#: The groups, by their attribute on `Settings`.
+GROUPS: dict[str, type[_Group]] = {
+    "schedule": ScheduleSettings, "inference": InferenceSettings, "graph": GraphSettings,
+    "corpus": CorpusSettings, "gcs": GcsSettings}
+
+
+def _comma_split(value):
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _flat_name(group: type[_Group], field: str) -> str:
+    """The setting's name without `YOYO_`, lower case: `graph_sink` for `GraphSettings.sink`."""
+    return (group.model_config["env_prefix"] + field)[len(ENV_PREFIX):].lower()
+
+
+#: Each setting's flat name (`YOYO_` + it, upper case, is its variable) -> (group, field).
+FLAT_NAMES: dict[str, tuple[str, str]] = {
+    _flat_name(group, field): (attr, field)
+    for attr, group in GROUPS.items() for field in group.model_fields}
+
+
+class _Root(_Group):
+    """The data root, the one setting that belongs to no group."""
+
+    data_root: Path = _setting(
+        Path("var/data"), "documents (`transcripts/`, `research/`, `contacts/`), "
+        "`graph/datagraph.lbug`, `corpus/`, `models/`, `logs/`", shown="./var/data")
+
+    @field_validator("data_root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+
+class Settings(BaseModel):
+    """The deployment's settings: the data root and one group per concern (`settings.graph.sink`
+    is `YOYO_GRAPH_SINK`); paths are absolute."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data_root: Path
+    schedule: ScheduleSettings
+    inference: InferenceSettings
+    graph: GraphSettings
+    corpus: CorpusSettings
+    gcs: GcsSettings
+
     @classmethod
     def from_env(cls, data_root: Path | None = None, **fields) -> Settings:
         """Settings from this process's environment; `data_root`, if given, replaces
-        YOYO_DATA_ROOT, and `fields` (Settings field names) replace their variables.
+        YOYO_DATA_ROOT, and `fields` (flat names: `graph_sink`, `tenants`) replace their
+        variables.
 
         Raises:
-            SettingsError: a value that does not parse or is not allowed, naming the variable.
+            SettingsError: a value that does not parse or is not allowed, naming the variable;
+                or a field name that is no setting.
         """
-        given = {**fields, **({"data_root": data_root} if data_root is not None else {})}
-        try:
-            return cls(**given)
-        except ValidationError as exc:
-            problems = "; ".join(f"{variable(str(e['loc'][0]))}: {e['msg']}"
-                                 for e in exc.errors())
-            raise SettingsError(problems) from None
+        unknown = sorted(set(fields) - set(FLAT_NAMES))
+        if unknown:
+            raise SettingsError(f"no such setting: {', '.join(map(variable, unknown))}")
+        given = {attr: {} for attr in GROUPS}
+        for name, value in fields.items():
+            attr, field = FLAT_NAMES[name]
+            given[attr][field] = value
+        root = {"data_root": data_root} if data_root is not None else {}
+        parts = {"data_root": _validated(_Root, root).data_root}
+        parts.update({attr: _validated(GROUPS[attr], values)
+                      for attr, values in given.items()})
+        return cls(**parts)
+
+    @property
+    def adapters_root(self) -> Path:
+        """Adapter versions' root: YOYO_ADAPTERS_ROOT, else `<data root>/adapters`."""
+        return (self.corpus.adapters_root or self.data_root / "adapters").resolve()
 
     @property
     def models_dir(self) -> Path:
@@ -232,15 +316,25 @@ class Settings(BaseSettings):
         return self.data_root / "logs"
 
 
+def _validated(group: type[_Group], values: dict) -> _Group:
+    try:
+        return group(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{variable(_flat_name(group, str(e['loc'][0])))}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(problems) from None
+
+
 def variable(name: str) -> str:
-    """The environment variable of the `Settings` field `name`: `YOYO_<NAME>`."""
+    """The environment variable of the setting with flat name `name`: `YOYO_<NAME>`."""
     return f"{ENV_PREFIX}{name.upper()}"
 
 
 def declared_default(name: str):
-    """The default of setting `name` (a `Settings` field), for a resource or function that
-    takes the same value: the figure is written once, here."""
-    return Settings.model_fields[name].default
+    """The default of the setting with flat name `name` (`graph_sink`), for a resource or
+    function that takes the same value: the figure is written once, here."""
+    attr, field = FLAT_NAMES[name]
+    return GROUPS[attr].model_fields[field].default
 
 
 #: Variables read outside `Settings`: (name, default shown, meaning).
@@ -254,24 +348,30 @@ OTHER_VARIABLES = (
 )
 
 
-def _shown_default(field) -> str:
+def _shown(field) -> tuple[str, str]:
+    """(default as the README shows it, meaning) of one declared setting."""
     extra = field.json_schema_extra or {}
     if "shown" in extra:
-        return extra["shown"]
-    if field.default in ("", None, ()):
-        return "none"
-    if isinstance(field.default, tuple):
-        return ",".join(field.default)
-    return str(field.default)
+        shown = extra["shown"]
+    elif field.default in ("", None, ()):
+        shown = "none"
+    elif isinstance(field.default, tuple):
+        shown = ",".join(field.default)
+    else:
+        shown = str(field.default)
+    return shown, field.description
 
 
 def settings_table() -> str:
-    """The README's settings table (markdown): one row per variable, from the declarations."""
-    rows = [(variable(name), _shown_default(field), field.description)
-            for name, field in Settings.model_fields.items()]
-    rows += list(OTHER_VARIABLES)
-    return "\n".join(["| variable | default | meaning |", "|---|---|---|",
-                      *(f"| `{name}` | {shown} | {meaning} |" for name, shown, meaning in rows)])
+    """The README's settings table (markdown): one row per variable, from the declarations,
+    group by group (its attribute on `Settings`), then the variables read elsewhere."""
+    rows = [("", variable("data_root"), *_shown(_Root.model_fields["data_root"]))]
+    rows += [(f"`{attr}`", variable(_flat_name(group, name)), *_shown(field))
+             for attr, group in GROUPS.items() for name, field in group.model_fields.items()]
+    rows += [("", name, shown, meaning) for name, shown, meaning in OTHER_VARIABLES]
+    return "\n".join(["| group | variable | default | meaning |", "|---|---|---|---|",
+                      *(f"| {group} | `{name}` | {shown} | {meaning} |"
+                        for group, name, shown, meaning in rows)])
 
 
 def crash_points() -> set[str]:
