@@ -101,6 +101,11 @@ class TrainingConfig(Config):
         "the chosen answers added to the DPO loss (RPO, Pang et al. 2024; trl's loss_type "
         "[\"sigmoid\", \"sft\"]); 0: DPO alone. The extraction role's DPO pass uses "
         "`preference_pass_rpo_alpha` instead.")
+    precompute_ref_log_probs: bool = Field(
+        default=True, description="DPO only: compute the reference's log-probabilities of "
+        "every pair once, before training (one forward pass, trl's `precompute_ref_log_probs`), "
+        "instead of again at every step of every epoch; the reference is frozen, so the loss "
+        "is the same (docs/benchmarks.md, \"Phase 2 on CPU\").")
     preference_pass_rpo_alpha: float = Field(
         default=1.0, ge=0, description="`rpo_alpha` of the extraction role's DPO pass over "
         "correction pairs (adapters/preference_pass.py; RPO's own value): without it the pass "
@@ -452,7 +457,7 @@ def _trainer(kind: str, split: FittedSplit, config: TrainingConfig, base_dir: Pa
         rpo = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, config.rpo_alpha]) \
             if config.rpo_alpha else {}
         args = DPOConfig(learning_rate=config.dpo_learning_rate, beta=config.beta, **rpo,
-                         **common)
+                         precompute_ref_log_probs=config.precompute_ref_log_probs, **common)
     base = SFTTrainer if kind == "sft" else DPOTrainer
     return type(base.__name__, (_CrashPointInCheckpoint, base), {})(args=args, **given)
 

@@ -151,11 +151,11 @@ class GraphSettings(_Group):
         "embedded", "`embedded`: the run writes `<data root>/graph/datagraph.lbug` itself; "
         "`service`: through the graph service that owns the file (`POST /v1/graph/mutate`, "
         "docs/graph-service.md)")
-    service_url: str = _setting("http://127.0.0.1:9081", "service sink: the graph "
-                                      "service's base URL")
+    service_url: str = _setting("http://127.0.0.1:9081",
+                                "service sink: the graph service's base URL")
     service_timeout_s: float = _setting(60.0, "service sink: seconds per request")
-    service_attempts: int = _setting(5, "service sink: attempts per request (connection "
-                                           "errors, 429, 5xx)")
+    service_attempts: int = _setting(
+        5, "service sink: attempts per request (connection errors, 429, 5xx)")
     service_token: str = _setting(
         "", "bearer token the graph service wants and the service sink sends; without one the "
         "reference service binds loopback addresses only. Runs read it from the environment "
@@ -216,11 +216,10 @@ class GcsSettings(_Group):
         " (files, then the night's manifest); none: neither. Credentials are Google's "
         "application default credentials, never in config")
     prefix: str = _setting("adapters", "object name prefix in the bucket")
-    project: str | None = _setting(None, "GCS project of the client",
-                                       shown="from credentials")
-    retry_timeout_s: float = _setting(120.0, "seconds one GCS request to an unreachable "
-                                          "store is retried before publication fails")
-
+    project: str | None = _setting(None, "GCS project of the client", shown="from credentials")
+    retry_timeout_s: float = _setting(
+        120.0, "seconds one GCS request to an unreachable store is retried before publication "
+        "fails")
 
 
 #: The groups, by their attribute on `Settings`.
