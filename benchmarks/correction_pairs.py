@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import hashlib
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,17 +31,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from yoyo_assets.adapters.corpus import CorpusTuple, canonical_hash  # noqa: E402
-from yoyo_assets.adapters.extraction_gate import _counts, f1_difference  # noqa: E402
+from yoyo_assets.adapters.extraction_gate import document_counts, f1_difference  # noqa: E402
 from yoyo_assets.adapters.held_out import score_dpo  # noqa: E402
+from yoyo_assets.adapters.merged_weights import merge_into  # noqa: E402
 from yoyo_assets.adapters.preference_pass import train_with_preference_pass  # noqa: E402
 from yoyo_assets.adapters.training import (TrainingConfig, load_base_model,  # noqa: E402
                                            split_tuples)
 from yoyo_assets.datagraph.corrections.stream import (ConfirmedEntity, Correction,  # noqa: E402
                                                CorrectionOutcome)
-from yoyo_assets.datagraph.extraction.extractor import ENTITY_TYPES, EntityExtractor, entity_key  # noqa: E402
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, EntityExtractor,  # noqa: E402
+                                                        entity_key)
 from yoyo_assets.datagraph.extraction.config import ExtractionConfig  # noqa: E402
 from yoyo_assets.datagraph.corrections.tuples import correction_material  # noqa: E402
-from yoyo_assets.datagraph.extraction.quality import load_labelled_set, score_extractions  # noqa: E402
+from yoyo_assets.datagraph.extraction.quality import (load_labelled_set,  # noqa: E402
+                                                      score_extractions)
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
 from yoyo_assets.shared.inference_server import (InferenceServer, ServerLaunch,  # noqa: E402
                                                  VllmOptions)
@@ -90,16 +92,9 @@ def as_tuples(records: list[dict]) -> list[CorpusTuple]:
 
 
 def merged(adapter_dir: Path, base: Path, target: Path) -> Path:
-    """`adapter_dir` merged into a copy of `base` (peft merge_and_unload), in `target/<base>`."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
+    """`adapter_dir` merged into a copy of `base`, in `target/<base>` (as Phase 1 serves it)."""
     folder = target / base.name
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter_dir)
-    model.merge_and_unload().save_pretrained(folder)
-    for source in base.iterdir():
-        if source.is_file() and not (folder / source.name).exists():
-            shutil.copy2(source, folder / source.name)
+    merge_into(adapter_dir, base, folder)
     return folder
 
 
@@ -161,7 +156,7 @@ def main() -> None:
     print("| extractor | dev notes P / R / **F1** | F1 − base [95 % interval] | "
           "F1 − SFT [95 % interval] | held-out pairs: confirmed answer preferred |")
     print("|---|---|---|---|---|")
-    counts = {name: _counts(dev, results) for name, results in rows.items()}
+    counts = {name: document_counts(dev, results) for name, results in rows.items()}
     for name, results in rows.items():
         m = score_extractions(dev, results, {}).metrics()
         cells = []

@@ -29,9 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from yoyo_assets.datagraph.extraction.config import ExtractionConfig  # noqa: E402
 from yoyo_assets.datagraph.extraction.extractor import EntityExtractor  # noqa: E402
-from yoyo_assets.datagraph.extraction.quality import SetNotScored, extract_and_score, load_labelled_set  # noqa: E402
+from yoyo_assets.datagraph.extraction.quality import (SetNotScored, extract_and_score,  # noqa: E402
+                                                      load_labelled_set)
 from yoyo_assets.shared.embedded_model import ensure_embedded_model  # noqa: E402
-from yoyo_assets.shared.inference_server import InferenceServer, ServerLaunch, VllmOptions  # noqa: E402
+from yoyo_assets.shared.inference_server import (InferenceServer, ServerLaunch,  # noqa: E402
+                                                 VllmOptions)
 
 CORPORA = REPO.parent / "shared" / "corpora"
 

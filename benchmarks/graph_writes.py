@@ -7,8 +7,8 @@ autocommit MERGE per entity.
 Rows (entity upserts/s, the median of `--repeat` writes, each of new documents):
 - the writer on new entities (the bulk COPY path) and on entities the graph already holds (the
   UPDATE statement for the entities, COPY for the documents and MENTIONS), each with the batch
-  rules of extraction/batch.py checked (the embedded sink) and with a batch already checked (the graph
-  service, whose request model checks it);
+  rules of datagraph/extraction/batch.py checked (the embedded sink) and with a batch already
+  checked (the graph service, whose request model checks it);
 - the writer with bulk COPY switched off (every row through UNWIND: what small writes do);
 - naive: one MERGE per entity, autocommit.
 A process's first bulk write imports pyarrow's Parquet writer (about a second, once): a warm-up
@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from yoyo_assets.datagraph.graph import store as graph_store  # noqa: E402
-from yoyo_assets.datagraph.extraction.extractor import DocumentExtraction, ExtractedEntity  # noqa: E402
+from yoyo_assets.datagraph.extraction.extractor import (DocumentExtraction,  # noqa: E402
+                                                        ExtractedEntity)
 from yoyo_assets.datagraph.graph.store import open_graph  # noqa: E402
 
 NAIVE_UPSERT = """

@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yoyo_assets.datagraph.extraction.extractor import (DocumentExtraction, ExtractedEntity,  # noqa: E402
-                                              entity_key)
+from yoyo_assets.datagraph.extraction.extractor import (DocumentExtraction,  # noqa: E402
+                                                        ExtractedEntity, entity_key)
 from yoyo_assets.datagraph.graph.identity import ResolvedMention  # noqa: E402
 from yoyo_assets.datagraph.graph.store import open_graph  # noqa: E402
 from yoyo_assets.resolution.names import parse_person  # noqa: E402

@@ -1,5 +1,6 @@
 """The peer a user would pick instead: spaCy's small English pipeline, scored by the project's
-own scorer (`datagraph/extraction/quality.py`) on the same labelled sets as benchmarks/extraction_quality.py.
+own scorer (`datagraph/extraction/quality.py`) on the same labelled sets as
+benchmarks/extraction_quality.py.
 
     .venv/bin/pip install -e '.[bench]'     # spacy + en_core_web_sm (benchmark only)
     .venv/bin/python benchmarks/spacy_peer.py [--set DIR ...] [--limit N] [--contacts 48]
@@ -23,8 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yoyo_assets.datagraph.extraction.extractor import DocumentExtraction, merge_entities  # noqa: E402
-from yoyo_assets.datagraph.extraction.quality import load_labelled_set, score_extractions  # noqa: E402
+from yoyo_assets.datagraph.extraction.extractor import (DocumentExtraction,  # noqa: E402
+                                                        merge_entities)
+from yoyo_assets.datagraph.extraction.quality import (load_labelled_set,  # noqa: E402
+                                                      score_extractions)
 
 CORPORA = REPO.parent / "shared" / "corpora"
 #: spaCy's package on the index (a re-upload of Explosion's MIT-licensed en_core_web_sm 3.8).

@@ -9,7 +9,8 @@ import pytest
 
 from yoyo_assets.adapters.extraction_gate import POOLED, judge_extractors
 from yoyo_assets.adapters.gate import paired_difference
-from yoyo_assets.datagraph.extraction.extractor import DocumentExtraction, ExtractedEntity, entity_key
+from yoyo_assets.datagraph.extraction.extractor import (DocumentExtraction, ExtractedEntity,
+                                                        entity_key)
 from yoyo_assets.datagraph.extraction.quality import load_labelled_set
 
 

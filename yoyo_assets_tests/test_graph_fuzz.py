@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
-                                              entity_key)
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, DocumentExtraction,
+                                                        ExtractedEntity, entity_key)
 from yoyo_assets.datagraph.extraction.batch import InvalidBatch
 from yoyo_assets.datagraph.graph.store import open_graph
 from yoyo_assets.datagraph.graph.wire import KNOWN_PATH, MUTATE_PATH, request_id

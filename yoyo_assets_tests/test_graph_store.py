@@ -13,8 +13,8 @@ import pytest
 
 from yoyo_assets.datagraph.extraction import batch as graph_batch
 from yoyo_assets.datagraph.graph import store as graph_store
-from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, DocumentExtraction, ExtractedEntity,
-                                              entity_key)
+from yoyo_assets.datagraph.extraction.extractor import (ENTITY_TYPES, DocumentExtraction,
+                                                        ExtractedEntity, entity_key)
 from yoyo_assets.datagraph.extraction.batch import InvalidBatch
 from yoyo_assets.datagraph.graph.bulk import BULK_ROWS, copy_new_rows
 from yoyo_assets.datagraph.graph.store import WRITE_STATEMENTS, batch_rows, open_graph

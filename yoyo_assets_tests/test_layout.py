@@ -31,8 +31,8 @@ def _module_name(path: Path) -> str:
 def test_no_module_falls_outside_the_import_contracts():
     """The assets contract places each module: as a source (through its package, or a
     `package.*` pattern: a new module is covered without being named), or as a target; only
-    the command line (the top layer), `__main__`, the code location and the root stand outside. (The layers contracts cover whole
-    packages by themselves.)"""
+    the command line (the top layer), `__main__`, the code location and the root stand outside.
+    (The layers contracts cover whole packages by themselves.)"""
     import tomllib
 
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]

@@ -9,7 +9,8 @@ from tokenizers import Tokenizer
 from dagster import AssetCheckSeverity, DagsterInstance, RunConfig
 
 from yoyo_assets.datagraph.extraction.config import ExtractionConfig
-from yoyo_assets.datagraph.extraction.extractor import DocumentExtraction, EntityExtractor, ExtractedEntity
+from yoyo_assets.datagraph.extraction.extractor import (DocumentExtraction, EntityExtractor,
+                                                        ExtractedEntity)
 from yoyo_assets.datagraph.extraction.quality import (GoldEntity, LabelledSetError, QualityReport,
                                            SetNotScored, contact_gold, extract_and_score,
                                            load_labelled_set)

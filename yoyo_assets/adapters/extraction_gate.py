@@ -2,8 +2,8 @@
 labelled documents of every stream, by more than chance?
 
 Per document, the name-level ("any type") true positives, false positives and false negatives of
-both extractors (`datagraph/extraction/quality.py`'s scoring). F1 is micro-averaged over a set of documents
-(2·TP / (2·TP + FP + FN)). The difference candidate − serving gets a paired bootstrap interval
+both extractors (`datagraph/extraction/quality.py`'s scoring). F1 is micro-averaged over a set
+of documents (2·TP / (2·TP + FP + FN)). The difference candidate − serving gets a paired bootstrap interval
 over documents (scipy.stats.bootstrap, percentile method, as the loss gate in gate.py): the same
 resampled documents for both extractors. It is computed on the pooled set and on each stream.
 
@@ -48,9 +48,9 @@ class ExtractionVerdict:
     reason: str
 
 
-def _counts(labelled: list[LabelledDocument], results: list[DocumentExtraction]):
-    """(documents, 3) array of TP, FP, FN per labelled document; a missing result extracted
-    nothing."""
+def document_counts(labelled: list[LabelledDocument], results: list[DocumentExtraction]):
+    """(documents, 3) float array of "any type" TP, FP, FN per labelled document, in
+    `labelled`'s order; a document without a result extracted nothing."""
     import numpy as np
 
     by_path = {r.path: r for r in results}
@@ -110,7 +110,8 @@ def judge_extractors(labelled: list[LabelledDocument], serving: list[DocumentExt
     """
     if not labelled:
         raise ValueError("the extraction gate needs labelled documents")
-    s_counts, c_counts = _counts(labelled, serving), _counts(labelled, candidate)
+    s_counts = document_counts(labelled, serving)
+    c_counts = document_counts(labelled, candidate)
     streams = sorted({item.document.stream for item in labelled})
     differences = {POOLED: f1_difference(s_counts, c_counts, confidence, resamples, seed)}
     for stream in streams:

@@ -37,15 +37,24 @@ def merged_model(version: AdapterVersion, base_dir: Path, cache: Path) -> Path:
     with FileLock(target.parent / ".lock"):
         if (target / "config.json").is_file():
             return target
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM
-
         with staged_folder(target) as staging:
-            base = AutoModelForCausalLM.from_pretrained(base_dir)
-            merged = PeftModel.from_pretrained(base, version.path).merge_and_unload()
-            merged.save_pretrained(staging)
-            for source in base_dir.iterdir():  # tokenizer, chat template, generation config
-                if source.is_file() and not source.name.endswith(_WEIGHT_SUFFIXES) and not (
-                        staging / source.name).exists():
-                    shutil.copy2(source, staging / source.name)
+            merge_into(version.path, base_dir, staging)
     return target
+
+
+def merge_into(adapter_dir: Path, base_dir: Path, folder: Path) -> None:
+    """Write `base_dir`'s model with the LoRA adapter in `adapter_dir` merged in (peft
+    `merge_and_unload`) into `folder`, with the base's other files (tokenizer, chat template,
+    generation config) beside it: a model folder vLLM serves as it would the base.
+
+    Raises whatever transformers or peft raise for an unreadable base or adapter.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().save_pretrained(folder)
+    for source in base_dir.iterdir():
+        if source.is_file() and not source.name.endswith(_WEIGHT_SUFFIXES) and not (
+                folder / source.name).exists():
+            shutil.copy2(source, folder / source.name)

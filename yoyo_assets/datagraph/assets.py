@@ -3,7 +3,8 @@ operators' corrections applied in the graph and turned into training material
 (corrections -> datagraph -> correction_tuples, which Phase 2's buckets take).
 
 The asset bodies are module-level functions; `build_datagraph_assets` decorates them with the
-night partitions. The work is in domain modules (documents/, extraction/, corrections/, graph/, checks).
+night partitions. The work is in the domain folders (documents/, extraction/, corrections/,
+graph/) and checks.py.
 """
 
 import json

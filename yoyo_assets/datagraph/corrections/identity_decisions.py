@@ -22,7 +22,8 @@ import jsonschema
 from pydantic import Field, ValidationError
 
 from ...shared.json_schema import schema_violation
-from ..extraction.batch import MAX_KEY_CHARS, MAX_PATH_CHARS, SafeText, Sha256, StrictModel, describe
+from ..extraction.batch import (MAX_KEY_CHARS, MAX_PATH_CHARS, SafeText, Sha256, StrictModel,
+                                describe)
 
 #: The keys that make a corrections line an identity decision.
 DECISION_KEYS = ("same", "not_same")

@@ -32,8 +32,8 @@ from ...shared.jsonl import InvalidLine
 from ...shared.text import printable
 from ..documents.streams import DEFAULT_MAX_DOCUMENT_BYTES
 from ..extraction.extractor import ENTITY_TYPES, MAX_NAME_CHARS, entity_key, normalise_name
-from ..extraction.batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night, SafeText,
-                          Sha256, StrictModel, check_once, describe)
+from ..extraction.batch import (MAX_ENTITIES_PER_DOCUMENT, MAX_KEY_CHARS, InvalidBatch, Night,
+                                SafeText, Sha256, StrictModel, check_once, describe)
 from .identity_decisions import IdentityDecision, is_decision, parse_decision
 
 #: Longest operator name (`by`), characters.

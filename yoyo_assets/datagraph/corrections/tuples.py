@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .stream import Correction, CorrectionOutcome
 from ..documents.streams import DocumentError, read_document
-from ..extraction.extractor import ENTITY_TYPES, Tokenizer, build_messages, normalise_name, split_into_chunks
+from ..extraction.extractor import (ENTITY_TYPES, Tokenizer, build_messages, normalise_name,
+                                    split_into_chunks)
 from ..extraction.quality import GoldEntity, LabelledDocument
 
 

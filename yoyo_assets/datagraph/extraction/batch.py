@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime
 from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
-                      ValidationError, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      StringConstraints, ValidationError, model_validator)
 
 from ...shared.text import unsafe_character
 from ..documents.streams import STREAM_PATTERNS

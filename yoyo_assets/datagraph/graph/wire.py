@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from ..corrections.stream import CorrectionBatch, CorrectionOutcome
 from ..extraction.extractor import DocumentExtraction, ExtractedEntity
 from ...resolution.resolver import Anchor
-from ..extraction.batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch, Night,
-                          SafeText, Sha256, StrictModel, documents_of)
+from ..extraction.batch import (MAX_DOCUMENTS_PER_BATCH, MAX_KEY_CHARS, MAX_PATH_CHARS, Batch,
+                                Night, SafeText, Sha256, StrictModel, documents_of)
 from .identity import IdentityStats, IdentityView, ResolvedMention
 from ..corrections.identity_decisions import IdentityDecision
 from .store import NightTotals, WriteStats
