@@ -3,9 +3,9 @@ labelled documents of every stream, by more than chance?
 
 Per document, the name-level ("any type") true positives, false positives and false negatives of
 both extractors (`datagraph/extraction/quality.py`'s scoring). F1 is micro-averaged over a set
-of documents (2·TP / (2·TP + FP + FN)). The difference candidate − serving gets a paired bootstrap interval
-over documents (scipy.stats.bootstrap, percentile method, as the loss gate in gate.py): the same
-resampled documents for both extractors. It is computed on the pooled set and on each stream.
+of documents (2·TP / (2·TP + FP + FN)). The difference candidate − serving gets a paired
+bootstrap interval over documents (scipy.stats.bootstrap, percentile method, as the loss gate in
+gate.py): the same resampled documents for both extractors. It is computed on the pooled set and on each stream.
 
 A candidate passes when the pooled interval lies above 0 (it is better beyond chance; with the
 gate statistic "mean", when the pooled difference itself is above 0) and no stream's interval

@@ -17,7 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      ValidationInfo, field_validator)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Run tag that dagster.yaml limits to one run at a time: every run that needs the whole GPU.
@@ -30,8 +31,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The prefix of every variable below.
 ENV_PREFIX = "YOYO_"
 
+def _comma_split(value):
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 #: A comma-separated list in the environment (not JSON, pydantic-settings' default for lists).
-CommaList = Annotated[tuple[str, ...], NoDecode]
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_split)]
 
 
 def _setting(default, meaning: str, shown: str | None = None):
@@ -123,11 +130,6 @@ class InferenceSettings(_Group):
         "", "labelled set (documents + `gold.json`) of the `extraction_quality` check and the "
         "extraction adapter's gate", shown="the demo documents and `demo_data/gold.json`")
 
-    @field_validator("inference_url", mode="before")
-    @classmethod
-    def _split_commas(cls, value):
-        return _comma_split(value)
-
     @field_validator("inference_url")
     @classmethod
     def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -195,11 +197,6 @@ class CorpusSettings(_Group):
         "(mirrored into `<data root>/corpus-gcs/`), for a training machine that never saw the "
         "local folder")
 
-    @field_validator("tenants", "git_repositories", mode="before")
-    @classmethod
-    def _split_commas(cls, value):
-        return _comma_split(value)
-
     @field_validator("extraction_tenant")
     @classmethod
     def _first_tenant(cls, value: str, info: ValidationInfo) -> str:
@@ -226,12 +223,6 @@ class GcsSettings(_Group):
 GROUPS: dict[str, type[_Group]] = {
     "schedule": ScheduleSettings, "inference": InferenceSettings, "graph": GraphSettings,
     "corpus": CorpusSettings, "gcs": GcsSettings}
-
-
-def _comma_split(value):
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
 
 
 def _flat_name(group: type[_Group], field: str) -> str:
